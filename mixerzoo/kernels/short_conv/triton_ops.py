@@ -1,0 +1,281 @@
+"""Triton kernels for the gated short convolution: ``y = silu(causal_dwconv_K(u) + bias) ⊙ gate``.
+
+Legend: ``u, gate, y [B, L, C]`` (channels contiguous), ``weight [C, K]`` (tap K−1 multiplies the
+current token), ``bias [C]``, ``state [B, K−1, C]`` = the K−1 inputs before the first token, oldest
+first. Think of ``x = [state, u]`` (length K−1+L): output t reads ``x[t … t+K−1]``, i.e. the inputs
+``u[t−K+1 … t]``; ``u`` index ``i < 0`` is ``state[K−1+i]`` (zeros without a state).
+
+Every op is memory-bound (K multiply-adds per element): one program owns a ``[BT, BC]`` tile of
+(time, channel) and reads the K−1 earlier rows through the cache, so HBM sees u and gate once and
+y once. The backward recomputes the convolution (nothing but the inputs is saved) and builds
+``du[t] = Σ_k w[k]·dz[t+K−1−k]`` from K shifted recomputations of ``dz`` (no dz round trip through
+HBM); per-tile partial sums of ``dweight``/``dbias`` go to an fp32 buffer that torch reduces
+(deterministic, no atomics). The decode step updates the state in place (no host sync: capturable).
+
+Registered as ``torch.ops.mixerzoo.gated_short_conv_fwd/bwd/step`` (``torch.library.custom_op``
+with fake and autograd registrations), so ``torch.compile`` traces through them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional  # noqa: UP035 — torch.library's schema inference needs typing.Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+__all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
+
+
+@triton.jit
+def _load_x(p_u, p_h0, i_b, o_i, o_c, m_c, L, C, K: tl.constexpr, HAS_H0: tl.constexpr):
+    """``x`` at u-index rows ``o_i`` (may be < 0: the state, or zeros) as fp32 ``[BT, BC]``."""
+    m_u = (o_i[:, None] >= 0) & (o_i[:, None] < L) & m_c[None, :]
+    b_x = tl.load(p_u + (i_b * L + o_i[:, None]).to(tl.int64) * C + o_c[None, :], mask=m_u, other=0.0).to(tl.float32)
+    if HAS_H0:
+        m_h = (o_i[:, None] < 0) & (o_i[:, None] >= -(K - 1)) & m_c[None, :]
+        o_h = (i_b * (K - 1) + K - 1 + o_i[:, None]).to(tl.int64) * C + o_c[None, :]
+        b_x += tl.load(p_h0 + o_h, mask=m_h, other=0.0).to(tl.float32)
+    return b_x
+
+
+@triton.jit
+def _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K: tl.constexpr, HAS_H0: tl.constexpr):
+    """Pre-activation ``z[t] = bias + Σ_k w[k]·u[t−K+1+k]`` for rows ``o_t`` (fp32 ``[BT, BC]``)."""
+    b_z = tl.zeros([o_t.shape[0], o_c.shape[0]], dtype=tl.float32) + b_bias[None, :]
+    for k in tl.static_range(K):
+        b_w = tl.load(p_w + o_c * K + k, mask=m_c, other=0.0).to(tl.float32)  # [BC]
+        b_z += b_w[None, :] * _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, K, HAS_H0)
+    return b_z
+
+
+@triton.jit
+def gated_short_conv_fwd_kernel(
+    p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C,
+    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+):  # fmt: skip
+    i_t, i_c, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_t = i_t * BT + tl.arange(0, BT)
+    o_c = i_c * BC + tl.arange(0, BC)
+    m_c = o_c < C
+    m_tc = (o_t[:, None] < L) & m_c[None, :]
+    if HAS_BIAS:
+        b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
+    else:
+        b_bias = tl.zeros([BC], dtype=tl.float32)
+    b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+    o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
+    b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
+    b_y = b_z * tl.sigmoid(b_z) * b_g
+    tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
+    if K > 1:
+        if i_t == tl.num_programs(0) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
+            for j in tl.static_range(K - 1):
+                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + j, tl.int32), o_c, m_c, L, C, K, HAS_H0)
+                o_s = (i_b * (K - 1) + j).to(tl.int64) * C + o_c
+                tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
+
+
+@triton.jit
+def gated_short_conv_bwd_kernel(
+    p_u, p_g, p_w, p_bias, p_h0, p_dy, p_dht, p_du, p_dg, p_dh0, p_dwp, p_dbp, L, C,
+    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_DHT: tl.constexpr,
+):  # fmt: skip
+    """Rows in x-space: with a state the program rows start at u-index −(K−1) (those rows are the state's grads)."""
+    i_t, i_c, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    if HAS_H0:
+        o_i = i_t * BT + tl.arange(0, BT) - (K - 1)
+    else:
+        o_i = i_t * BT + tl.arange(0, BT)
+    o_c = i_c * BC + tl.arange(0, BC)
+    m_c = o_c < C
+    if HAS_BIAS:
+        b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
+    else:
+        b_bias = tl.zeros([BC], dtype=tl.float32)
+    b_dx = tl.zeros([BT, BC], dtype=tl.float32)
+    for s in tl.static_range(K):
+        # dz at rows o_i + s (zero outside 0 … L−1) feeds dx[o_i] through tap K−1−s
+        o_t = o_i + s
+        m_t = (o_t[:, None] >= 0) & (o_t[:, None] < L) & m_c[None, :]
+        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+        o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
+        b_g = tl.load(p_g + o_y, mask=m_t, other=0.0).to(tl.float32)
+        b_dy = tl.load(p_dy + o_y, mask=m_t, other=0.0).to(tl.float32)
+        b_sig = tl.sigmoid(b_z)
+        b_dz = b_dy * b_g * b_sig * (1.0 + b_z * (1.0 - b_sig))
+        b_w = tl.load(p_w + o_c * K + (K - 1 - s), mask=m_c, other=0.0).to(tl.float32)
+        b_dx += b_w[None, :] * b_dz
+        if s == 0:
+            tl.store(p_dg + o_y, (b_dy * b_z * b_sig).to(p_dg.dtype.element_ty), mask=m_t)
+            o_p = ((i_b * tl.num_programs(0) + i_t) * C + o_c).to(tl.int64)  # partial-sum row of this program
+            if HAS_BIAS:
+                tl.store(p_dbp + o_p, tl.sum(b_dz, axis=0), mask=m_c)
+            for k in tl.static_range(K):
+                b_x = _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, K, HAS_H0)
+                tl.store(p_dwp + o_p * K + k, tl.sum(b_dz * b_x, axis=0), mask=m_c)
+    if HAS_DHT:  # the final state is x rows L−K+1 … L−1: its gradient adds to theirs
+        o_j = o_i - (L - K + 1)
+        m_j = (o_j[:, None] >= 0) & (o_j[:, None] < K - 1) & m_c[None, :]
+        b_dx += tl.load(p_dht + (i_b * (K - 1) + o_j[:, None]).to(tl.int64) * C + o_c[None, :], mask=m_j, other=0.0)
+    m_u = (o_i[:, None] >= 0) & (o_i[:, None] < L) & m_c[None, :]
+    tl.store(p_du + (i_b * L + o_i[:, None]).to(tl.int64) * C + o_c[None, :], b_dx.to(p_du.dtype.element_ty), mask=m_u)
+    if HAS_H0:
+        m_h = (o_i[:, None] < 0) & m_c[None, :]
+        o_h = (i_b * (K - 1) + K - 1 + o_i[:, None]).to(tl.int64) * C + o_c[None, :]
+        tl.store(p_dh0 + o_h, b_dx.to(p_dh0.dtype.element_ty), mask=m_h)
+
+
+@triton.jit
+def gated_short_conv_step_kernel(
+    p_u, p_g, p_h, p_w, p_bias, p_y, C, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr
+):
+    """One token; the program owns channels ``o_c`` of sequence ``i_b``: reads the K−1 state rows, then shifts them."""
+    i_c, i_b = tl.program_id(0), tl.program_id(1)
+    o_c = i_c * BC + tl.arange(0, BC)
+    m_c = o_c < C
+    b_u = tl.load(p_u + i_b * C + o_c, mask=m_c, other=0.0)
+    b_z = tl.load(p_w + o_c * K + (K - 1), mask=m_c, other=0.0).to(tl.float32) * b_u.to(tl.float32)
+    if HAS_BIAS:
+        b_z += tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
+    for k in tl.static_range(K - 1):
+        b_h = tl.load(p_h + (i_b * (K - 1) + k).to(tl.int64) * C + o_c, mask=m_c, other=0.0)
+        b_z += tl.load(p_w + o_c * K + k, mask=m_c, other=0.0).to(tl.float32) * b_h.to(tl.float32)
+        if k > 0:  # state row k moves to row k−1; every load of row k precedes this store
+            tl.store(p_h + (i_b * (K - 1) + k - 1).to(tl.int64) * C + o_c, b_h, mask=m_c)
+    if K > 1:
+        tl.store(p_h + (i_b * (K - 1) + K - 2).to(tl.int64) * C + o_c, b_u.to(p_h.dtype.element_ty), mask=m_c)
+    b_g = tl.load(p_g + i_b * C + o_c, mask=m_c, other=0.0).to(tl.float32)
+    tl.store(p_y + i_b * C + o_c, (b_z * tl.sigmoid(b_z) * b_g).to(p_y.dtype.element_ty), mask=m_c)
+
+
+def _tiles(C: int) -> tuple[int, int, int]:
+    """(BT, BC, num_warps): 16-byte channel vectors, ~8K elements per program."""
+    BC = min(triton.next_power_of_2(C), 128)
+    BT = max(8, min(64, 8192 // BC))
+    return BT, BC, 4
+
+
+def _contig(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+@torch.library.custom_op("mixerzoo::gated_short_conv_fwd", mutates_args=())
+def gated_short_conv_fwd(
+    u: Tensor, gate: Tensor, weight: Tensor, bias: Optional[Tensor], initial_state: Optional[Tensor]  # noqa: UP045
+) -> tuple[Tensor, Tensor]:
+    """``(y [B, L, C], final_state [B, K−1, C])``, both in u's dtype."""
+    u, gate, weight, bias, initial_state = (_contig(t) for t in (u, gate, weight, bias, initial_state))
+    B, L, C = u.shape
+    K = weight.shape[1]
+    y = torch.empty_like(u)
+    ht = u.new_empty(B, K - 1, C)
+    BT, BC, nw = _tiles(C)
+    grid = (triton.cdiv(L, BT), triton.cdiv(C, BC), B)
+    gated_short_conv_fwd_kernel[grid](
+        u, gate, weight, bias if bias is not None else u, initial_state if initial_state is not None else u, y, ht, L, C,
+        K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, num_warps=nw,
+    )  # fmt: skip
+    return y, ht
+
+
+@gated_short_conv_fwd.register_fake
+def _(u, gate, weight, bias, initial_state):
+    return torch.empty_like(u), u.new_empty(u.shape[0], weight.shape[1] - 1, u.shape[2])
+
+
+@torch.library.custom_op("mixerzoo::gated_short_conv_bwd", mutates_args=())
+def gated_short_conv_bwd(
+    dy: Tensor,
+    d_final_state: Optional[Tensor],  # noqa: UP045
+    u: Tensor,
+    gate: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],  # noqa: UP045
+    initial_state: Optional[Tensor],  # noqa: UP045
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(du, dgate, dweight, dbias [C] (zeros-shaped even without a bias), dinitial_state ([0] without one))``."""
+    dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, d_final_state, u, gate, weight, bias, initial_state))
+    B, L, C = u.shape
+    K = weight.shape[1]
+    BT, BC, nw = _tiles(C)
+    rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
+    NT = triton.cdiv(rows, BT)
+    du, dg = torch.empty_like(u), torch.empty_like(gate)
+    dh0 = torch.empty_like(h0) if h0 is not None else u.new_empty(0)
+    dwp = torch.empty(B, NT, C, K, device=u.device, dtype=torch.float32)
+    dbp = torch.empty(B, NT, C, device=u.device, dtype=torch.float32) if bias is not None else dwp
+    gated_short_conv_bwd_kernel[(NT, triton.cdiv(C, BC), B)](
+        u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
+        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
+        K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
+        num_warps=nw,
+    )  # fmt: skip
+    dw = dwp.sum((0, 1)).to(weight.dtype)
+    db = dbp.sum((0, 1)).to(bias.dtype) if bias is not None else weight.new_zeros(C)
+    return du, dg, dw, db, dh0
+
+
+@gated_short_conv_bwd.register_fake
+def _(dy, d_final_state, u, gate, weight, bias, initial_state):
+    C = u.shape[2]
+    dh0 = torch.empty_like(initial_state) if initial_state is not None else u.new_empty(0)
+    db = weight.new_empty(C) if bias is None else bias.new_empty(C)
+    return torch.empty_like(u), torch.empty_like(gate), torch.empty_like(weight), db, dh0
+
+
+def _fwd_setup(ctx, inputs, output):
+    u, gate, weight, bias, initial_state = inputs
+    ctx.save_for_backward(u, gate, weight, bias, initial_state)
+
+
+def _fwd_backward(ctx, dy, d_final_state):
+    u, gate, weight, bias, h0 = ctx.saved_tensors
+    du, dg, dw, db, dh0 = torch.ops.mixerzoo.gated_short_conv_bwd(dy, d_final_state, u, gate, weight, bias, h0)
+    return du, dg, dw, (db if bias is not None else None), (dh0 if h0 is not None else None)
+
+
+gated_short_conv_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+
+
+@torch.library.custom_op("mixerzoo::gated_short_conv_step", mutates_args=("state",))
+def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:  # noqa: UP045
+    """One token, ``u, gate [B, C]``; ``state [B, K−1, C]`` shifted and updated in place."""
+    if not state.is_contiguous():
+        raise ValueError("gated_short_conv_step (triton): state must be contiguous (it is updated in place)")
+    u, gate, weight, bias = (_contig(t) for t in (u, gate, weight, bias))
+    B, C = u.shape
+    K = weight.shape[1]
+    y = torch.empty_like(u)
+    BC = min(triton.next_power_of_2(C), 1024)
+    gated_short_conv_step_kernel[(triton.cdiv(C, BC), B)](
+        u, gate, state, weight, bias if bias is not None else u, y, C, K=K, BC=BC, HAS_BIAS=bias is not None,
+        num_warps=4,
+    )
+    return y
+
+
+@gated_short_conv_step.register_fake
+def _(u, gate, state, weight, bias):
+    return torch.empty_like(u)
+
+
+def gated_short_conv_triton(
+    u: Tensor,
+    gate: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    *,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Fused conv + bias + SiLU + gate; returns ``(y, final_state or None)``. Differentiable in every tensor."""
+    y, ht = torch.ops.mixerzoo.gated_short_conv_fwd(u, gate, weight, bias, initial_state)
+    return y, (ht if output_final_state else None)
+
+
+def gated_short_conv_step_triton(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Decode step: ``y [B, C]``; ``state`` updated in place (CUDA-graph capturable)."""
+    return torch.ops.mixerzoo.gated_short_conv_step(u, gate, state, weight, bias)

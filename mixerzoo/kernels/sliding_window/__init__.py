@@ -1,0 +1,140 @@
+"""Causal sliding-window softmax attention: public entry points and backend dispatch.
+
+Window semantics: W keys including the query itself (position p sees p − W + 1 … p), i.e.
+FlashAttention's ``window_size=(W − 1, 0)``. Queries are aligned to the end of the keys, so
+``Lk > Lq`` continues from cached keys. Backends: ``torch`` (banded reference), ``triton`` (fused
+kernels, where present), ``xformers`` (memory-efficient attention with a local-attention bias).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import Tensor
+
+from mixerzoo.kernels._checks import check_same, check_tensor, resolve_backend
+from mixerzoo.kernels.sliding_window.naive import (
+    sliding_window_reference,
+    sliding_window_step_torch,
+    sliding_window_torch,
+)
+
+__all__ = ["sliding_window_attention", "sliding_window_attention_step", "sliding_window_reference"]
+
+
+def _triton_ops():
+    try:
+        return importlib.import_module("mixerzoo.kernels.sliding_window.triton_ops")
+    except ImportError:
+        return None
+
+
+def _check_heads(op: str, H: int, Hkv: int) -> None:
+    if Hkv < 1 or H % Hkv:
+        raise ValueError(f"{op}: query heads ({H}) must be a multiple of key/value heads ({Hkv}) for grouped attention")
+
+
+def _check_window(op: str, window: object) -> int:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"{op}: window must be a positive int (keys attended, including the query), got {window!r}")
+    return window
+
+
+def sliding_window_attention(
+    q: Tensor, k: Tensor, v: Tensor, window: int, *, scale: float | None = None, backend: str = "auto"
+) -> Tensor:
+    """Causal softmax attention over the last ``window`` keys of every query (itself included).
+
+    Args:
+        q: ``[B, Lq, H, d]`` queries (rotary embeddings, if any, already applied by the caller).
+        k: ``[B, Lk, Hkv, d]`` keys, ``Lk >= Lq``; queries align with the last Lq keys.
+        v: ``[B, Lk, Hkv, dv]`` values.
+        window: W, keys each query attends to, including its own.
+        scale: score scale (default ``d**-0.5``).
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"xformers"``.
+
+    Returns:
+        ``o [B, Lq, H, dv]`` in q's dtype.
+
+    Example:
+        >>> q = k = v = torch.randn(1, 100, 2, 16)
+        >>> sliding_window_attention(q, k, v, window=8).shape
+        torch.Size([1, 100, 2, 16])
+    """
+    op = "sliding_window_attention"
+    check_tensor("q", q, 4, "[B, Lq, H, d]", op)
+    check_tensor("k", k, 4, "[B, Lk, Hkv, d]", op)
+    check_tensor("v", v, 4, "[B, Lk, Hkv, dv]", op)
+    check_same(op, q=q, k=k, v=v)
+    window = _check_window(op, window)
+    B, Lq, H, d = q.shape
+    if k.shape[0] != B or k.shape[3] != d or v.shape[:3] != k.shape[:3]:
+        raise ValueError(
+            f"{op}: expected k [B, Lk, Hkv, d] and v [B, Lk, Hkv, dv] with q's B={B}, d={d}; "
+            f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if Lq < 1 or k.shape[1] < Lq:
+        raise ValueError(f"{op}: need 1 <= Lq <= Lk (queries align with the last keys), got Lq={Lq}, Lk={k.shape[1]}")
+    _check_heads(op, H, k.shape[2])
+    impl = _triton_ops()
+    chosen = resolve_backend(op, backend, q.device, impl is not None, allowed=("torch", "triton", "xformers"))
+    if chosen == "triton":
+        return impl.sliding_window_triton(q, k, v, window, scale=scale)
+    if chosen == "xformers":
+        from mixerzoo.kernels.xformers_backend import sliding_window_xformers
+
+        return sliding_window_xformers(q, k, v, window, scale=scale)
+    return sliding_window_torch(q, k, v, window, scale)
+
+
+def sliding_window_attention_step(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cache_k: Tensor,
+    cache_v: Tensor,
+    position: int | Tensor,
+    *,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """One generation step over a ring buffer of the last W keys and values.
+
+    Writes the new key/value into slot ``position % W`` of the caches (in place), then attends over
+    the ``min(position + 1, W)`` slots written so far.
+
+    Args:
+        q: ``[B, H, d]``; k: ``[B, Hkv, d]``; v: ``[B, Hkv, dv]`` for the new token.
+        cache_k: ``[B, W, Hkv, d]``; cache_v: ``[B, W, Hkv, dv]``, the ring buffer.
+        position: tokens processed before this one (int or 0-dim int64 tensor, for CUDA graphs).
+
+    Returns:
+        ``o [B, H, dv]`` in q's dtype.
+    """
+    op = "sliding_window_attention_step"
+    check_tensor("q", q, 3, "[B, H, d]", op)
+    check_tensor("k", k, 3, "[B, Hkv, d]", op)
+    check_tensor("v", v, 3, "[B, Hkv, dv]", op)
+    check_tensor("cache_k", cache_k, 4, "[B, W, Hkv, d]", op)
+    check_tensor("cache_v", cache_v, 4, "[B, W, Hkv, dv]", op)
+    check_same(op, q=q, k=k, v=v)
+    B, H, d = q.shape
+    if k.shape != (B, cache_k.shape[2], d) or v.shape[:2] != k.shape[:2]:
+        raise ValueError(
+            f"{op}: k/v must be [B, Hkv, ·] matching q and the cache; got {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if cache_k.shape[:3] != (B, cache_k.shape[1], k.shape[1]) or cache_k.shape[3] != d:
+        raise ValueError(
+            f"{op}: cache_k must be [B, W, Hkv, d] = [{B}, W, {k.shape[1]}, {d}], got {tuple(cache_k.shape)}"
+        )
+    if cache_v.shape != (*cache_k.shape[:3], v.shape[2]):
+        raise ValueError(f"{op}: cache_v must be [B, W, Hkv, dv] matching cache_k, got {tuple(cache_v.shape)}")
+    if cache_k.device != q.device or cache_v.device != q.device:
+        raise ValueError(f"{op}: the caches must be on q's device {q.device}")
+    _check_heads(op, H, k.shape[1])
+    impl = _triton_ops()
+    has_step = impl is not None and hasattr(impl, "sliding_window_step_triton")
+    chosen = resolve_backend(op, backend, q.device, has_step, allowed=("torch", "triton", "xformers"))
+    if chosen == "triton":
+        return impl.sliding_window_step_triton(q, k, v, cache_k, cache_v, position, scale=scale)
+    return sliding_window_step_torch(q, k, v, cache_k, cache_v, position, scale)

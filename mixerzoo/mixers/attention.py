@@ -1,0 +1,100 @@
+"""Full causal softmax attention, the baseline ``attn`` layer (no inline number).
+
+SDPA on the torch backend (FlashAttention-2 / cuDNN on CUDA), xformers where installed; rotary
+embeddings applied in the mixer. Generation keeps a KV cache preallocated to ``capacity`` tokens
+(the model's ``max_len`` by default): 2·L·H_kv·head_dim elements per sequence after L tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mixerzoo.kernels import attention
+from mixerzoo.mixers.base import LayerContext, Mixer, State
+from mixerzoo.mixers.rotary import apply_rotary
+from mixerzoo.mixers.sliding_window import attention_heads
+from mixerzoo.registry import register_mixer
+
+__all__ = ["Attention", "AttentionConfig"]
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Options of ``attn``: ``heads``, ``kv_heads`` (grouped), ``rope``, ``backend``."""
+
+    heads: int | None = None
+    kv_heads: int | None = None
+    rope: bool = True
+    backend: Literal["auto", "torch", "xformers"] = "auto"
+
+
+@register_mixer("attn", config=AttentionConfig)
+class Attention(Mixer):
+    """Causal multi-head softmax attention with RoPE and a preallocated KV cache."""
+
+    def __init__(self, config: AttentionConfig, ctx: LayerContext) -> None:
+        super().__init__(ctx)
+        self.heads, self.kv_heads, self.head_dim = attention_heads(ctx, config.heads, config.kv_heads, "attn")
+        self.config = dataclasses.replace(config, heads=self.heads, kv_heads=self.kv_heads)
+        kv_width = self.kv_heads * self.head_dim
+        self.qkv_proj = nn.Linear(ctx.d_model, ctx.d_model + 2 * kv_width, bias=False)
+        self.out_proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
+
+    def _qkv(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        lead = x.shape[:-1]
+        q, k, v = self.qkv_proj(x).split([self.ctx.d_model, *(2 * [self.kv_heads * self.head_dim])], dim=-1)
+        q = q.reshape(*lead, self.heads, self.head_dim)
+        k = k.reshape(*lead, self.kv_heads, self.head_dim)
+        v = v.reshape(*lead, self.kv_heads, self.head_dim)
+        if self.config.rope:
+            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
+        return q, k, v
+
+    def _check_capacity(self, state: State, start: int, n: int) -> None:
+        if start + n > state["k"].shape[1]:
+            raise ValueError(
+                f"attn: the KV cache holds {state['k'].shape[1]} tokens but {start + n} are needed; "
+                "allocate it with init_state(..., capacity=N) (or build the model with a larger max_len)"
+            )
+
+    def forward(self, x: Tensor, state: State | None = None, return_state: bool = False):
+        self._check_input(x, self.ctx.d_model, self.token or "attn")
+        B, L, _ = x.shape
+        start = 0 if state is None else int(state["position"])
+        q, k, v = self._qkv(x, torch.arange(start, start + L, device=x.device))
+        if state is not None:
+            self._check_capacity(state, start, L)
+            state["k"][:, start : start + L] = k.to(state["k"].dtype)
+            state["v"][:, start : start + L] = v.to(state["v"].dtype)
+            k, v = state["k"][:, : start + L].to(q.dtype), state["v"][:, : start + L].to(q.dtype)
+        o = attention(q, k, v, backend=self.config.backend)  # [B, L, H, hd]
+        y = self.out_proj(o.reshape(B, L, -1))
+        if state is None and not return_state:
+            return y
+        if state is None:
+            state = self.init_state(B, device=x.device, dtype=k.dtype, capacity=max(L, self.ctx.max_len))
+            state["k"][:, :L] = k
+            state["v"][:, :L] = v
+        state["position"] += L
+        return y, state
+
+    def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
+        p = self._param_like() if device is None or dtype is None else None
+        device = device if device is not None else p.device
+        dtype = dtype if dtype is not None else p.dtype
+        shape = (batch_size, capacity or self.ctx.max_len, self.kv_heads, self.head_dim)
+        return {
+            "k": torch.zeros(shape, dtype=dtype, device=device),
+            "v": torch.zeros(shape, dtype=dtype, device=device),
+            "position": self._new_position(batch_size, device),
+        }
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        self._check_step_input(x, self.ctx.d_model, self.token or "attn")
+        y, state = self.forward(x.unsqueeze(1), state)
+        return y.squeeze(1), state

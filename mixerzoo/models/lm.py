@@ -1,0 +1,119 @@
+"""The language model: embedding → blocks → norm → head, with recurrent generation.
+
+``generate`` prefills the prompt through the parallel path (each mixer returns its state), then
+runs one ``step`` per new token through every layer's state: memory stays constant in the number
+of generated tokens for every mixer but ``attn``, whose KV cache is preallocated for the whole run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mixerzoo.mixers.base import State
+from mixerzoo.models.block import RMSNorm, Stack
+
+__all__ = ["LanguageModel"]
+
+
+class LanguageModel(nn.Module):
+    """``forward(input_ids [B, L]) -> logits [B, L, vocab]``; ``generate`` decodes recurrently."""
+
+    def __init__(self, stack: Stack, vocab_size: int, max_len: int) -> None:
+        super().__init__()
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.embed = nn.Embedding(vocab_size, stack.d_model)
+        self.stack = stack
+        self.norm = RMSNorm(stack.d_model)
+        self.head = nn.Linear(stack.d_model, vocab_size, bias=False)
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec of the layer stack."""
+        return self.stack.spec
+
+    @property
+    def layer_configs(self) -> list[dict]:
+        return self.stack.layer_configs
+
+    def _check_ids(self, input_ids: Tensor) -> None:
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.ndim != 2
+            or input_ids.dtype not in (torch.int64, torch.int32)
+        ):
+            got = f"{tuple(input_ids.shape)} {input_ids.dtype}" if isinstance(input_ids, Tensor) else type(input_ids)
+            raise ValueError(f"LanguageModel expects input_ids as an int64 tensor [B, L], got {got}")
+        if input_ids.shape[1] < 1:
+            raise ValueError("LanguageModel got an empty sequence (L = 0)")
+        if input_ids.numel() and input_ids.device.type == "cpu":
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= self.vocab_size:
+                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got values in [{lo}, {hi}]")
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        self._check_ids(input_ids)
+        x = self.embed(input_ids)  # [B, L, D]
+        return self.head(self.norm(self.stack(x)))  # [B, L, V]
+
+    def prefill(self, input_ids: Tensor, capacity: int | None = None) -> tuple[Tensor, list[State]]:
+        """Run the prompt in parallel; returns the last position's logits ``[B, V]`` and the layer states."""
+        self._check_ids(input_ids)
+        B, L = input_ids.shape
+        param = next(self.parameters())
+        states = self.stack.init_state(B, device=input_ids.device, dtype=param.dtype, capacity=capacity or L)
+        x, states = self.stack(self.embed(input_ids), states)
+        return self.head(self.norm(x[:, -1])), states
+
+    def step(self, tokens: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+        """One token per sequence, ``tokens [B]`` → logits ``[B, V]``; states updated in place."""
+        x, states = self.stack.step(self.embed(tokens), states)
+        return self.head(self.norm(x)), states
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Prefill the prompt, then decode ``max_new_tokens`` tokens one step at a time.
+
+        Args:
+            input_ids: ``[B, L]`` prompt.
+            max_new_tokens: tokens to generate (>= 0).
+            temperature: 0 for greedy (argmax); otherwise sample from ``softmax(logits / temperature)``.
+            top_k: sample only among the k most likely tokens.
+            generator: random generator for sampling.
+
+        Returns:
+            ``[B, L + max_new_tokens]``: the prompt followed by the generated tokens.
+        """
+        if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+            raise ValueError("generate: need max_new_tokens >= 0, temperature >= 0 and top_k >= 1 (or None)")
+        if max_new_tokens == 0:
+            return input_ids
+        logits, states = self.prefill(input_ids, capacity=input_ids.shape[1] + max_new_tokens)
+        out = [input_ids]
+        for i in range(max_new_tokens):
+            token = self._sample(logits, temperature, top_k, generator)  # [B]
+            out.append(token.unsqueeze(1))
+            if i + 1 < max_new_tokens:
+                logits, states = self.step(token, states)
+        return torch.cat(out, dim=1)
+
+    @staticmethod
+    def _sample(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
+        if temperature == 0:
+            return logits.argmax(-1)
+        logits = logits.float() / temperature
+        if top_k is not None:
+            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+
+    def state_size(self, seq_len: int) -> int:
+        """Recurrent-state elements per sequence after ``seq_len`` tokens, summed over layers."""
+        return self.stack.state_size(seq_len)
