@@ -18,8 +18,6 @@ with fake and autograd registrations), so ``torch.compile`` traces through them.
 
 from __future__ import annotations
 
-from typing import Optional  # noqa: UP035 — torch.library's schema inference needs typing.Optional
-
 import torch
 import triton
 import triton.language as tl
@@ -162,16 +160,27 @@ def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
+
+
+def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    t = torch.empty(shape, device=like.device, dtype=like.dtype if dtype is None else dtype)
+    return t.fill_(float("nan")) if POISON_OUTPUTS else t
+
+
 @torch.library.custom_op("mixerzoo::gated_short_conv_fwd", mutates_args=())
 def gated_short_conv_fwd(
-    u: Tensor, gate: Tensor, weight: Tensor, bias: Optional[Tensor], initial_state: Optional[Tensor]  # noqa: UP045
+    u: Tensor,
+    gate: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    initial_state: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """``(y [B, L, C], final_state [B, K−1, C])``, both in u's dtype."""
     u, gate, weight, bias, initial_state = (_contig(t) for t in (u, gate, weight, bias, initial_state))
     B, L, C = u.shape
     K = weight.shape[1]
-    y = torch.empty_like(u)
-    ht = u.new_empty(B, K - 1, C)
+    y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
     BT, BC, nw = _tiles(C)
     grid = (triton.cdiv(L, BT), triton.cdiv(C, BC), B)
     gated_short_conv_fwd_kernel[grid](
@@ -189,12 +198,12 @@ def _(u, gate, weight, bias, initial_state):
 @torch.library.custom_op("mixerzoo::gated_short_conv_bwd", mutates_args=())
 def gated_short_conv_bwd(
     dy: Tensor,
-    d_final_state: Optional[Tensor],  # noqa: UP045
+    d_final_state: Tensor | None,
     u: Tensor,
     gate: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor],  # noqa: UP045
-    initial_state: Optional[Tensor],  # noqa: UP045
+    bias: Tensor | None,
+    initial_state: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(du, dgate, dweight, dbias [C] (zeros-shaped even without a bias), dinitial_state ([0] without one))``."""
     dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, d_final_state, u, gate, weight, bias, initial_state))
@@ -203,10 +212,10 @@ def gated_short_conv_bwd(
     BT, BC, nw = _tiles(C)
     rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
     NT = triton.cdiv(rows, BT)
-    du, dg = torch.empty_like(u), torch.empty_like(gate)
-    dh0 = torch.empty_like(h0) if h0 is not None else u.new_empty(0)
-    dwp = torch.empty(B, NT, C, K, device=u.device, dtype=torch.float32)
-    dbp = torch.empty(B, NT, C, device=u.device, dtype=torch.float32) if bias is not None else dwp
+    du, dg = _empty(B, L, C, like=u), _empty(B, L, C, like=gate)
+    dh0 = _empty(*h0.shape, like=h0) if h0 is not None else u.new_empty(0)
+    dwp = _empty(B, NT, C, K, like=u, dtype=torch.float32)
+    dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
     gated_short_conv_bwd_kernel[(NT, triton.cdiv(C, BC), B)](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
         dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
@@ -241,17 +250,26 @@ gated_short_conv_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 
 
 @torch.library.custom_op("mixerzoo::gated_short_conv_step", mutates_args=("state",))
-def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:  # noqa: UP045
+def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """One token, ``u, gate [B, C]``; ``state [B, K−1, C]`` shifted and updated in place."""
     if not state.is_contiguous():
         raise ValueError("gated_short_conv_step (triton): state must be contiguous (it is updated in place)")
     u, gate, weight, bias = (_contig(t) for t in (u, gate, weight, bias))
     B, C = u.shape
     K = weight.shape[1]
-    y = torch.empty_like(u)
+    y = _empty(B, C, like=u)
     BC = min(triton.next_power_of_2(C), 1024)
     gated_short_conv_step_kernel[(triton.cdiv(C, BC), B)](
-        u, gate, state, weight, bias if bias is not None else u, y, C, K=K, BC=BC, HAS_BIAS=bias is not None,
+        u,
+        gate,
+        state,
+        weight,
+        bias if bias is not None else u,
+        y,
+        C,
+        K=K,
+        BC=BC,
+        HAS_BIAS=bias is not None,
         num_warps=4,
     )
     return y
