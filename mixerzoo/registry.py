@@ -42,6 +42,7 @@ __all__ = [
 Kind = Literal["mixer", "feature_map"]
 ENTRY_POINT_GROUPS: dict[str, Kind] = {"mixerzoo.mixers": "mixer", "mixerzoo.feature_maps": "feature_map"}
 _NAME = re.compile(r"[a-z][a-z_]*\Z")
+RESERVED_NAMES = frozenset({"mix"})  # grammar keywords
 
 # Options every layer token accepts: they configure the block around the mixer, not the mixer.
 BLOCK_OPTIONS: dict[str, OptionSpec] = {"mlp": OptionSpec(str, None, ("swiglu", "gelu", "none"))}
@@ -109,6 +110,8 @@ def _register(kind: Kind, name: str, config: type, number: str | None, override:
             else "names are lowercase letters and underscores"
         )
         raise RegistryError(f"invalid {kind} name {name!r}: {hint}; choose a name matching [a-z][a-z_]*")
+    if name in RESERVED_NAMES:
+        raise RegistryError(f"{kind} name {name!r} is reserved by the spec grammar ({name}(...)); choose another name")
     if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
         raise RegistryError(f"{kind} {name!r}: config must be a frozen dataclass, got {config!r}")
     fields = {f.name for f in dataclasses.fields(config)}

@@ -27,7 +27,9 @@ class FeatureMap(nn.Module):
 
     registry_name: ClassVar[str]
     kernel_id: ClassVar[str]  # the map's name in the fused kernels
-    nonnegative: ClassVar[bool] = True  # all features >= 0, so the normalized form is well defined
+    # φ(q)·φ(k) >= 0 for every q, k, so the normalized form's denominator is positive (Taylor's
+    # features can be negative, but 1 + s + s²/2 >= 1/2; elementwise maps need every feature >= 0)
+    nonnegative: ClassVar[bool] = True
     position_dependent: ClassVar[bool] = False  # needs absolute positions (CosFormer)
 
     def __init__(self, d_prime: int) -> None:

@@ -32,7 +32,8 @@ def block_orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None 
     """An ``[m, d]`` matrix of stacked orthogonal blocks with chi-distributed row norms."""
     blocks = []
     for _ in range(math.ceil(m / d)):
-        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+        q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))  # sign fix: makes Q Haar-distributed (Mezzadri 2007)
         blocks.append(q.T)  # rows orthonormal
     w = torch.cat(blocks)[:m]  # [m, d]
     norms = torch.randn(m, d, generator=generator, dtype=torch.float64).norm(dim=1, keepdim=True)

@@ -32,10 +32,8 @@ class Taylor(FeatureMap):
     def __init__(self, d_prime: int, config: TaylorConfig | None = None) -> None:
         super().__init__(d_prime)
         rows, cols = torch.triu_indices(d_prime, d_prime)  # i <= j, row-major
-        scale = torch.where(rows == cols, 1.0 / math.sqrt(2 * d_prime), 1.0 / math.sqrt(d_prime))
-        self.register_buffer("_rows", rows, persistent=False)
+        self.register_buffer("_rows", rows, persistent=False)  # integer buffers: model.to(dtype) leaves them be
         self.register_buffer("_cols", cols, persistent=False)
-        self.register_buffer("_scale", scale, persistent=False)
 
     @property
     def out_dim(self) -> int:
@@ -44,7 +42,9 @@ class Taylor(FeatureMap):
 
     def _features(self, x: Tensor, positions: Tensor | None) -> Tensor:
         d = self.d_prime
-        second = x[..., self._rows] * x[..., self._cols] * self._scale  # [..., d′(d′+1)/2]
+        diag = (self._rows == self._cols).to(x.dtype)
+        scale = diag / math.sqrt(2 * d) + (1 - diag) / math.sqrt(d)  # √2 less weight on the diagonal
+        second = x[..., self._rows] * x[..., self._cols] * scale  # [..., d′(d′+1)/2]
         first = x / d**0.25  # [..., d′]
         ones = torch.ones_like(x[..., :1])
         return torch.cat([ones, first, second], dim=-1)

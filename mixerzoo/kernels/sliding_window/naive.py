@@ -98,4 +98,5 @@ def sliding_window_step_torch(
     s = torch.einsum("bhd,bwhd->bhw", q.float(), kk) * scale  # [B, H, W]
     valid = torch.arange(W, device=q.device) <= pos  # slots written so far (all of them once pos >= W - 1)
     s = s.masked_fill(~valid, float("-inf"))
+    vv = vv.masked_fill(~valid.view(1, W, 1, 1), 0.0)  # 0·garbage must not become NaN
     return torch.einsum("bhw,bwhe->bhe", torch.softmax(s, dim=-1), vv).to(q.dtype)
