@@ -157,12 +157,13 @@ def describe(
     vocab_size: int | None = None,
     *,
     seq_len: int = 2048,
-    file: TextIO | None = sys.stdout,
+    file: TextIO | None | str = "stdout",
     **build_kwargs,
 ) -> Description:
     """Print and return a per-layer table: index, token, parameters, state elements after ``seq_len`` tokens.
 
     The model is built on the ``meta`` device, so describing a billion-parameter layout costs nothing.
+    ``file`` is where to print (standard output by default, None for nowhere).
 
     Example:
         >>> d = describe("conv3-taylor16", d_model=64, seq_len=1024, file=None)
@@ -180,7 +181,7 @@ def describe(
     total_params = sum(p.numel() for p in model.parameters())
     desc = Description(stack.spec, d_model, seq_len, rows, total_params, sum(r["state"] for r in rows))
     if file is not None:
-        print(desc, file=file)
+        print(desc, file=sys.stdout if file == "stdout" else file)
     return desc
 
 

@@ -192,7 +192,6 @@ q4, v4 = torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 6)
         (lambda: linear_attention(q4, q4, v4, "relu", initial_state=(torch.zeros(2, 3, 4, 6).half(), torch.zeros(2, 3, 4))),
          TypeError, "must be float32"),
         (lambda: linear_attention(q4, q4, v4, "taylor", backend="cuda"), ValueError, "backend must be one of"),
-        (lambda: linear_attention(q4, q4, v4, "taylor", backend="triton"), RuntimeError, "TRITON_INTERPRET=1"),
         (lambda: sliding_window_attention(q4, q4, q4, 0), ValueError, "window must be a positive int"),
         (lambda: sliding_window_attention(q4, q4[:, :3], q4[:, :3], 4), ValueError, "need 1 <= Lq <= Lk"),
         (lambda: sliding_window_attention(q4, q4[:, :, :2], q4[:, :, :2], 4), ValueError, "multiple of key/value heads"),
@@ -206,3 +205,11 @@ q4, v4 = torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 6)
 def test_bad_input_gets_an_error_that_says_the_fix(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_explicit_triton_on_the_cpu_without_the_interpreter_says_how(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="set TRITON_INTERPRET=1"):
+        linear_attention(q4, q4, v4, "taylor", backend="triton")
+    with pytest.raises(RuntimeError, match="set TRITON_INTERPRET=1"):
+        sliding_window_attention(q4, q4, q4, 3, backend="triton")

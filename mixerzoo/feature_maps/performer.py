@@ -30,12 +30,12 @@ class PerformerConfig:
 
 def block_orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> Tensor:
     """An ``[m, d]`` matrix of stacked orthogonal blocks with chi-distributed row norms."""
-    blocks = []
-    for _ in range(math.ceil(m / d)):
-        q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
-        q = q * torch.sign(torch.diagonal(r))  # sign fix: makes Q Haar-distributed (Mezzadri 2007)
-        blocks.append(q.T)  # rows orthonormal
-    w = torch.cat(blocks)[:m]  # [m, d]
+    n_blocks = math.ceil(m / d)
+    q, r = torch.linalg.qr(torch.randn(n_blocks, d, d, generator=generator, dtype=torch.float64))  # batched
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(
+        -2
+    )  # sign fix: Haar-distributed Q (Mezzadri 2007)
+    w = q.transpose(-1, -2).reshape(n_blocks * d, d)[:m]  # [m, d], rows orthonormal within each block
     norms = torch.randn(m, d, generator=generator, dtype=torch.float64).norm(dim=1, keepdim=True)
     return (w * norms).float()
 

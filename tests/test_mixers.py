@@ -1,0 +1,139 @@
+"""The mixer contract, checked for every registered name (a new mixer is tested the moment it registers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import rel_err
+
+import mixerzoo
+from mixerzoo import registry
+from mixerzoo.mixers import state_numel
+
+NAMES = registry.list_names()
+SMALL = {"d_prime": 4, "window": 5, "kernel_size": 3}  # small inline numbers so L exceeds them
+D_MODEL, HEADS = 16, 2
+
+
+def small_token(name: str) -> str:
+    field = registry.vocabulary().layers[name].number_field
+    return name if field is None else f"{name}{SMALL[field]}"
+
+
+def make_mixer(name: str, dtype=torch.float32):
+    torch.manual_seed(0)
+    stack = mixerzoo.build(small_token(name), d_model=D_MODEL, n_heads=HEADS, mlp="none", max_len=256)
+    return stack.blocks[0].mixer.to(dtype).eval()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_causal(name):
+    mixer = make_mixer(name)
+    x = torch.randn(2, 19, D_MODEL)
+    y = mixer(x)
+    for t in (0, 7, 18):
+        x2 = x.clone()
+        x2[:, t] += 3 * torch.randn(2, D_MODEL)
+        y2 = mixer(x2)
+        assert torch.equal(y2[:, :t], y[:, :t]), f"{name}: output before {t} changed"
+        assert not torch.allclose(y2[:, t], y[:, t]), f"{name}: token {t} does not reach its own output"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stepping_equals_the_full_forward(name):
+    mixer = make_mixer(name)
+    x = torch.randn(3, 17, D_MODEL)
+    y = mixer(x)
+    state = mixer.init_state(3, capacity=17)
+    outs = []
+    for t in range(17):
+        out, state = mixer.step(x[:, t], state)
+        outs.append(out)
+    assert rel_err(torch.stack(outs, 1), y) < 2e-5
+    assert int(state["position"]) == 17
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("cut", [1, 4, 5, 6, 11])
+def test_prefill_then_steps_and_split_resume_equal_one_call(name, cut):
+    mixer = make_mixer(name)
+    x = torch.randn(2, 16, D_MODEL)
+    y = mixer(x)
+    y_a, state = mixer(x[:, :cut], return_state=True)
+    y_b, state = mixer(x[:, cut:], state)  # resume from the state: split anywhere ≡ one call
+    assert rel_err(torch.cat([y_a, y_b], 1), y) < 2e-5
+    _, state = mixer(x[:, :cut], return_state=True)
+    steps = []
+    for t in range(cut, 16):  # prefill, then decode
+        out, state = mixer.step(x[:, t], state)
+        steps.append(out)
+    assert rel_err(torch.stack(steps, 1), y[:, cut:]) < 2e-5
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("seq_len", [1, 9, 40])
+def test_state_size_is_the_numel_of_the_state_really_kept(name, seq_len):
+    mixer = make_mixer(name)
+    state = mixer.init_state(1, capacity=seq_len)
+    _, state = mixer(torch.randn(1, seq_len, D_MODEL), state)
+    assert mixer.state_size(seq_len) == state_numel(state)
+    before = state_numel(state)
+    if name != "attn":  # constant memory in the generated length (attn's cache is preallocated)
+        state = mixer.init_state(1)
+        for _ in range(seq_len):
+            _, state = mixer.step(torch.randn(1, D_MODEL), state)
+        assert state_numel(state) == before
+
+
+def test_state_sizes_match_the_design_formulas():
+    H, dv = HEADS, D_MODEL // HEADS
+    taylor = make_mixer("taylor")
+    D = 1 + 4 + 4 * 5 // 2
+    assert taylor.state_size(100) == H * D * dv + H * D
+    assert make_mixer("sw").state_size(100) == 2 * 5 * D_MODEL  # 2·W·D, whatever the length
+    assert make_mixer("conv").state_size(100) == 2 * (2 * D_MODEL)  # (K−1)·channels, channels = 2·d_model
+    assert make_mixer("attn").state_size(100) == 2 * 100 * D_MODEL
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-6), (torch.bfloat16, 6e-2), (torch.float16, 1e-2)])
+def test_forward_and_backward_are_finite_and_close_in_every_dtype(name, dtype, tol):
+    ref_mixer = make_mixer(name)
+    mixer = make_mixer(name, dtype).train()
+    x = torch.randn(2, 21, D_MODEL)
+    xd = x.to(dtype).requires_grad_()
+    y = mixer(xd)
+    assert y.dtype == dtype and torch.isfinite(y).all()
+    assert rel_err(y, ref_mixer(x)) < tol
+    y.float().square().sum().backward()
+    assert torch.isfinite(xd.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in mixer.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("length", [4, 5, 6])  # W − 1, W, W + 1 with W = 5
+def test_sliding_window_sees_exactly_its_window(length):
+    mixer = make_mixer("sw")  # sw5
+    x = torch.randn(1, length, D_MODEL)
+    y = mixer(x)
+    last = length - 1
+    for t in range(length):
+        x2 = x.clone()
+        x2[:, t] += 1.0
+        changed = not torch.allclose(mixer(x2)[:, last], y[:, last])
+        assert changed == (t > last - 5), f"token {t} seen={changed} by position {last}"
+    steps, state = [], mixer.init_state(1)
+    for t in range(length):
+        out, state = mixer.step(x[:, t], state)
+        steps.append(out)
+    assert rel_err(torch.stack(steps, 1), y) < 2e-5
+
+
+def test_mixer_inputs_are_checked():
+    mixer = make_mixer("taylor")
+    with pytest.raises(ValueError, match=r"expects x \[B, L, 16\]"):
+        mixer(torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match=r"expects one token x \[B, 16\]"):
+        mixer.step(torch.randn(2, 1, 16), mixer.init_state(2))
+    attn = make_mixer("attn")
+    with pytest.raises(ValueError, match="the KV cache holds 3 tokens"):
+        attn(torch.randn(1, 4, D_MODEL), attn.init_state(1, capacity=3))

@@ -1,0 +1,137 @@
+"""Models built from specs: layouts, generation, describe, the examples of DESIGN.md, and build errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mixerzoo as zoo
+from mixerzoo import SpecError
+
+BASED_360M = "(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2"
+
+
+def test_based_360m_layout():
+    layers = zoo.parse(BASED_360M)
+    assert len(layers) == 27
+    assert [i for i, layer in enumerate(layers) if layer.name == "taylor"] == [1, 6, 11, 16, 21]
+    assert [i for i, layer in enumerate(layers) if layer.name == "sw"] == [2, 7, 12, 17, 22]
+    assert all(layer.token in ("conv3", "taylor16", "sw128") for layer in layers)
+    desc = zoo.describe(BASED_360M, d_model=1024, n_heads=16, seq_len=2048, file=None)
+    assert len(desc.rows) == 27 and 300e6 < desc.total_params < 400e6
+    la = desc.rows[1]["state"]
+    assert la == 16 * 153 * 64 + 16 * 153  # H·D·dv + H·D
+    assert desc.rows[2]["state"] == 2 * 128 * 1024  # sw128 ring buffer
+    assert desc.rows[0]["state"] == 2 * 2048  # conv3: (K−1)·channels
+
+
+DESIGN_EXAMPLES = [
+    "taylor16-sw64-conv3",
+    BASED_360M,
+    *(f"(taylor{d}-sw64-conv3)*4" for d in (8, 16, 24, 32)),
+    *(f"({fm}16-sw64-conv3)*4" for fm in ("taylor", "poselu", "relu", "performer", "cosformer")),
+    *(f"(taylor16-sw{w}-conv3)*4" for w in (16, 32, 64, 128, 256)),
+    "mix(conv3:3,taylor16:1,sw64:1)@20",
+    "(performer16[m=64]-sw64[heads=4]-conv3[mlp=none])*4",
+]
+
+
+@pytest.mark.parametrize("spec", DESIGN_EXAMPLES)
+def test_design_examples_build_and_run(spec):
+    model = zoo.build(spec, d_model=64, vocab_size=50, device="meta")
+    assert model.spec == zoo.canon(spec)
+    assert len(model.layer_configs) == len(zoo.parse(spec))
+
+
+def test_per_layer_options_reach_the_layers():
+    model = zoo.build("(performer16[m=64]-sw64[heads=4]-conv3[mlp=none])*2", d_model=64, n_heads=2)
+    cfgs = model.layer_configs
+    assert cfgs[0]["feature_dim"] == 64 and cfgs[0]["heads"] == 2
+    assert cfgs[1]["heads"] == 4 and cfgs[1]["window"] == 64
+    assert cfgs[2]["mlp"] == "none" and cfgs[0]["mlp"] == "swiglu"
+    assert model.blocks[2].mlp_kind == "none" and hasattr(model.blocks[0], "mlp")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["taylor4-sw5-conv3", "attn-conv3", "(poselu4-relu4-square4)", "cosformer4-performer4[m=8]", "identity4-sw3"],
+)
+def test_greedy_generation_is_the_argmax_of_the_full_forward(spec):
+    torch.manual_seed(0)
+    model = zoo.build(spec, d_model=32, vocab_size=40, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 40, (3, 7))
+    out = model.generate(prompt, max_new_tokens=9)
+    assert out.shape == (3, 16) and torch.equal(out[:, :7], prompt)
+    with torch.no_grad():
+        logits = model(out)  # the full forward over everything generated
+    assert torch.equal(logits[:, 6:-1].argmax(-1), out[:, 7:])
+
+
+def test_sampled_generation_is_reproducible_and_respects_top_k():
+    model = zoo.build("taylor4-conv3", d_model=32, vocab_size=40, n_heads=2).eval()
+    prompt = torch.randint(0, 40, (2, 5))
+    a = model.generate(prompt, 6, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(1))
+    b = model.generate(prompt, 6, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    logits, _ = model.prefill(prompt)
+    assert a[0, 5] in logits[0].topk(3).indices
+
+
+def test_stack_without_vocabulary_maps_hidden_states():
+    stack = zoo.build("conv3-sw8", d_model=24, n_heads=3)
+    assert isinstance(stack, zoo.Stack)
+    assert stack(torch.randn(2, 10, 24)).shape == (2, 10, 24)
+    assert stack.state_size(10) == 2 * 48 + 2 * 8 * 24
+
+
+def test_model_state_size_sums_the_layers():
+    model = zoo.build("taylor8-sw16-conv3-attn", d_model=32, vocab_size=10, n_heads=2)
+    assert model.state_size(100) == sum(b.mixer.state_size(100) for b in model.stack.blocks)
+
+
+def test_list_wildcards_in_natural_order():
+    assert zoo.list("perf*") == ["performer"]
+    assert zoo.list() == sorted(zoo.list())
+    assert {"taylor", "sw", "conv", "attn"} <= set(zoo.list())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"spec": "taylor16-sw64", "n_layers": 3}, SpecError, "expands to 2 layers"),
+        ({"spec": "talyor16"}, SpecError, "did you mean 'taylor16'"),
+        ({"spec": "taylor16[head=2]"}, SpecError, "did you mean 'heads'"),
+        ({"spec": "sw64[heads=3]", "d_model": 64}, ValueError, r"layer 0 'sw64\[heads=3\]': sw: d_model=64 is not divisible"),
+        ({"spec": "taylor16", "mlp": "relu"}, ValueError, "mlp must be one of"),
+        ({"spec": "taylor16", "d_model": 0}, ValueError, "d_model must be a positive int"),
+        ({"spec": "identity16[normalize=true]"}, ValueError, "cannot feed the normalized form"),
+    ],
+)  # fmt: skip
+def test_build_errors_say_what_and_how_to_fix(kwargs, error, match):
+    kwargs = {"d_model": 64, **kwargs}
+    with pytest.raises(error, match=match):
+        zoo.build(kwargs.pop("spec"), **kwargs)
+
+
+def test_language_model_input_errors():
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 10\)"):
+        model(torch.tensor([[3, 11]]))
+    with pytest.raises(ValueError, match=r"int64 tensor \[B, L\]"):
+        model(torch.randn(1, 4))
+    with pytest.raises(ValueError, match="max_new_tokens >= 0"):
+        model.generate(torch.tensor([[1]]), -1)
+
+
+def test_cli_list_and_describe(capsys):
+    from mixerzoo.cli import main
+
+    assert main(["list", "perf*"]) == 0
+    assert "performer" in capsys.readouterr().out
+    assert main(["describe", "conv3-taylor16", "--d-model", "64", "--seq-len", "1024"]) == 0
+    out = capsys.readouterr().out
+    assert "taylor16" in out and "9,945" in out
+    assert main(["describe", "talyor16"]) == 2
+    assert "did you mean 'taylor16'" in capsys.readouterr().err
+    assert main(["generate", "taylor4-conv3", "--d-model", "32", "--new-tokens", "4"]) == 0
+    assert "generated" in capsys.readouterr().out
