@@ -21,9 +21,34 @@ from mixerzoo.mixers import LayerContext, LinearAttention, LinearAttentionConfig
 from mixerzoo.models import Block, LanguageModel, Stack
 from mixerzoo.spec import Layer, Vocabulary, canon, check_depth, parse
 
-__all__ = ["Description", "build", "describe", "list_names", "make_mixer"]
+__all__ = ["PRESETS", "Description", "Preset", "build", "describe", "list_names", "make_mixer"]
 
 MLP_KINDS = ("swiglu", "gelu", "none")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: a spec plus the widths that go with it (``build("based-1.3b")``)."""
+
+    spec: str
+    d_model: int
+    n_heads: int
+    vocab_size: int = 50277  # the GPT-NeoX tokenizer of the BASED checkpoints
+    max_len: int = 2048
+    doc: str = ""
+
+
+# BASED (arXiv 2402.18668; HazyResearch/based train/configs/experiment/reference): linear attention (Taylor, d′=16,
+# 16 heads) at layers 1, 6, 11, 16, 21(, 27, 33), sliding window at the next index, gated convolutions elsewhere.
+# The configs say window_size 256 and pass window_size//2 to flash-attn: 128 keys of lookback, i.e. sw128 here.
+_BASED_360M = "(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2"
+_BASED_1B = "(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2-taylor16-sw128-conv3*4-taylor16-sw128-conv3"
+PRESETS: dict[str, Preset] = {
+    "based-360m": Preset(_BASED_360M, 1024, 16, doc="Based 360M: 27 layers, d_model 1024"),
+    "based-1.3b": Preset(_BASED_1B, 1792, 16, doc="Based 1.3B: 36 layers, d_model 1792"),
+    "transformer-360m": Preset("attn*27", 1024, 16, doc="Transformer baseline, Based-360M's width and depth"),
+    "transformer-1.3b": Preset("attn*36", 1792, 16, doc="Transformer baseline, Based-1.3B's width and depth"),
+}
 
 
 def _default_heads(d_model: int) -> int:
@@ -64,7 +89,7 @@ def make_mixer(layer: Layer, ctx: LayerContext, vocab: Vocabulary) -> tuple[Mixe
 
 def build(
     spec: str,
-    d_model: int = 256,
+    d_model: int | None = None,
     vocab_size: int | None = None,
     *,
     n_heads: int | None = None,
@@ -77,8 +102,10 @@ def build(
     """Build a model from a spec string.
 
     Args:
-        spec: the layer layout, e.g. ``"(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2"`` (see ``mixerzoo.spec``).
-        d_model: model width.
+        spec: the layer layout, e.g. ``"(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2"`` (see ``mixerzoo.spec``),
+            or a preset name (``based-360m``, ``based-1.3b``, ``transformer-360m``, ``transformer-1.3b``), which
+            also sets d_model, n_heads and vocab_size unless they are given.
+        d_model: model width (default 256, or the preset's).
         vocab_size: with a vocabulary, a ``LanguageModel`` (embedding → blocks → norm → head);
             without, the block ``Stack`` (``[B, L, D] -> [B, L, D]``).
         n_heads: heads of every attention-like layer unless its ``[heads=N]`` says otherwise
@@ -96,6 +123,12 @@ def build(
         SpecError: the spec does not parse, names an unknown layer or option, or has the wrong depth.
         ValueError: a layer cannot be built at this width (the message names the layer and the fix).
     """
+    preset = PRESETS.get(spec) if isinstance(spec, str) else None
+    if preset is not None:
+        spec, max_len = preset.spec, max(max_len, preset.max_len)
+        d_model, n_heads = d_model or preset.d_model, n_heads or preset.n_heads
+        vocab_size = vocab_size or preset.vocab_size
+    d_model = 256 if d_model is None else d_model
     if mlp not in MLP_KINDS:
         raise ValueError(f"build: mlp must be one of {', '.join(MLP_KINDS)}, got {mlp!r}")
     if not isinstance(d_model, int) or d_model < 1:
@@ -153,7 +186,7 @@ class Description:
 
 def describe(
     spec: str,
-    d_model: int = 256,
+    d_model: int | None = None,
     vocab_size: int | None = None,
     *,
     seq_len: int = 2048,
@@ -179,7 +212,7 @@ def describe(
             "params": sum(p.numel() for p in block.parameters()), "state": block.mixer.state_size(seq_len),
         })  # fmt: skip
     total_params = sum(p.numel() for p in model.parameters())
-    desc = Description(stack.spec, d_model, seq_len, rows, total_params, sum(r["state"] for r in rows))
+    desc = Description(stack.spec, stack.d_model, seq_len, rows, total_params, sum(r["state"] for r in rows))
     if file is not None:
         print(desc, file=sys.stdout if file == "stdout" else file)
     return desc

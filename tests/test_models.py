@@ -135,3 +135,44 @@ def test_cli_list_and_describe(capsys):
     assert "did you mean 'taylor16'" in capsys.readouterr().err
     assert main(["generate", "taylor4-conv3", "--d-model", "32", "--new-tokens", "4"]) == 0
     assert "generated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(zoo.zoo.PRESETS))
+def test_presets_generate_the_argmax_of_the_full_forward_at_reduced_width(name):
+    torch.manual_seed(0)
+    spec = zoo.zoo.PRESETS[name].spec
+    model = zoo.build(spec, d_model=32, vocab_size=30, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 30, (2, 5))
+    out = model.generate(prompt, max_new_tokens=4)
+    with torch.no_grad():
+        assert torch.equal(model(out)[:, 4:-1].argmax(-1), out[:, 5:])
+
+
+def test_preset_layouts():
+    full = zoo.build("based-1.3b", device="meta")
+    assert full.stack.d_model == 1792 and full.vocab_size == 50277 and len(full.layer_configs) == 36
+    names = [c["name"] for c in full.layer_configs]
+    assert [i for i, n in enumerate(names) if n == "taylor"] == [1, 6, 11, 16, 21, 27, 33]
+    assert [i for i, n in enumerate(names) if n == "sw"] == [2, 7, 12, 17, 22, 28, 34]
+    small = zoo.build("based-360m", device="meta")
+    assert small.spec == BASED_360M and small.stack.d_model == 1024
+    assert zoo.build("transformer-360m", device="meta").spec == "attn*27"
+    assert zoo.build("based-360m", d_model=128, n_heads=2, vocab_size=10, device="meta").stack.d_model == 128
+
+
+def test_cuda_graph_generation_needs_cuda():
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    with pytest.raises(ValueError, match="cuda_graph=True needs"):
+        model.generate(torch.tensor([[1, 2]]), 3, cuda_graph=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", ["taylor16-sw8-conv3-attn", "based-360m"])
+def test_cuda_graph_generation_equals_eager(spec):
+    torch.manual_seed(0)
+    kwargs = {"d_model": 256, "n_heads": 4, "vocab_size": 1000} if spec.startswith("based") else {"d_model": 128}
+    model = zoo.build(spec, **{"vocab_size": 1000, **kwargs}, device="cuda").eval()
+    prompt = torch.randint(0, 1000, (4, 37), device="cuda")
+    eager = model.generate(prompt, 24, cuda_graph=False)
+    graphed = model.generate(prompt, 24, cuda_graph=True)
+    assert torch.equal(eager, graphed)

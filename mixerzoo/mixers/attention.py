@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixerzoo.kernels import attention
+from mixerzoo.kernels.sliding_window.naive import expand_kv
 from mixerzoo.mixers.base import LayerContext, Mixer, State
 from mixerzoo.mixers.rotary import apply_rotary
 from mixerzoo.mixers.sliding_window import attention_heads
@@ -95,6 +97,22 @@ class Attention(Mixer):
         }
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One token, without host synchronization (CUDA-graph capturable).
+
+        The new key/value goes to slot ``position`` of the preallocated cache; the query attends over
+        the whole cache with the unwritten slots masked, so no shape depends on the position.
+        """
         self._check_step_input(x, self.ctx.d_model, self.token or "attn")
-        y, state = self.forward(x.unsqueeze(1), state)
-        return y.squeeze(1), state
+        pos = state["position"]
+        q, k, v = self._qkv(x, pos)  # [B, H, hd], [B, Hkv, hd]
+        slot = pos.reshape(1)
+        state["k"].index_copy_(1, slot, k.unsqueeze(1).to(state["k"].dtype))
+        state["v"].index_copy_(1, slot, v.unsqueeze(1).to(state["v"].dtype))
+        capacity = state["k"].shape[1]
+        valid = torch.arange(capacity, device=x.device) <= pos  # [capacity]
+        kk = expand_kv(state["k"], self.heads).to(q.dtype).transpose(1, 2)  # [B, H, capacity, hd]
+        vv = expand_kv(state["v"], self.heads).to(q.dtype).transpose(1, 2)
+        vv = vv.masked_fill(~valid.view(1, 1, -1, 1), 0.0)  # never read what was not written
+        o = F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=valid.view(1, 1, 1, -1))  # [B, H, 1, hd]
+        state["position"] += 1
+        return self.out_proj(o.reshape(x.shape[0], -1)), state

@@ -78,6 +78,7 @@ class LanguageModel(nn.Module):
         temperature: float = 0.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        cuda_graph: bool | None = None,
     ) -> Tensor:
         """Prefill the prompt, then decode ``max_new_tokens`` tokens one step at a time.
 
@@ -87,6 +88,9 @@ class LanguageModel(nn.Module):
             temperature: 0 for greedy (argmax); otherwise sample from ``softmax(logits / temperature)``.
             top_k: sample only among the k most likely tokens.
             generator: random generator for sampling.
+            cuda_graph: capture the decode step (every layer's step, the norm and the head) in one CUDA
+                graph and replay it per token: static token and state buffers, no host synchronization
+                per token. Default: on for CUDA inputs.
 
         Returns:
             ``[B, L + max_new_tokens]``: the prompt followed by the generated tokens.
@@ -95,14 +99,41 @@ class LanguageModel(nn.Module):
             raise ValueError("generate: need max_new_tokens >= 0, temperature >= 0 and top_k >= 1 (or None)")
         if max_new_tokens == 0:
             return input_ids
-        logits, states = self.prefill(input_ids, capacity=input_ids.shape[1] + max_new_tokens)
-        out = [input_ids]
+        use_graph = input_ids.is_cuda if cuda_graph is None else cuda_graph
+        if use_graph and not input_ids.is_cuda:
+            raise ValueError("generate: cuda_graph=True needs the model and input_ids on a CUDA device")
+        B, L = input_ids.shape
+        logits, states = self.prefill(input_ids, capacity=L + max_new_tokens)
+        out = torch.empty(B, L + max_new_tokens, dtype=input_ids.dtype, device=input_ids.device)
+        out[:, :L] = input_ids
+        step = self._graphed_step(states, B) if use_graph and max_new_tokens > 1 else None
         for i in range(max_new_tokens):
             token = self._sample(logits, temperature, top_k, generator)  # [B]
-            out.append(token.unsqueeze(1))
+            out[:, L + i] = token
             if i + 1 < max_new_tokens:
-                logits, states = self.step(token, states)
-        return torch.cat(out, dim=1)
+                logits = step(token) if step is not None else self.step(token, states)[0]
+        return out
+
+    def _graphed_step(self, states: list[State], batch_size: int):
+        """A function ``token [B] -> logits [B, V]`` that replays one captured decode step over ``states``."""
+        static_token = torch.zeros(batch_size, dtype=torch.long, device=states[0]["position"].device)
+        scratch = [{k: t.clone() for k, t in s.items()} for s in states]  # warm-up must not touch the real state
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # compile Triton kernels, create library handles
+                self.step(static_token, scratch)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # recorded, not run: the real state is untouched until replay
+            static_logits, _ = self.step(static_token, states)
+
+        def replay(token: Tensor) -> Tensor:
+            static_token.copy_(token)
+            graph.replay()
+            return static_logits
+
+        return replay
 
     @staticmethod
     def _sample(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
