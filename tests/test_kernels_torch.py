@@ -209,7 +209,15 @@ def test_bad_input_gets_an_error_that_says_the_fix(call, error, match):
 
 def test_explicit_triton_on_the_cpu_without_the_interpreter_says_how(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+    u = torch.randn(2, 5, 3)
     with pytest.raises(RuntimeError, match="set TRITON_INTERPRET=1"):
+        gated_short_conv(u, u, torch.randn(3, 3), backend="triton")
+
+
+def test_explicit_triton_without_a_kernel_says_so(monkeypatch):
+    import mixerzoo.kernels.linear_attention as la
+
+    monkeypatch.setattr(la, "_triton_ops", lambda: None)
+    with pytest.raises(RuntimeError, match="no Triton kernel is available for this op yet; use backend='torch'"):
         linear_attention(q4, q4, v4, "taylor", backend="triton")
-    with pytest.raises(RuntimeError, match="set TRITON_INTERPRET=1"):
-        sliding_window_attention(q4, q4, q4, 3, backend="triton")
+    assert linear_attention(q4, q4, v4, "taylor", backend="auto").shape == v4.shape  # auto never picks it
