@@ -1,0 +1,479 @@
+"""Triton kernels for causal sliding-window softmax attention: forward, backward, ring-buffer decode.
+
+Legend: ``q [B, Lq, H, D]``, ``k [B, Lk, HKV, D]``, ``v [B, Lk, HKV, DV]``, ``o [B, Lq, H, DV]``,
+``lse [B, H, Lq]`` (fp32, log2 units), window W. Query i sits at position ``p = Lk − Lq + i``
+(bottom-right aligned) and sees keys ``p − W + 1 … p``; query head h reads kv head ``h // (H // HKV)``.
+
+Flash-style (FlashAttention-2, arXiv 2307.08691): a program owns ``BM`` queries of one head and visits
+only the ``BN``-key blocks that intersect its band, ``[m0 + off − W + 1, m0 + off + BM − 1]``, so the
+work is O(L·(W + BM + BN)) instead of O(L²). Online softmax in exp2 with fp32 accumulators; the
+log-sum-exp is saved for the backward. The backward recomputes the probabilities twice, once per key
+block (dk, dv: loop over the query blocks of the band and over the query heads of the kv group, so
+grouped heads need no atomics) and once per query block (dq): deterministic, no atomics at all.
+Head dims are padded to a power of two ≥ 16 by masking (any D, DV ≤ 256).
+
+The decode step: one program per (sequence, kv head) serves the G query heads of the group, reads the
+``min(pos + 1, W)`` written slots of the ring buffer, uses the new key/value in registers for slot
+``pos % W`` and writes it there (in place). ``pos`` can be read from a device tensor: no host sync,
+so the step can be captured in a CUDA graph.
+
+Registered as ``torch.ops.mixerzoo.sliding_window_fwd/bwd/step`` (``torch.library.custom_op`` with
+fake and autograd registrations), so ``torch.compile`` traces through them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+__all__ = ["sliding_window_step_triton", "sliding_window_triton"]
+
+LOG2E = 1.4426950408889634
+MAX_HEAD_DIM = 256
+POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
+
+
+@triton.jit
+def _dot(a, b, PREC: tl.constexpr):
+    """``a @ b`` with fp32 accumulation. ``PREC == "interp"``: the interpreter's bf16 dot returns garbage
+    (triton 3.6 + numpy 2.4), so there the operands are upcast; the values (already rounded) are unchanged."""
+    if PREC == "interp":
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def sliding_window_fwd_kernel(
+    p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2,
+    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    i_m, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_hk = i_h // (H // HKV)
+    off = Lk - Lq
+    o_m = i_m * BM + tl.arange(0, BM)
+    o_d, o_dv = tl.arange(0, BD), tl.arange(0, BDV)
+    m_m, m_d, m_dv = o_m < Lq, o_d < D, o_dv < DV
+    pos = o_m + off  # absolute positions of the queries
+    p_qb = p_q + (i_b * Lq).to(tl.int64) * (H * D) + i_h * D
+    b_q = tl.load(p_qb + o_m[:, None] * (H * D) + o_d[None, :], mask=m_m[:, None] & m_d[None, :], other=0.0)
+    p_kb = p_k + (i_b * Lk).to(tl.int64) * (HKV * D) + i_hk * D
+    p_vb = p_v + (i_b * Lk).to(tl.int64) * (HKV * DV) + i_hk * DV
+    # the band of this block: keys t0 … m0 + off + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
+    t0 = tl.maximum(i_m * BM + off - W + 1, 0)
+    b_mi = tl.full([BM], -1e30, dtype=tl.float32)
+    b_li = tl.zeros([BM], dtype=tl.float32)
+    b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
+    for j in range(0, NB):
+        o_n = t0 + j * BN + tl.arange(0, BN)
+        m_n = o_n < Lk
+        b_k = tl.load(p_kb + o_n[:, None] * (HKV * D) + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0.0)
+        b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2  # [BM, BN]
+        m_s = (o_n[None, :] <= pos[:, None]) & (o_n[None, :] > pos[:, None] - W)
+        b_s = tl.where(m_s, b_s, float("-inf"))
+        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
+        b_p = tl.exp2(b_s - b_mn[:, None])
+        b_alpha = tl.exp2(b_mi - b_mn)
+        b_li = b_li * b_alpha + tl.sum(b_p, 1)
+        b_v = tl.load(p_vb + o_n[:, None] * (HKV * DV) + o_dv[None, :], mask=m_n[:, None] & m_dv[None, :], other=0.0)
+        b_acc = b_acc * b_alpha[:, None] + _dot(b_p.to(b_v.dtype), b_v, PREC)
+        b_mi = b_mn
+    b_li = tl.where(b_li > 0, b_li, 1.0)  # only rows past Lq (never stored) have no key
+    b_o = b_acc / b_li[:, None]
+    p_ob = p_o + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
+    tl.store(
+        p_ob + o_m[:, None] * (H * DV) + o_dv[None, :], b_o.to(p_o.dtype.element_ty), mask=m_m[:, None] & m_dv[None, :]
+    )
+    tl.store(p_lse + i_bh.to(tl.int64) * Lq + o_m, b_mi + tl.log2(b_li), mask=m_m)
+
+
+@triton.jit
+def sliding_window_bwd_delta_kernel(
+    p_o, p_do, p_delta, Lq, H: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BDV: tl.constexpr
+):
+    """``delta[b, h, i] = Σ_e o·do`` (fp32), the softmax-backward row term."""
+    i_m, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_m, o_dv = i_m * BM + tl.arange(0, BM), tl.arange(0, BDV)
+    m = (o_m[:, None] < Lq) & (o_dv[None, :] < DV)
+    o_x = (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV + o_m[:, None] * (H * DV) + o_dv[None, :]
+    b_o = tl.load(p_o + o_x, mask=m, other=0.0).to(tl.float32)
+    b_do = tl.load(p_do + o_x, mask=m, other=0.0).to(tl.float32)
+    tl.store(p_delta + i_bh.to(tl.int64) * Lq + o_m, tl.sum(b_o * b_do, 1), mask=o_m < Lq)
+
+
+@triton.jit
+def sliding_window_bwd_dkdv_kernel(
+    p_q, p_k, p_v, p_do, p_lse, p_delta, p_dk, p_dv, Lq, Lk, W, scale, scale_log2,
+    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One program: BN keys of one kv head; loops over the G query heads and the query blocks that see them."""
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hk = i_bh // HKV, i_bh % HKV
+    G: tl.constexpr = H // HKV
+    off = Lk - Lq
+    o_n = i_n * BN + tl.arange(0, BN)
+    o_d, o_dv = tl.arange(0, BD), tl.arange(0, BDV)
+    m_n, m_d, m_dv = o_n < Lk, o_d < D, o_dv < DV
+    o_k = (i_b * Lk).to(tl.int64) * (HKV * D) + i_hk * D + o_n[:, None] * (HKV * D) + o_d[None, :]
+    o_v = (i_b * Lk).to(tl.int64) * (HKV * DV) + i_hk * DV + o_n[:, None] * (HKV * DV) + o_dv[None, :]
+    b_k = tl.load(p_k + o_k, mask=m_n[:, None] & m_d[None, :], other=0.0)
+    b_v = tl.load(p_v + o_v, mask=m_n[:, None] & m_dv[None, :], other=0.0)
+    b_dk = tl.zeros([BN, BD], dtype=tl.float32)
+    b_dv = tl.zeros([BN, BDV], dtype=tl.float32)
+    # queries at positions n0 … n0 + BN − 1 + W − 1 see these keys: query index = position − off
+    # NB blocks of BM queries from s0 (host: cdiv(min(BN + W − 1, Lq), BM)); keys older than every window: no queries
+    s0 = tl.maximum(i_n * BN - off, 0)
+    if i_n * BN + BN + W - 2 >= off:
+        for g in range(G):
+            i_h = i_hk * G + g
+            p_qb = p_q + (i_b * Lq).to(tl.int64) * (H * D) + i_h * D
+            p_dob = p_do + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
+            p_lb = (i_b * H + i_h).to(tl.int64) * Lq
+            for j in range(0, NB):
+                o_m = s0 + j * BM + tl.arange(0, BM)
+                m_m = o_m < Lq
+                b_q = tl.load(p_qb + o_m[:, None] * (H * D) + o_d[None, :], mask=m_m[:, None] & m_d[None, :], other=0.0)
+                b_do = tl.load(
+                    p_dob + o_m[:, None] * (H * DV) + o_dv[None, :], mask=m_m[:, None] & m_dv[None, :], other=0.0
+                )
+                b_lse = tl.load(p_lse + p_lb + o_m, mask=m_m, other=0.0)
+                b_delta = tl.load(p_delta + p_lb + o_m, mask=m_m, other=0.0)
+                pos = o_m + off
+                b_st = _dot(b_k, tl.trans(b_q), PREC) * scale_log2  # [BN, BM]
+                m_t = (o_n[:, None] <= pos[None, :]) & (o_n[:, None] > pos[None, :] - W) & m_m[None, :]
+                b_pt = tl.where(m_t, tl.exp2(b_st - b_lse[None, :]), 0.0)
+                b_dv += _dot(b_pt.to(b_do.dtype), b_do, PREC)
+                b_dpt = _dot(b_v, tl.trans(b_do), PREC)  # [BN, BM]
+                b_dst = b_pt * (b_dpt - b_delta[None, :])
+                b_dk += _dot(b_dst.to(b_q.dtype), b_q, PREC)
+    tl.store(p_dk + o_k, (b_dk * scale).to(p_dk.dtype.element_ty), mask=m_n[:, None] & m_d[None, :])
+    tl.store(p_dv + o_v, b_dv.to(p_dv.dtype.element_ty), mask=m_n[:, None] & m_dv[None, :])
+
+
+@triton.jit
+def sliding_window_bwd_dq_kernel(
+    p_q, p_k, p_v, p_do, p_lse, p_delta, p_dq, Lq, Lk, W, scale, scale_log2,
+    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    i_m, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_hk = i_h // (H // HKV)
+    off = Lk - Lq
+    o_m = i_m * BM + tl.arange(0, BM)
+    o_d, o_dv = tl.arange(0, BD), tl.arange(0, BDV)
+    m_m, m_d, m_dv = o_m < Lq, o_d < D, o_dv < DV
+    pos = o_m + off
+    o_q = (i_b * Lq).to(tl.int64) * (H * D) + i_h * D + o_m[:, None] * (H * D) + o_d[None, :]
+    b_q = tl.load(p_q + o_q, mask=m_m[:, None] & m_d[None, :], other=0.0)
+    p_dob = p_do + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
+    b_do = tl.load(p_dob + o_m[:, None] * (H * DV) + o_dv[None, :], mask=m_m[:, None] & m_dv[None, :], other=0.0)
+    b_lse = tl.load(p_lse + i_bh.to(tl.int64) * Lq + o_m, mask=m_m, other=0.0)
+    b_delta = tl.load(p_delta + i_bh.to(tl.int64) * Lq + o_m, mask=m_m, other=0.0)
+    p_kb = p_k + (i_b * Lk).to(tl.int64) * (HKV * D) + i_hk * D
+    p_vb = p_v + (i_b * Lk).to(tl.int64) * (HKV * DV) + i_hk * DV
+    t0 = tl.maximum(i_m * BM + off - W + 1, 0)
+    b_dq = tl.zeros([BM, BD], dtype=tl.float32)
+    for j in range(0, NB):
+        o_n = t0 + j * BN + tl.arange(0, BN)
+        m_n = o_n < Lk
+        b_k = tl.load(p_kb + o_n[:, None] * (HKV * D) + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0.0)
+        b_v = tl.load(p_vb + o_n[:, None] * (HKV * DV) + o_dv[None, :], mask=m_n[:, None] & m_dv[None, :], other=0.0)
+        b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2
+        m_s = (o_n[None, :] <= pos[:, None]) & (o_n[None, :] > pos[:, None] - W) & m_m[:, None]
+        b_p = tl.where(m_s, tl.exp2(b_s - b_lse[:, None]), 0.0)
+        b_dp = _dot(b_do, tl.trans(b_v), PREC)
+        b_ds = b_p * (b_dp - b_delta[:, None])
+        b_dq += _dot(b_ds.to(b_k.dtype), b_k, PREC)
+    tl.store(p_dq + o_q, (b_dq * scale).to(p_dq.dtype.element_ty), mask=m_m[:, None] & m_d[None, :])
+
+
+@triton.jit(do_not_specialize=["pos_int"])
+def sliding_window_step_kernel(
+    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, W, scale_log2,
+    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+    BG: tl.constexpr, BW: tl.constexpr, NW: tl.constexpr, POS_TENSOR: tl.constexpr,
+):  # fmt: skip
+    """One program: sequence i_b, kv head i_hk, its G query heads; the ring buffer ``[B, W, HKV, ·]``."""
+    i_bh = tl.program_id(0)
+    i_b, i_hk = i_bh // HKV, i_bh % HKV
+    G: tl.constexpr = H // HKV
+    if POS_TENSOR:
+        pos = tl.load(p_pos).to(tl.int64)
+    else:
+        pos = pos_int.to(tl.int64)
+    slot = pos % W
+    n_valid = tl.minimum(pos + 1, W)
+    o_g, o_d, o_dv = tl.arange(0, BG), tl.arange(0, BD), tl.arange(0, BDV)
+    m_g, m_d, m_dv = o_g < G, o_d < D, o_dv < DV
+    p_qb = p_q + i_b.to(tl.int64) * (H * D) + (i_hk * G) * D
+    b_q = tl.load(p_qb + o_g[:, None] * D + o_d[None, :], mask=m_g[:, None] & m_d[None, :], other=0.0).to(tl.float32)
+    b_kn = tl.load(p_k + i_bh.to(tl.int64) * D + o_d, mask=m_d, other=0.0)
+    b_vn = tl.load(p_v + i_bh.to(tl.int64) * DV + o_dv, mask=m_dv, other=0.0)
+    p_ckb = p_ck + (i_b * W).to(tl.int64) * (HKV * D) + i_hk * D
+    p_cvb = p_cv + (i_b * W).to(tl.int64) * (HKV * DV) + i_hk * DV
+    b_mi = tl.full([BG], -1e30, dtype=tl.float32)
+    b_li = tl.zeros([BG], dtype=tl.float32)
+    b_acc = tl.zeros([BG, BDV], dtype=tl.float32)
+    for j in range(0, NW):
+        o_w = j * BW + tl.arange(0, BW)
+        m_w = o_w < n_valid
+        b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
+        b_v = tl.load(p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0)
+        # the slot being replaced holds the new token: take it from registers (no read-after-write in the kernel)
+        b_k = tl.where(o_w[:, None] == slot, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
+        b_v = tl.where(o_w[:, None] == slot, b_vn[None, :].to(b_v.dtype), b_v).to(tl.float32)
+        b_s = tl.sum(b_q[:, None, :] * b_k[None, :, :], 2) * scale_log2  # [BG, BW]
+        b_s = tl.where(m_w[None, :], b_s, float("-inf"))
+        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
+        b_p = tl.exp2(b_s - b_mn[:, None])
+        b_alpha = tl.exp2(b_mi - b_mn)
+        b_li = b_li * b_alpha + tl.sum(b_p, 1)
+        b_acc = b_acc * b_alpha[:, None] + tl.sum(b_p[:, :, None] * b_v[None, :, :], 1)
+        b_mi = b_mn
+    b_o = b_acc / b_li[:, None]
+    p_ob = p_o + i_b.to(tl.int64) * (H * DV) + (i_hk * G) * DV
+    tl.store(p_ob + o_g[:, None] * DV + o_dv[None, :], b_o.to(p_o.dtype.element_ty), mask=m_g[:, None] & m_dv[None, :])
+    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d)
+    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=m_dv)
+
+
+# ------------------------------------------------------------------------------------------ host side
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    t = torch.empty(shape, device=like.device, dtype=like.dtype if dtype is None else dtype)
+    return t.fill_(float("nan")) if POISON_OUTPUTS else t
+
+
+def _dims(q: Tensor, v: Tensor) -> tuple[int, int, int, int]:
+    D, DV = q.shape[-1], v.shape[-1]
+    if max(D, DV) > MAX_HEAD_DIM:
+        raise ValueError(
+            f"sliding_window_attention (triton): head dims up to {MAX_HEAD_DIM} are supported, got d={D}, dv={DV}; "
+            "use backend='torch' or split the heads"
+        )
+    return D, DV, max(16, triton.next_power_of_2(D)), max(16, triton.next_power_of_2(DV))
+
+
+def _prec(q: Tensor) -> str:
+    """fp32 inputs get true fp32 products (not tf32): the fp32 path is the accuracy path."""
+    if _interpreting():
+        return "interp"
+    return "ieee" if q.dtype == torch.float32 else "tf32"
+
+
+def _cfg(kind: str, bd: int) -> dict:
+    """Block sizes per kernel and padded head dim (~64 fp32 accumulator registers per thread)."""
+    if _interpreting():
+        return dict(BM=16, BN=16, num_warps=4, num_stages=1)
+    big = bd > 128
+    if kind == "fwd":
+        return dict(
+            BM=64 if big else 128, BN=32 if big else 64, num_warps=4 if bd <= 64 else 8, num_stages=2 if big else 3
+        )
+    if kind == "dkdv":
+        return dict(BM=32, BN=32 if big else (128 if bd <= 64 else 64), num_warps=8, num_stages=2 if big else 3)
+    return dict(BM=64 if big else 128, BN=32, num_warps=4 if bd <= 64 else 8, num_stages=2 if big else 3)  # dq
+
+
+@torch.library.custom_op("mixerzoo::sliding_window_fwd", mutates_args=())
+def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Tensor, Tensor]:
+    """``(o [B, Lq, H, DV] in q's dtype, lse [B, H, Lq] fp32, log2 units)``."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    B, Lq, H, _ = q.shape
+    Lk, HKV = k.shape[1], k.shape[2]
+    D, DV, BD, BDV = _dims(q, v)
+    o = _empty(B, Lq, H, DV, like=q)
+    lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
+    cfg = _cfg("fwd", max(BD, BDV))
+    grid = (triton.cdiv(Lq, cfg["BM"]), B * H)
+    sliding_window_fwd_kernel[grid](
+        q,
+        k,
+        v,
+        o,
+        lse,
+        Lq,
+        Lk,
+        window,
+        scale * LOG2E,
+        H=H,
+        HKV=HKV,
+        D=D,
+        DV=DV,
+        BD=BD,
+        BDV=BDV,
+        PREC=_prec(q),
+        NB=triton.cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
+        **cfg,
+    )
+    return o, lse
+
+
+@sliding_window_fwd.register_fake
+def _(q, k, v, window, scale):
+    B, Lq, H, _ = q.shape
+    return q.new_empty(B, Lq, H, v.shape[-1]), q.new_empty(B, H, Lq, dtype=torch.float32)
+
+
+@torch.library.custom_op("mixerzoo::sliding_window_bwd", mutates_args=())
+def sliding_window_bwd(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, window: int, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dq, dk, dv)`` in the inputs' dtypes."""
+    do, q, k, v, o = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), o.contiguous()
+    B, Lq, H, _ = q.shape
+    Lk, HKV = k.shape[1], k.shape[2]
+    D, DV, BD, BDV = _dims(q, v)
+    delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
+    BMD = 16 if _interpreting() else 64
+    sliding_window_bwd_delta_kernel[(triton.cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
+    dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
+    common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
+    cfg = _cfg("dkdv", max(BD, BDV))
+    sliding_window_bwd_dkdv_kernel[(triton.cdiv(Lk, cfg["BN"]), B * HKV)](
+        q,
+        k,
+        v,
+        do,
+        lse,
+        delta,
+        dk,
+        dv,
+        Lq,
+        Lk,
+        window,
+        scale,
+        scale * LOG2E,
+        NB=triton.cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]),
+        **common,
+        **cfg,
+    )
+    cfg = _cfg("dq", max(BD, BDV))
+    sliding_window_bwd_dq_kernel[(triton.cdiv(Lq, cfg["BM"]), B * H)](
+        q,
+        k,
+        v,
+        do,
+        lse,
+        delta,
+        dq,
+        Lq,
+        Lk,
+        window,
+        scale,
+        scale * LOG2E,
+        NB=triton.cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
+        **common,
+        **cfg,
+    )
+    return dq, dk, dv
+
+
+@sliding_window_bwd.register_fake
+def _(do, q, k, v, o, lse, window, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _fwd_setup(ctx, inputs, output):
+    q, k, v, window, scale = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k, v, o, lse)
+    ctx.window, ctx.scale = window, scale
+    ctx.mark_non_differentiable(lse)
+
+
+def _fwd_backward(ctx, do, dlse):
+    q, k, v, o, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.mixerzoo.sliding_window_bwd(do, q, k, v, o, lse, ctx.window, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+sliding_window_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+
+
+@torch.library.custom_op("mixerzoo::sliding_window_step", mutates_args=("cache_k", "cache_v"))
+def sliding_window_step(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cache_k: Tensor,
+    cache_v: Tensor,
+    position: Tensor | None,
+    position_int: int,
+    scale: float,
+) -> Tensor:
+    """One token over the ring buffer; writes slot ``position % W`` of the caches in place."""
+    if not (cache_k.is_contiguous() and cache_v.is_contiguous()):
+        raise ValueError(
+            "sliding_window_attention_step (triton): cache_k and cache_v must be contiguous (updated in place)"
+        )
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    B, H, _ = q.shape
+    W, HKV = cache_k.shape[1], cache_k.shape[2]
+    D, DV, BD, BDV = _dims(q, v)
+    G = H // HKV
+    BG = triton.next_power_of_2(G)
+    BW = max(1, min(triton.next_power_of_2(W), 8192 // (BG * max(BD, BDV))))
+    o = _empty(B, H, DV, like=q)
+    sliding_window_step_kernel[(B * HKV,)](
+        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, W, scale * LOG2E, NW=triton.cdiv(W, BW),
+        H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BG=BG, BW=BW, POS_TENSOR=position is not None, num_warps=4,
+    )  # fmt: skip
+    return o
+
+
+@sliding_window_step.register_fake
+def _(q, k, v, cache_k, cache_v, position, position_int, scale):
+    return q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
+
+
+def _scale(q: Tensor, scale: float | None) -> float:
+    return q.shape[-1] ** -0.5 if scale is None else float(scale)
+
+
+def sliding_window_triton(q: Tensor, k: Tensor, v: Tensor, window: int, *, scale: float | None = None) -> Tensor:
+    """Fused sliding-window attention, ``o [B, Lq, H, DV]``; differentiable in q, k, v."""
+    _dims(q, v)
+    o, _ = torch.ops.mixerzoo.sliding_window_fwd(q, k, v, window, _scale(q, scale))
+    return o
+
+
+def sliding_window_step_triton(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cache_k: Tensor,
+    cache_v: Tensor,
+    position: int | Tensor,
+    *,
+    scale: float | None = None,
+) -> Tensor:
+    """Decode step over the ring buffer (in place). ``position``: int, or a 1-element integer tensor on q's device
+    (read inside the kernel: no host sync, CUDA-graph capturable)."""
+    op = "sliding_window_attention_step (triton)"
+    if isinstance(position, Tensor):
+        if position.numel() != 1 or position.dtype not in (torch.int64, torch.int32) or position.device != q.device:
+            raise ValueError(
+                f"{op}: position must be an int or a 1-element int64/int32 tensor on {q.device}, got "
+                f"{position.dtype} {tuple(position.shape)} on {position.device}"
+            )
+        pos_t, pos_i = position.reshape(()), 0
+    else:
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise ValueError(
+                f"{op}: position must be a non-negative int (tokens seen before this one), got {position!r}"
+            )
+        pos_t, pos_i = None, int(position)
+    return torch.ops.mixerzoo.sliding_window_step(q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale))

@@ -1,0 +1,287 @@
+"""Triton sliding-window attention against the fp64 oracle: forward, gradients, ring-buffer decode step.
+
+On the CPU the kernels run under ``TRITON_INTERPRET=1`` (set below, before triton is imported) with
+small shapes and 16×16 tiles, so a few dozen tokens already cross several blocks; ``-m gpu`` runs
+large shapes with the real tiles on CUDA. Errors are relative, ``‖out − ref‖ / ‖ref‖`` over the whole
+tensor, against the oracle evaluated in fp64 on the very same (rounded) inputs. Forward ``o`` / gradients:
+
+- fp32: 1e-5 / 5e-5 ("ieee" fp32 dots, fp32 softmax and accumulators; measured ≤ 2e-7 / 2e-6);
+- fp16: 2e-3 / 1e-2 (p and ds rounded to fp16 before their matmuls, outputs rounded; measured ≤ 3e-4 / 2.5e-3);
+- bf16: 1.5e-2 / 6e-2 (the same roundings with 8 mantissa bits; measured ≤ 4e-3 / 4.3e-2).
+
+Gradients get the looser bound because ``ds = p·(dp − δ)`` cancels, and δ = rowsum(o·do) uses the rounded
+``o`` (as FlashAttention does); the worst cases are sharp softmaxes (scale 1 with d = 16: scores of std 4).
+
+Outputs start as NaN (``triton_ops.POISON_OUTPUTS``), so an element no program writes fails the test;
+unwritten ring-buffer slots hold NaN, so a step that reads one fails too.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "0" if os.environ.get("MIXERZOO_GPU_TESTS") else "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mixerzoo.kernels.sliding_window import sliding_window_attention, sliding_window_attention_step  # noqa: E402
+from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
+from mixerzoo.kernels.sliding_window.naive import sliding_window_reference  # noqa: E402
+
+T.POISON_OUTPUTS = True
+TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
+GRAD_TOL = {torch.float32: 5e-5, torch.float16: 1e-2, torch.bfloat16: 6e-2}
+DTYPES = st.sampled_from([torch.float32, torch.bfloat16, torch.float16])
+HEADS = st.sampled_from([(1, 1), (2, 1), (4, 2), (3, 3)])  # (H, Hkv)
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+cpu_only = pytest.mark.skipif(not INTERPRET, reason="interpreter tests (TRITON_INTERPRET=1, the default off-GPU)")
+# no shrinking: under the interpreter it can take minutes; the failing example is printed as drawn
+FEW = dict(
+    deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, phases=(Phase.explicit, Phase.generate)
+)
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert torch.isfinite(out).all(), "non-finite output (an element left unwritten, or an overflow)"
+    return ((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30)).item()
+
+
+def assert_close(name: str, out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype, tol: dict = TOL) -> None:
+    err = rel_err(out, ref)
+    assert err <= tol[dtype], f"{name}: relative error {err:.3g} > {tol[dtype]:.3g} ({dtype})"
+
+
+def randn(*shape, dtype, device, gen, scale=1.0):
+    return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
+
+
+def check_fwd_bwd(B, Lq, Lk, H, Hkv, d, dv, W, dtype, device, scale=None, seed=0, input_scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    q = randn(B, Lq, H, d, dtype=dtype, device=device, gen=g, scale=input_scale).requires_grad_()
+    k = randn(B, Lk, Hkv, d, dtype=dtype, device=device, gen=g, scale=input_scale).requires_grad_()
+    v = randn(B, Lk, Hkv, dv, dtype=dtype, device=device, gen=g).requires_grad_()
+    o = sliding_window_attention(q, k, v, W, scale=scale, backend="triton")
+    assert o.dtype == dtype and o.shape == (B, Lq, H, dv)
+    ref = sliding_window_reference(q, k, v, W, scale)
+    assert_close("o", o, ref, dtype)
+    do = randn(B, Lq, H, dv, dtype=dtype, device=device, gen=g)
+    grads = torch.autograd.grad(o, (q, k, v), do)
+    grads_ref = torch.autograd.grad(ref, (q, k, v), do.double())
+    for name, gr, gr_ref, x in zip(("dq", "dk", "dv"), grads, grads_ref, (q, k, v)):
+        assert gr.dtype == x.dtype and gr.shape == x.shape
+        if gr_ref.abs().max() == 0:  # W = 1 (softmax over one key), or keys no query sees: zero up to rounding
+            assert gr.double().norm() <= GRAD_TOL[dtype] * (1.0 + do.double().norm()), name
+        else:
+            assert_close(name, gr, gr_ref, dtype, GRAD_TOL)
+
+
+@cpu_only
+@settings(max_examples=24, **FEW)
+@given(
+    B=st.integers(1, 2),
+    W=st.sampled_from([1, 2, 5, 16, 17, 40]),
+    rel=st.sampled_from(["lt", "eq", "eq+1", "any"]),
+    extra=st.sampled_from([0, 0, 3, 21]),
+    heads=HEADS,
+    d=st.sampled_from([8, 16, 24, 32]),
+    dv=st.sampled_from([8, 16, 20]),
+    dtype=DTYPES,
+    scale=st.sampled_from([None, 0.05, 1.0]),
+    data=st.data(),
+)
+def test_forward_backward_matches_oracle(B, W, rel, extra, heads, d, dv, dtype, scale, data):
+    """L < W, L = W, L = W + 1 and L off the 16-tile; Lk = Lq + extra (a cache before the queries); grouped heads."""
+    Lq = {"lt": max(1, W - 1), "eq": W, "eq+1": W + 1}.get(rel) or data.draw(st.sampled_from([1, 7, 31, 47]))
+    H, Hkv = heads
+    seed = data.draw(st.integers(0, 2**16))
+    check_fwd_bwd(B, Lq, Lq + extra, H, Hkv, d, dv, W, dtype, "cpu", scale, seed)
+
+
+@cpu_only
+def test_large_scores_stay_finite_and_accurate():
+    """Inputs ×6 with scale 1: scores in the hundreds; the online softmax must not overflow."""
+    check_fwd_bwd(1, 37, 37, 2, 1, 16, 16, 9, torch.float32, "cpu", scale=1.0, seed=3, input_scale=6.0)
+
+
+@cpu_only
+def test_window_covering_everything_equals_causal_attention():
+    from mixerzoo.kernels.attention import attention_reference
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (randn(1, 21, 2, 16, dtype=torch.float32, device="cpu", gen=g) for _ in range(3))
+    o = sliding_window_attention(q, k, v, 1000, backend="triton")
+    assert rel_err(o, attention_reference(q, k, v)) < 1e-5
+
+
+def ring_from_prefix(k_all, v_all, P, W):
+    """The ring buffer after P tokens: slot i % W holds token i for the last min(P, W) tokens; the rest NaN."""
+    B, _, Hkv, d = k_all.shape
+    ck = torch.full((B, W, Hkv, d), float("nan"), dtype=k_all.dtype, device=k_all.device)
+    cv = torch.full((B, W, Hkv, v_all.shape[-1]), float("nan"), dtype=v_all.dtype, device=v_all.device)
+    for i in range(max(0, P - W), P):
+        ck[:, i % W], cv[:, i % W] = k_all[:, i], v_all[:, i]
+    return ck, cv
+
+
+def check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = P + steps
+    q_all = randn(B, n, H, d, dtype=dtype, device=device, gen=g)
+    k_all = randn(B, n, Hkv, d, dtype=dtype, device=device, gen=g)
+    v_all = randn(B, n, Hkv, dv, dtype=dtype, device=device, gen=g)
+    ck, cv = ring_from_prefix(k_all, v_all, P, W)
+    ptrs = (ck.data_ptr(), cv.data_ptr())
+    for t in range(P, n):
+        pos = torch.tensor(t, device=device) if as_tensor else t
+        o = sliding_window_attention_step(q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton")
+        ref = sliding_window_reference(q_all[:, t : t + 1], k_all[:, : t + 1], v_all[:, : t + 1], W)[:, 0]
+        assert o.shape == (B, H, dv) and o.dtype == dtype
+        assert_close(f"step at position {t}", o, ref, dtype)
+    ck_ref, cv_ref = ring_from_prefix(k_all, v_all, n, W)
+    assert torch.equal(ck.nan_to_num(7.0), ck_ref.nan_to_num(7.0)) and torch.equal(
+        cv.nan_to_num(7.0), cv_ref.nan_to_num(7.0)
+    )
+    assert (ck.data_ptr(), cv.data_ptr()) == ptrs, "the ring buffer must be updated in place"
+
+
+@cpu_only
+@settings(max_examples=10, **FEW)
+@given(
+    B=st.integers(1, 3),
+    heads=HEADS,
+    d=st.sampled_from([8, 16, 24]),
+    dv=st.sampled_from([8, 12, 16]),
+    W=st.sampled_from([1, 3, 8, 20]),
+    start=st.sampled_from(["empty", "partial", "full"]),
+    steps=st.integers(1, 4),
+    dtype=DTYPES,
+    as_tensor=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_step_matches_oracle_and_fills_the_ring(B, heads, d, dv, W, start, steps, dtype, as_tensor, seed):
+    """Start with an empty ring (position 0), a partly written one (position < W − 1) or a full one that wraps."""
+    P = {"empty": 0, "partial": W // 2, "full": 2 * W + 1}[start]
+    H, Hkv = heads
+    check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, "cpu", as_tensor, seed)
+
+
+@cpu_only
+def test_prefill_then_decode_equals_full_forward():
+    """Forward over a prefix + a cache-aware forward of the rest (Lk > Lq) ≡ one forward over everything."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (randn(2, 45, 4, 16, dtype=torch.float32, device="cpu", gen=g) for _ in range(3))
+    k, v = k[:, :, :2].contiguous(), v[:, :, :2].contiguous()
+    full = sliding_window_attention(q, k, v, 13, backend="triton")
+    tail = sliding_window_attention(q[:, 30:], k, v, 13, backend="triton")
+    assert rel_err(tail, full[:, 30:]) < 1e-6
+
+
+@cpu_only
+def test_custom_ops_pass_opcheck_and_compile():
+    g = torch.Generator().manual_seed(0)
+    q = randn(1, 19, 2, 16, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    k = randn(1, 23, 1, 16, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    v = randn(1, 23, 1, 8, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    torch.library.opcheck(torch.ops.mixerzoo.sliding_window_fwd, (q, k, v, 5, 0.25))
+    ck, cv = torch.randn(1, 6, 1, 16), torch.randn(1, 6, 1, 8)
+    step_args = (q[:, 0].detach(), k[:, 0].detach(), v[:, 0].detach(), ck, cv, torch.tensor(8), 0, 0.25)
+    torch.library.opcheck(torch.ops.mixerzoo.sliding_window_step, step_args)
+
+    def f(q, k, v):  # the Triton entry point (the public dispatcher's importlib call breaks fullgraph)
+        return T.sliding_window_triton(q, k, v, 5).square().sum()
+
+    out = torch.compile(f, backend="aot_eager", fullgraph=True)(q, k, v)
+    ref = f(q, k, v)
+    assert torch.allclose(out, ref)
+    assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(out, (q, k)), torch.autograd.grad(ref, (q, k))))
+
+
+@cpu_only
+def test_errors_say_what_to_do():
+    q = torch.randn(1, 4, 1, 300)
+    with pytest.raises(ValueError, match="head dims up to 256"):
+        T.sliding_window_triton(q, q, q, 2)
+    q1, c = torch.randn(1, 1, 16), torch.randn(1, 4, 1, 16)
+    with pytest.raises(ValueError, match="position must be"):
+        T.sliding_window_step_triton(q1, q1, q1, c, c.clone(), torch.tensor(2.0))
+    with pytest.raises(ValueError, match="position must be"):
+        T.sliding_window_step_triton(q1, q1, q1, c, c.clone(), -1)
+
+
+# ---------------------------------------------------------------------------------------------- GPU
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize(
+    "B,Lq,Lk,H,Hkv,d,dv,W",
+    [
+        (2, 1000, 1000, 4, 4, 64, 64, 64),
+        (1, 4099, 4099, 4, 2, 128, 128, 128),
+        (2, 777, 1500, 8, 2, 96, 96, 512),
+        (1, 300, 300, 2, 1, 256, 256, 33),
+        (1, 513, 513, 2, 2, 40, 72, 1),
+        (1, 60, 60, 2, 1, 16, 16, 128),
+    ],
+)
+def test_gpu_forward_backward(B, Lq, Lk, H, Hkv, d, dv, W, dtype):
+    check_fwd_bwd(B, Lq, Lk, H, Hkv, d, dv, W, dtype, "cuda", seed=Lq)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("W,H,Hkv,d", [(64, 16, 16, 128), (512, 8, 2, 64), (7, 4, 1, 80)])
+def test_gpu_step(W, H, Hkv, d, dtype):
+    check_steps(4, H, Hkv, d, d, W, W - 3, 6, dtype, "cuda", as_tensor=True)
+
+
+@gpu
+@needs_cuda
+def test_gpu_step_in_cuda_graph():
+    """Capture the step with the position as a device tensor advanced inside the graph; replay = eager."""
+    B, H, Hkv, d, W, n = 8, 8, 4, 64, 16, 40
+    g = torch.Generator().manual_seed(0)
+    q_all, k_all, v_all = (randn(B, n, h, d, dtype=torch.bfloat16, device="cuda", gen=g) for h in (H, Hkv, Hkv))
+    ck = torch.zeros(B, W, Hkv, d, dtype=torch.bfloat16, device="cuda")
+    cv = torch.zeros_like(ck)
+    q_in, k_in, v_in = q_all[:, 0].clone(), k_all[:, 0].clone(), v_all[:, 0].clone()
+    pos = torch.zeros((), dtype=torch.int64, device="cuda")
+    T.sliding_window_step_triton(q_in, k_in, v_in, ck.clone(), cv.clone(), pos)  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        o = T.sliding_window_step_triton(q_in, k_in, v_in, ck, cv, pos)
+        pos.add_(1)
+    for t in range(n):
+        q_in.copy_(q_all[:, t])
+        k_in.copy_(k_all[:, t])
+        v_in.copy_(v_all[:, t])
+        graph.replay()
+        ref = sliding_window_reference(q_all[:, t : t + 1], k_all[:, : t + 1], v_all[:, : t + 1], W)[:, 0]
+        assert_close(f"graph step {t}", o, ref, torch.bfloat16)
+    assert pos.item() == n
+
+
+@gpu
+@needs_cuda
+def test_gpu_torch_compile_inductor():
+    g = torch.Generator().manual_seed(0)
+    q = randn(2, 1024, 8, 64, dtype=torch.bfloat16, device="cuda", gen=g).requires_grad_()
+    k = randn(2, 1024, 2, 64, dtype=torch.bfloat16, device="cuda", gen=g).requires_grad_()
+    v = randn(2, 1024, 2, 64, dtype=torch.bfloat16, device="cuda", gen=g).requires_grad_()
+
+    def f(q, k, v):
+        return (T.sliding_window_triton(q * 1.5, k, v, 64).float() ** 2).sum()
+
+    out = torch.compile(f, fullgraph=True)(q, k, v)
+    ref = f(q, k, v)
+    assert torch.allclose(out, ref, rtol=1e-3)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v)), torch.autograd.grad(ref, (q, k, v))):
+        assert rel_err(a, b) < 1e-2
