@@ -8,10 +8,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# Triton kernels run on the CPU through its interpreter; it must be on before any kernel is defined.
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 settings.register_profile(
     "ci", max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -23,11 +19,6 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _doctest_torch(doctest_namespace):
-    doctest_namespace["torch"] = torch
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
