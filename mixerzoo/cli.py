@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from mixerzoo.sweep import sweep_main
 
         return sweep_main(argv[1:]) or 0
+    if argv and argv[0] == "bench":
+        from mixerzoo.bench import bench_main
+
+        return bench_main(argv[1:]) or 0
     if argv and argv[0] == "report":
         from mixerzoo.report import report_main
 
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=0)
         p.set_defaults(func=func)
     sub.add_parser("sweep", help="run an ablation sweep (mixerzoo sweep ABLATION.py --scale quick --db DB)")
+    sub.add_parser("bench", help="generation/prefill throughput on a GPU (mixerzoo bench generate MODEL...)")
     sub.add_parser("report", help="tables and plots from a results database (mixerzoo report DB)")
     args = parser.parse_args(argv)
     from mixerzoo.spec import SpecError

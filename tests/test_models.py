@@ -176,3 +176,15 @@ def test_cuda_graph_generation_equals_eager(spec):
     eager = model.generate(prompt, 24, cuda_graph=False)
     graphed = model.generate(prompt, 24, cuda_graph=True)
     assert torch.equal(eager, graphed)
+
+
+def test_prefill_in_batch_slices_equals_one_prefill():
+    model = zoo.build("taylor4-sw3-conv3-attn", d_model=32, vocab_size=20, n_heads=2).eval()
+    ids = torch.randint(0, 20, (7, 9))
+    with torch.no_grad():
+        a, states_a = model.prefill(ids, capacity=12)
+        b, states_b = model.prefill(ids, capacity=12, batch_chunk=3)
+    assert torch.allclose(a, b, atol=1e-5)
+    for sa, sb in zip(states_a, states_b):
+        assert int(sb["position"]) == 9
+        assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)

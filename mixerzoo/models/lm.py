@@ -56,14 +56,32 @@ class LanguageModel(nn.Module):
         x = self.embed(input_ids)  # [B, L, D]
         return self.head(self.norm(self.stack(x)))  # [B, L, V]
 
-    def prefill(self, input_ids: Tensor, capacity: int | None = None) -> tuple[Tensor, list[State]]:
-        """Run the prompt in parallel; returns the last position's logits ``[B, V]`` and the layer states."""
+    def prefill(
+        self, input_ids: Tensor, capacity: int | None = None, batch_chunk: int | None = None
+    ) -> tuple[Tensor, list[State]]:
+        """Run the prompt in parallel; returns the last position's logits ``[B, V]`` and the layer states.
+
+        Args:
+            input_ids: ``[B, L]`` prompt.
+            capacity: tokens the states must hold (attention's KV cache); default L.
+            batch_chunk: run at most this many sequences at a time (bounds activation memory at large
+                batch); each slice writes its rows of the full preallocated states in place.
+        """
         self._check_ids(input_ids)
         B, L = input_ids.shape
         param = next(self.parameters())
         states = self.stack.init_state(B, device=input_ids.device, dtype=param.dtype, capacity=capacity or L)
-        x, states = self.stack(self.embed(input_ids), states)
-        return self.head(self.norm(x[:, -1])), states
+        chunk = B if batch_chunk is None else max(1, batch_chunk)
+        logits = []
+        for lo in range(0, B, chunk):
+            rows = [
+                {k: (t.new_zeros(()) if k == "position" else t[lo : lo + chunk]) for k, t in s.items()} for s in states
+            ]  # views: in-place updates land in the full states
+            x, _ = self.stack(self.embed(input_ids[lo : lo + chunk]), rows)
+            logits.append(self.head(self.norm(x[:, -1])))
+        for s in states:
+            s["position"].fill_(L)
+        return torch.cat(logits), states
 
     def step(self, tokens: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
         """One token per sequence, ``tokens [B]`` → logits ``[B, V]``; states updated in place."""

@@ -1,0 +1,91 @@
+"""End-to-end generation and prefill throughput of Based against a Transformer (the paper's 24× and 1.56×).
+
+Run on the GPU:  python benchmarks/generation.py [--quick]
+Writes benchmarks/results/generation.{md,json}: the paper's setting (batch 128, prompt 1,024, 1,024 new tokens),
+each model at its largest batch, and prefill of 4,096 tokens, each beside its floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+
+from mixerzoo.bench import (
+    _build,
+    _environment,
+    _table,
+    bench_generate,
+    bench_prefill,
+    largest_batch,
+    measure_ceilings,
+)
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pair", nargs=2, default=["based-1.3b", "transformer-1.3b"])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--prompt", type=int, default=1024)
+    parser.add_argument("--new", type=int, default=1024)
+    parser.add_argument("--largest-new", type=int, default=64)
+    parser.add_argument("--prefill-len", type=int, default=4096)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    ceilings = measure_ceilings()
+    torch.cuda.empty_cache()
+    print(f"copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s")
+    gen, pre = [], []
+    for name in args.pair:
+        model = _build(name, torch.bfloat16)
+        for b, new in ((1, 128), (args.batch, args.new)):
+            gen.append(bench_generate(name, b, args.prompt, new, ceilings, model=model))
+            print(gen[-1], flush=True)
+            torch.cuda.empty_cache()
+        big = largest_batch(model, args.prompt, args.new)
+        try:
+            gen.append(bench_generate(name, big, args.prompt, args.largest_new, ceilings, model=model))
+        except torch.cuda.OutOfMemoryError:
+            gen.append({"model": name, "batch": big, "error": "out of memory"})
+        print(gen[-1], flush=True)
+        torch.cuda.empty_cache()
+        pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model))
+        print(pre[-1], flush=True)
+        del model
+        torch.cuda.empty_cache()
+    ok = [r for r in gen if "error" not in r]
+    by = {(r["model"], r["batch"]): r for r in ok}
+    lin, att = args.pair
+    ratio = by[(lin, args.batch)]["tokens_per_s"] / by[(att, args.batch)]["tokens_per_s"]
+    best = {m: max(r["tokens_per_s"] for r in ok if r["model"] == m) for m in args.pair}
+    prefill_ratio = pre[1]["ms"] / pre[0]["ms"]
+    md = [
+        "# Generation and prefill throughput", "",
+        f"`{' '.join(sys.argv)}` — {_environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
+        f"ceilings measured in the run: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul "
+        f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s.", "",
+        "## Decode (CUDA-graph step per token)", "",
+        _table(ok, ["model", "batch", "prompt", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor", "peak_gb", "bound"]),
+        "", f"Throughput ratio {lin}/{att} at batch {args.batch}: **{ratio:.2f}×** (paper: 24×); "
+        f"each at its best batch: **{best[lin] / best[att]:.2f}×**.", "",
+        "## Prefill", "", _table(pre, ["model", "batch", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s"]),
+        "", f"Prefill speed ratio {lin}/{att} at {args.prefill_len} tokens: **{prefill_ratio:.2f}×** (paper: 1.56×).",
+    ]  # fmt: skip
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generation.md").write_text("\n".join(md) + "\n")
+    payload = {"environment": _environment(), "ceilings": vars(ceilings) if hasattr(ceilings, "__dict__") else None,
+               "generate": gen, "prefill": pre, "ratio_at_batch": ratio, "ratio_best": best[lin] / best[att],
+               "prefill_ratio": prefill_ratio}  # fmt: skip
+    (out / "generation.json").write_text(json.dumps(payload, indent=2, default=str))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Generation and prefill throughput, with each model's hardware floor beside it.
+
+``mixerzoo bench generate based-1.3b transformer-1.3b --batch 128 --prompt 1024 --new 1024`` builds each model
+with random bf16 weights on the GPU, prefills the prompt, then decodes through one CUDA-graph-captured step per
+token, and reports tokens per second, latency per step, peak memory and the floor:
+
+    floor per decode step = max(bytes per step / copy bandwidth, FLOPs per step / bf16 matmul rate)
+
+bytes per step = every weight read once (the embedding table excepted: only B rows of it) + the recurrent state
+read and written (linear attention's fp32 kv and z, the window's ring, the convolution's last K−1 inputs) or the
+KV cache read (attention, at the mean length of the decode); FLOPs = 2·B·(weights used per token) + the mixers'
+own products. Both ceilings are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
+
+__all__ = ["Ceilings", "bench_generate", "bench_prefill", "measure_ceilings"]
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Measured on the device: copy bandwidth (bytes read + written per second) and the bf16 matmul rate."""
+
+    copy_bytes_per_s: float
+    matmul_flops_per_s: float
+
+
+def _time_ms(fn, reps: int = 20) -> float:
+    """Median milliseconds of ``fn()`` over ``reps`` runs, with CUDA events, after a warm-up."""
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def measure_ceilings() -> Ceilings:
+    """A 2 GB device-to-device copy and an 8192³ bf16 matmul on random data."""
+    x = torch.randn(2**30, device="cuda", dtype=torch.bfloat16)
+    y = torch.empty_like(x)
+    copy_ms = _time_ms(lambda: y.copy_(x))
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm_ms = _time_ms(lambda: a @ b)
+    return Ceilings(2 * 2**30 * 2 / (copy_ms * 1e-3), 2 * 8192**3 / (mm_ms * 1e-3))
+
+
+def decode_cost(model, batch: int, length: float) -> tuple[float, float]:
+    """(bytes, FLOPs) of one decode step at ``batch`` sequences of ``length`` tokens so far."""
+    elem = next(model.parameters()).element_size()
+    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed."))
+    nbytes = weights * elem + batch * model.stack.d_model * elem
+    flops = 2.0 * batch * weights
+    for block in model.stack.blocks:
+        m = block.mixer
+        if isinstance(m, LinearAttention):
+            D = m.feature_map.out_dim
+            state = m.heads * D * (m.head_dim + 1)
+            nbytes += batch * 2 * state * 4  # fp32 kv and z, read and written
+            flops += batch * 4.0 * state
+        elif isinstance(m, SlidingWindowAttention):
+            span = min(length, m.window)
+            nbytes += batch * 2 * span * m.kv_heads * m.head_dim * elem
+            flops += batch * 4.0 * span * m.heads * m.head_dim
+        elif isinstance(m, Attention):
+            nbytes += batch * 2 * length * m.kv_heads * m.head_dim * elem
+            flops += batch * 4.0 * length * m.heads * m.head_dim
+        elif isinstance(m, GatedConv):
+            nbytes += batch * 2 * (m.config.kernel_size - 1) * m.channels * elem
+    return nbytes, flops
+
+
+def _build(name: str, dtype: torch.dtype):
+    from mixerzoo import build
+
+    torch.manual_seed(0)
+    return build(name, device="cuda", dtype=dtype).eval()
+
+
+@torch.no_grad()
+def bench_generate(
+    name: str, batch: int, prompt_len: int, new_tokens: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None
+) -> dict:
+    """Prefill ``prompt_len`` tokens then decode ``new_tokens`` with the graphed step; one result row."""
+    model = model if model is not None else _build(name, dtype)
+    vocab = model.vocab_size
+    prompt = torch.randint(0, vocab, (batch, prompt_len), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    logits, states = model.prefill(prompt, capacity=prompt_len + new_tokens, batch_chunk=128)
+    torch.cuda.synchronize()
+    prefill_s = time.perf_counter() - t0
+    step = model._graphed_step(states, batch)
+    token = logits.argmax(-1)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(new_tokens - 1):
+        token = step(token).argmax(-1)
+    end.record()
+    end.synchronize()
+    decode_ms = start.elapsed_time(end)
+    steps = new_tokens - 1
+    nbytes, flops = decode_cost(model, batch, prompt_len + new_tokens / 2)
+    floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
+    step_ms = decode_ms / steps
+    return {
+        "model": name, "batch": batch, "prompt": prompt_len, "new_tokens": new_tokens,
+        "tokens_per_s": batch * steps / (decode_ms * 1e-3), "step_ms": step_ms, "floor_ms": floor_ms,
+        "step_over_floor": step_ms / floor_ms, "prefill_s": prefill_s,
+        "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "bound": "memory" if nbytes / ceilings.copy_bytes_per_s >= flops / ceilings.matmul_flops_per_s else "compute",
+    }  # fmt: skip
+
+
+def largest_batch(model, prompt_len: int, new_tokens: int, headroom: float = 0.85) -> int:
+    """The most sequences whose weights, states and a prefill slice fit in the device's memory (analytic)."""
+    elem = next(model.parameters()).element_size()
+    total = torch.cuda.get_device_properties(0).total_memory * headroom
+    weights = sum(p.numel() for p in model.parameters()) * elem
+    state = sum(
+        b.mixer.state_size(prompt_len + new_tokens) * (4 if isinstance(b.mixer, LinearAttention) else elem)
+        for b in model.stack.blocks
+    )
+    workspace = 128 * prompt_len * model.stack.d_model * elem * 24 + 2 * model.vocab_size * 128 * 4  # prefill slices
+    return max(1, int((total - weights - workspace) // state))
+
+
+@torch.no_grad()
+def bench_prefill(name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None) -> dict:
+    """Time ``model.prefill`` over ``[batch, seq_len]`` tokens; floor = FLOPs / matmul rate."""
+    model = model if model is not None else _build(name, dtype)
+    ids = torch.randint(0, model.vocab_size, (batch, seq_len), device="cuda")
+    ms = _time_ms(lambda: model.prefill(ids), reps=5)
+    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
+    flops = 2.0 * batch * seq_len * weights
+    for block in model.stack.blocks:
+        m = block.mixer
+        if isinstance(m, Attention):
+            flops += 2.0 * batch * seq_len * seq_len * m.heads * m.head_dim  # causal: half of 4·L²·d
+        elif isinstance(m, SlidingWindowAttention):
+            flops += 4.0 * batch * seq_len * min(seq_len, m.window) * m.heads * m.head_dim
+        elif isinstance(m, LinearAttention):
+            flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
+    floor_ms = 1e3 * flops / ceilings.matmul_flops_per_s
+    return {"model": name, "batch": batch, "seq_len": seq_len, "ms": ms, "floor_ms": floor_ms, "over_floor": ms / floor_ms,
+            "tokens_per_s": batch * seq_len / (ms * 1e-3)}  # fmt: skip
+
+
+def _environment() -> dict:
+    import triton
+
+    return {
+        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+        "cuda": torch.version.cuda, "python": platform.python_version(), "command": " ".join(sys.argv),
+    }  # fmt: skip
+
+
+def _table(rows: list[dict], keys: list[str]) -> str:
+    def fmt(v):
+        return f"{v:,.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """``mixerzoo bench generate|prefill MODEL... [options]``: prints a table, writes JSON/markdown if asked."""
+    parser = argparse.ArgumentParser(prog="mixerzoo bench")
+    parser.add_argument("what", choices=("generate", "prefill"))
+    parser.add_argument("models", nargs="+", help="presets or specs, e.g. based-1.3b transformer-1.3b")
+    parser.add_argument("--batch", type=int, nargs="+", default=[128])
+    parser.add_argument(
+        "--prompt", type=int, default=1024, help="prompt length (generate) or sequence length (prefill)"
+    )
+    parser.add_argument("--new", type=int, default=1024, help="tokens to generate")
+    parser.add_argument("--largest-batch", action="store_true", help="also decode at each model's largest batch")
+    parser.add_argument("--largest-new", type=int, default=128, help="tokens decoded at the largest batch")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("mixerzoo bench needs a CUDA GPU", file=sys.stderr)
+        return 2
+    ceilings = measure_ceilings()
+    torch.cuda.empty_cache()
+    print(
+        f"ceilings: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s"
+    )
+    rows = []
+    for name in args.models:
+        model = _build(name, torch.bfloat16)
+        if args.what == "prefill":
+            for b in args.batch:
+                rows.append(bench_prefill(name, b, args.prompt, ceilings, model=model))
+                print(rows[-1], flush=True)
+        else:
+            batches = list(args.batch)
+            if args.largest_batch:
+                batches.append(largest_batch(model, args.prompt, args.new))
+            for b in batches:
+                new = args.new if b in args.batch else args.largest_new
+                try:
+                    rows.append(bench_generate(name, b, args.prompt, new, ceilings, model=model))
+                except torch.cuda.OutOfMemoryError:
+                    rows.append({"model": name, "batch": b, "error": "out of memory"})
+                print(rows[-1], flush=True)
+                torch.cuda.empty_cache()
+        del model
+        torch.cuda.empty_cache()
+    ok = [r for r in rows if "error" not in r]
+    keys = (
+        ["model", "batch", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s"]
+        if args.what == "prefill"
+        else ["model", "batch", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor", "peak_gb"]
+    )
+    print(_table(ok, keys))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": _environment(), "ceilings": asdict(ceilings), "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main())
