@@ -13,13 +13,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mixerzoo.kernels import attention
 from mixerzoo.kernels.sliding_window.naive import expand_kv
-from mixerzoo.mixers.base import LayerContext, Mixer, State
-from mixerzoo.mixers.rotary import apply_rotary
-from mixerzoo.mixers.sliding_window import attention_heads
+from mixerzoo.mixers.base import LayerContext, State
+from mixerzoo.mixers.qkv import RotaryQKVMixer
 from mixerzoo.registry import register_mixer
 
 __all__ = ["Attention", "AttentionConfig"]
@@ -36,26 +35,13 @@ class AttentionConfig:
 
 
 @register_mixer("attn", config=AttentionConfig)
-class Attention(Mixer):
+class Attention(RotaryQKVMixer):
     """Causal multi-head softmax attention with RoPE and a preallocated KV cache."""
 
     def __init__(self, config: AttentionConfig, ctx: LayerContext) -> None:
         super().__init__(ctx)
-        self.heads, self.kv_heads, self.head_dim = attention_heads(ctx, config.heads, config.kv_heads, "attn")
+        self._init_projections(config.heads, config.kv_heads, "attn")
         self.config = dataclasses.replace(config, heads=self.heads, kv_heads=self.kv_heads)
-        kv_width = self.kv_heads * self.head_dim
-        self.qkv_proj = nn.Linear(ctx.d_model, ctx.d_model + 2 * kv_width, bias=False)
-        self.out_proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
-
-    def _qkv(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        lead = x.shape[:-1]
-        q, k, v = self.qkv_proj(x).split([self.ctx.d_model, *(2 * [self.kv_heads * self.head_dim])], dim=-1)
-        q = q.reshape(*lead, self.heads, self.head_dim)
-        k = k.reshape(*lead, self.kv_heads, self.head_dim)
-        v = v.reshape(*lead, self.kv_heads, self.head_dim)
-        if self.config.rope:
-            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
-        return q, k, v
 
     def _check_capacity(self, state: State, start: int, n: int) -> None:
         if start + n > state["k"].shape[1]:

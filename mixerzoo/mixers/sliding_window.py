@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mixerzoo.kernels import sliding_window_attention, sliding_window_attention_step
-from mixerzoo.mixers.base import LayerContext, Mixer, State
-from mixerzoo.mixers.rotary import apply_rotary
+from mixerzoo.mixers.base import LayerContext, State
+from mixerzoo.mixers.qkv import RotaryQKVMixer
 from mixerzoo.registry import register_mixer
 
 __all__ = ["SlidingWindowAttention", "SlidingWindowConfig"]
@@ -35,41 +35,17 @@ class SlidingWindowConfig:
     backend: Literal["auto", "torch", "triton", "xformers"] = "auto"
 
 
-def attention_heads(ctx: LayerContext, heads: int | None, kv_heads: int | None, name: str) -> tuple[int, int, int]:
-    """(heads, kv_heads, head_dim) with clear errors for shapes that do not divide."""
-    heads = heads or ctx.n_heads
-    kv_heads = kv_heads or heads
-    if ctx.d_model % heads:
-        raise ValueError(f"{name}: d_model={ctx.d_model} is not divisible by heads={heads}; set [heads=N] to a divisor")
-    if heads % kv_heads:
-        raise ValueError(f"{name}: heads={heads} is not a multiple of kv_heads={kv_heads}")
-    return heads, kv_heads, ctx.d_model // heads
-
-
 @register_mixer("sw", config=SlidingWindowConfig, number="window")
-class SlidingWindowAttention(Mixer):
+class SlidingWindowAttention(RotaryQKVMixer):
     """Causal softmax attention over the last W keys (the query's own included), with RoPE."""
 
     def __init__(self, config: SlidingWindowConfig, ctx: LayerContext) -> None:
         super().__init__(ctx)
         if config.window < 1:
             raise ValueError(f"sw: the window must be >= 1 key, got {config.window}")
-        self.heads, self.kv_heads, self.head_dim = attention_heads(ctx, config.heads, config.kv_heads, "sw")
+        self._init_projections(config.heads, config.kv_heads, "sw")
         self.config = dataclasses.replace(config, heads=self.heads, kv_heads=self.kv_heads)
         self.window = config.window
-        kv_width = self.kv_heads * self.head_dim
-        self.qkv_proj = nn.Linear(ctx.d_model, ctx.d_model + 2 * kv_width, bias=False)
-        self.out_proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
-
-    def _qkv(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        lead = x.shape[:-1]
-        q, k, v = self.qkv_proj(x).split([self.ctx.d_model, *(2 * [self.kv_heads * self.head_dim])], dim=-1)
-        q = q.reshape(*lead, self.heads, self.head_dim)  # [B, (L,) H, hd]
-        k = k.reshape(*lead, self.kv_heads, self.head_dim)  # [B, (L,) Hkv, hd]
-        v = v.reshape(*lead, self.kv_heads, self.head_dim)
-        if self.config.rope:
-            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
-        return q, k, v
 
     def forward(self, x: Tensor, state: State | None = None, return_state: bool = False):
         self._check_input(x, self.ctx.d_model, self.token or "sw")

@@ -1,0 +1,41 @@
+"""What the softmax-attention mixers (``sw``, ``attn``) share: head arithmetic and the rotary q/k/v projection."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mixerzoo.mixers.base import LayerContext, Mixer
+from mixerzoo.mixers.rotary import apply_rotary
+
+
+def attention_heads(ctx: LayerContext, heads: int | None, kv_heads: int | None, name: str) -> tuple[int, int, int]:
+    """(heads, kv_heads, head_dim) with clear errors for shapes that do not divide."""
+    heads = heads or ctx.n_heads
+    kv_heads = kv_heads or heads
+    if ctx.d_model % heads:
+        raise ValueError(f"{name}: d_model={ctx.d_model} is not divisible by heads={heads}; set [heads=N] to a divisor")
+    if heads % kv_heads:
+        raise ValueError(f"{name}: heads={heads} is not a multiple of kv_heads={kv_heads}")
+    return heads, kv_heads, ctx.d_model // heads
+
+
+class RotaryQKVMixer(Mixer):
+    """A mixer with one fused q/k/v projection (grouped k/v heads) and rotary q/k at absolute positions."""
+
+    def _init_projections(self, heads: int | None, kv_heads: int | None, name: str) -> None:
+        self.heads, self.kv_heads, self.head_dim = attention_heads(self.ctx, heads, kv_heads, name)
+        d = self.ctx.d_model
+        self.qkv_proj = nn.Linear(d, d + 2 * self.kv_heads * self.head_dim, bias=False)
+        self.out_proj = nn.Linear(d, d, bias=False)
+
+    def _qkv(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``."""
+        lead = x.shape[:-1]
+        kv_width = self.kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split([self.ctx.d_model, kv_width, kv_width], dim=-1)
+        q = q.reshape(*lead, self.heads, self.head_dim)
+        k = k.reshape(*lead, self.kv_heads, self.head_dim)
+        v = v.reshape(*lead, self.kv_heads, self.head_dim)
+        if self.config.rope:
+            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
+        return q, k, v
