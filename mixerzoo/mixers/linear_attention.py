@@ -80,7 +80,8 @@ class LinearAttention(Mixer):
         q, k, v = self._qkv(x)
         cfg = self.config
         initial = None if state is None else (state["kv"], state["z"])
-        offset = 0 if state is None else state["position"]
+        # only position-dependent maps read the offset; reading it costs a host sync (prefill only, never a step)
+        offset = int(state["position"]) if state is not None and self.feature_map.position_dependent else 0
         want_state = return_state or state is not None
         out = linear_attention(
             q, k, v, self.feature_map, normalize=cfg.normalize, eps=cfg.eps, initial_state=initial,
