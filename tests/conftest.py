@@ -1,4 +1,4 @@
-"""Shared test settings: bounded hypothesis profiles, torch in doctests, fixed seeds."""
+"""Shared test settings: bounded hypothesis profiles, fixed seeds (helpers live in ``_helpers.py``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,3 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """‖out − ref‖ / ‖ref‖ in fp64 (NaN anywhere gives inf, so it never passes)."""
-    out, ref = out.detach().double(), ref.detach().double()
-    if not torch.isfinite(out).all():
-        return float("inf")
-    return float((out - ref).norm() / ref.norm().clamp_min(1e-30))

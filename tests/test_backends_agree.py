@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 import torch
+from _helpers import rel_err
 
 import mixerzoo as zoo
-from conftest import rel_err
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import rel_err
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import rel_err
 from mixerzoo import registry
 from mixerzoo.feature_maps import feature_map
 from mixerzoo.kernels import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import rel_err
+from _helpers import rel_err
 
 import mixerzoo
 from mixerzoo import registry
