@@ -1,0 +1,593 @@
+"""Triton kernels for causal linear attention with the feature map fused in (forward, backward, decode).
+
+Legend
+------
+- Inputs ``q, k [B, L, H, DK]`` and ``v, o [B, L, H, DV]``, made contiguous by the caller; ``i_bh``
+  indexes ``B·H`` (``i_b = i_bh // H``, ``i_h = i_bh % H``). Token ``t`` of head ``i_bh`` sits at
+  ``i_b·L·H·W + t·H·W + i_h·W`` (W the row width).
+- Features ``φ [BT, BD]`` are computed per tile in registers from the loaded ``[BT, BK]`` q/k tile
+  (fp32) and never written to memory. The *internal* feature space has ``NDT`` tiles of ``BD``
+  columns (``DI = NDT·BD`` features, zero-padded); ``triton_ops`` converts it to the canonical
+  feature order of the torch maps at the API boundary.
+- States ``S [B·H, NC, DI, DV]`` / ``Z [B·H, NC, DI]`` fp32: the state entering chunk ``c`` (chunk
+  mode), written by ``_la_state_fwd_kernel`` and read by ``_la_out_fwd_kernel``; ``dS``/``dZ`` the same
+  for the reverse scan. ``den [B·H, L]`` fp32 is the stored denominator ``φq·Σφk + eps``.
+- Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks, ``i_`` program ids or
+  loop indices; upper-case names are ``tl.constexpr``: ``BT`` chunk (tokens), ``BK`` padded d′,
+  ``BD`` feature tile, ``BV`` value tile, ``FM`` the feature map id (``FM_IDS``).
+
+Feature maps (each a branch of ``_phi_fwd`` / ``_phi_bwd``; ``SC1 = d′^-¼``, ``SC2 = 1/(√2·√d′)``):
+- identity ``x``; relu ``max(x, 0)``; poselu ``x + 1 if x > 0 else exp(x)`` (= elu + 1, no
+  cancellation); square ``x²``; cosformer tile 0 ``relu(x)·cos(π i/2M)``, tile 1 ``relu(x)·sin(π i/2M)``
+  with i = offset + t the absolute position; performer ``exp(W x̃ − ‖x̃‖²/2)/√m`` with ``x̃ = x·SC1``, the
+  projection tile ``[BD, BK]`` loaded once per tile and the exp in fp32.
+- taylor: first-order tiles ``[x·SC1 (columns < DK), 1 (column DK)]``; second-order tiles hold the full
+  d′×d′ block ``x_i x_j·SC2`` (``R = BD // BK`` rows of i per tile), so ``φq·φk = 1 + s + s²/2`` with
+  ``s = q·k/√d′`` (BASED, arXiv 2402.18668). Columns are gathered with exact 0/1 selection matmuls
+  (bf16/fp16 values are exact in tf32). Inside a chunk Taylor works in score space (``SCORE``):
+  ``A = 1 + s + s²/2`` from one ``[BT, BK]×[BK, BT]`` product.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+FM_IDS = {"identity": 0, "relu": 1, "poselu": 2, "square": 3, "cosformer": 4, "performer": 5, "taylor": 6}
+
+
+def _interpreter_index_shim() -> None:
+    """Under ``TRITON_INTERPRET=1`` with numpy >= 2.4, ``range(n)`` over a runtime int fails (the interpreter
+    calls ``int()`` on a 1-element array, an error since numpy 2.4); make ``__index__`` take the element."""
+    from triton.runtime import interpreter
+
+    original = interpreter._patch_lang_tensor
+    if getattr(original, "_mixerzoo_shim", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._mixerzoo_shim = True
+    interpreter._patch_lang_tensor = patched
+
+
+if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    _interpreter_index_shim()
+
+
+@triton.jit
+def _load_w(p_w, i_d, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, M: tl.constexpr, FM: tl.constexpr):
+    """Performer: the projection tile ``W[i_d·BD : (i_d+1)·BD, :DK]`` as ``[BD, BK]`` fp32; else a dummy."""
+    if FM == 5:
+        o_c = i_d * BD + tl.arange(0, BD)
+        o_k = tl.arange(0, BK)
+        m_w = (o_c[:, None] < M) & (o_k[None, :] < DK)
+        return tl.load(p_w + o_c[:, None] * DK + o_k[None, :], mask=m_w, other=0.0)
+    else:
+        return 0.0
+
+
+@triton.jit
+def _phi_fwd(
+    b_x, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
+    PREC: tl.constexpr,
+):  # fmt: skip
+    """Feature tile ``i_d`` of ``b_x [BT, BK]`` (fp32, zero past DK): ``[BT, BD]`` fp32."""
+    o_k = tl.arange(0, BK)
+    if FM == 0:  # identity
+        b_phi = b_x
+    elif FM == 1:  # relu
+        b_phi = tl.maximum(b_x, 0.0)
+    elif FM == 2:  # poselu: elu(x) + 1 without the (exp(x) - 1) + 1 cancellation
+        b_phi = tl.where(o_k[None, :] < DK, tl.where(b_x > 0, b_x + 1.0, tl.exp(tl.minimum(b_x, 0.0))), 0.0)
+    elif FM == 3:  # square
+        b_phi = b_x * b_x
+    elif FM == 4:  # cosformer: tile 0 cos, tile 1 sin of the absolute position's angle
+        b_ang = b_pos.to(tl.float32) * ANG
+        b_trig = tl.where(i_d == 0, tl.cos(b_ang), tl.sin(b_ang))
+        b_phi = tl.maximum(b_x, 0.0) * b_trig[:, None]
+    elif FM == 5:  # performer (FAVOR+): exp(W x̃ − ‖x̃‖²/2)/√m, projection in full fp32
+        b_xs = b_x * SC1
+        b_u = tl.dot(b_xs, tl.trans(b_w), input_precision="ieee")  # [BT, BD]
+        b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
+        o_c = i_d * BD + tl.arange(0, BD)
+        b_phi = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0)
+    else:  # taylor
+        o_d = tl.arange(0, BD)
+        if i_d < NT1:
+            o_c = i_d * BD + o_d
+            b_sel = (o_k[:, None] == o_c[None, :]).to(tl.float32)  # [BK, BD]
+            b_phi = tl.dot(b_x, b_sel, input_precision=PREC) * SC1 + (o_c == DK).to(tl.float32)[None, :]
+        else:
+            o_i = (i_d - NT1) * (BD // BK) + o_d // BK
+            o_j = o_d % BK
+            b_a = tl.dot(b_x, (o_k[:, None] == o_i[None, :]).to(tl.float32), input_precision=PREC)
+            b_b = tl.dot(b_x, (o_k[:, None] == o_j[None, :]).to(tl.float32), input_precision=PREC)
+            b_phi = b_a * b_b * SC2
+    return b_phi
+
+
+@triton.jit
+def _phi_bwd(
+    b_x, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
+    PREC: tl.constexpr,
+):  # fmt: skip
+    """``dx [BT, BK]`` for the feature-tile gradient ``b_g = dL/dφ [BT, BD]`` of tile ``i_d``."""
+    o_k = tl.arange(0, BK)
+    if FM == 0:
+        b_dx = b_g
+    elif FM == 1:
+        b_dx = tl.where(b_x > 0, b_g, 0.0)
+    elif FM == 2:
+        b_dx = b_g * tl.where(b_x > 0, 1.0, tl.exp(tl.minimum(b_x, 0.0)))
+    elif FM == 3:
+        b_dx = 2.0 * b_g * b_x
+    elif FM == 4:
+        b_ang = b_pos.to(tl.float32) * ANG
+        b_trig = tl.where(i_d == 0, tl.cos(b_ang), tl.sin(b_ang))
+        b_dx = tl.where(b_x > 0, b_g * b_trig[:, None], 0.0)
+    elif FM == 5:
+        b_xs = b_x * SC1
+        b_u = tl.dot(b_xs, tl.trans(b_w), input_precision="ieee")
+        b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
+        o_c = i_d * BD + tl.arange(0, BD)
+        b_h = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0) * b_g  # dφ ⊙ φ
+        b_dxs = tl.dot(b_h, b_w, input_precision="ieee") - tl.sum(b_h, axis=1)[:, None] * b_xs
+        b_dx = b_dxs * SC1
+    else:
+        o_d = tl.arange(0, BD)
+        if i_d < NT1:
+            o_c = i_d * BD + o_d
+            b_selt = (o_c[:, None] == o_k[None, :]).to(tl.float32)  # [BD, BK]
+            b_dx = tl.dot(b_g * SC1, b_selt, input_precision=PREC)
+        else:
+            o_i = (i_d - NT1) * (BD // BK) + o_d // BK
+            o_j = o_d % BK
+            b_sa = (o_k[:, None] == o_i[None, :]).to(tl.float32)  # [BK, BD]
+            b_sb = (o_k[:, None] == o_j[None, :]).to(tl.float32)
+            b_a = tl.dot(b_x, b_sa, input_precision=PREC)
+            b_b = tl.dot(b_x, b_sb, input_precision=PREC)
+            b_dx = tl.dot(b_g * b_b * SC2, tl.trans(b_sa), input_precision=PREC)
+            b_dx += tl.dot(b_g * b_a * SC2, tl.trans(b_sb), input_precision=PREC)
+    return b_dx
+
+
+@triton.jit
+def _load_rows(p_base, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
+    """Rows ``o_t`` (masked by ``m_t``) of one head of a ``[B, L, H, W]`` tensor, as ``[BT, BW]`` (input dtype)."""
+    o_w = tl.arange(0, BW)
+    p = p_base + o_t[:, None].to(tl.int64) * (H * W) + o_w[None, :]
+    return tl.load(p, mask=m_t[:, None] & (o_w[None, :] < W), other=0.0)
+
+
+@triton.jit
+def _mm_in(b_x, DOT16: tl.constexpr):
+    """A q/k tile as a score-matmul operand: native 16-bit (exact products, fp32 accumulation) or fp32.
+
+    ``DOT16`` is False for fp32 inputs and under the CPU interpreter, whose dot multiplies bf16 bit patterns."""
+    if DOT16:
+        return b_x
+    else:
+        return b_x.to(tl.float32)
+
+
+@triton.jit
+def _la_state_fwd_kernel(
+    k, v, w, s0, z0, s_all, z_all, sT, zT,
+    L, H, NC, offset, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    USE_S0: tl.constexpr, STORE_ALL: tl.constexpr, STORE_FINAL: tl.constexpr,
+):  # fmt: skip
+    """Sequential scan over chunks of one (feature tile, value tile, head): ``S += φ(K_c)ᵀ V_c``, ``Z += Σ φ(K_c)``.
+
+    Grid ``(NDT, cdiv(DV, BV), B·H)``. Stores the state entering every chunk (``STORE_ALL``) and/or
+    the final state.
+    """
+    i_d, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    DI = NDT * BD
+    o_t = tl.arange(0, BT)
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < DV
+    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
+    b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+    o_sd = i_bh.to(tl.int64) * DI * DV + o_d[:, None] * DV + o_v[None, :]  # [BD, BV] within one state
+    if USE_S0:
+        b_s = tl.load(s0 + o_sd, mask=m_v[None, :], other=0.0)
+        b_z = tl.load(z0 + i_bh.to(tl.int64) * DI + o_d)
+    else:
+        b_s = tl.zeros([BD, BV], dtype=tl.float32)
+        b_z = tl.zeros([BD], dtype=tl.float32)
+    for i_c in range(NC):
+        if STORE_ALL:
+            o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
+            tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
+            tl.store(z_all + o_c + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+        o_tc = i_c * BT + o_t
+        m_t = o_tc < L
+        b_k = _load_rows(p_k, o_tc, m_t, L, H, DK, BK).to(tl.float32)
+        b_phi = _phi_fwd(b_k, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+        b_vv = _load_rows(p_v + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+        b_vv = tl.where(m_v[None, :], b_vv, 0.0)
+        b_s += tl.dot(tl.trans(b_phi), b_vv, input_precision=PREC)
+        b_z += tl.sum(b_phi, axis=0)
+    if STORE_FINAL:
+        tl.store(sT + o_sd, b_s, mask=m_v[None, :])
+        tl.store(zT + i_bh.to(tl.int64) * DI + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+
+
+@triton.jit
+def _la_out_fwd_kernel(
+    q, k, v, w, s_all, z_all, o, o_res, den,
+    L, H, NC, stride_sbh, stride_sc, offset, eps, SC1, SC2, ANG, MS, SQ,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, NORMALIZE: tl.constexpr,
+    STORE_RES: tl.constexpr, DOT16: tl.constexpr,
+):  # fmt: skip
+    """Outputs of one chunk: ``num = φQ·S_c + tril(A)·V``, ``den = φQ·Z_c + rowsum(tril(A)) + eps``, ``o = num/den``.
+
+    Grid ``(NC, B·H)``. Chunk mode reads the state entering the chunk (``stride_sc`` = one state); the
+    quadratic mode (``PARALLEL``) loops over every earlier key chunk and reads at most the initial
+    state (``stride_sc = 0``, ``stride_sbh`` = one state).
+    """
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = tl.arange(0, BT)
+    o_v = tl.arange(0, BV)
+    m_v = o_v < DV
+    o_tq = i_c * BT + o_t
+    m_tq = o_tq < L
+    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
+    b_q = _mm_in(_load_rows(p_q, o_tq, m_tq, L, H, DK, BK), DOT16)
+    b_qf = b_q.to(tl.float32)
+    b_num = tl.zeros([BT, BV], dtype=tl.float32)
+    b_den = tl.zeros([BT], dtype=tl.float32)
+    if HAS_S:  # inter-chunk: read the state out with φ(q), tile by tile
+        o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
+        for i_d in range(NDT):
+            o_d = i_d * BD + tl.arange(0, BD)
+            b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+            b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+            b_num += tl.dot(b_phq, b_s, input_precision=PREC)
+            if NORMALIZE:
+                b_z = tl.load(z_all + o_s + o_d)
+                b_den += tl.sum(b_phq * b_z[None, :], axis=1)
+    if PARALLEL:
+        j_start = 0
+    else:
+        j_start = i_c
+    for j_c in range(j_start, i_c + 1):  # intra-chunk (chunk mode) or every earlier chunk (quadratic mode)
+        o_tk = j_c * BT + o_t
+        m_tk = o_tk < L
+        b_k = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
+        if SCORE:  # taylor: 1 + s + s²/2 straight from q·k
+            b_sc = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * SQ
+            b_a = 1.0 + b_sc + 0.5 * b_sc * b_sc
+        else:
+            b_kf = b_k.to(tl.float32)
+            b_a = tl.zeros([BT, BT], dtype=tl.float32)
+            for i_d in range(NDT):
+                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_phk = _phi_fwd(b_kf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_a += tl.dot(b_phq, tl.trans(b_phk), input_precision=PREC)
+        b_a = tl.where((o_tq[:, None] >= o_tk[None, :]) & m_tk[None, :], b_a, 0.0)
+        b_vv = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
+        b_num += tl.dot(b_a, b_vv, input_precision=PREC)
+        b_den += tl.sum(b_a, axis=1)
+    if NORMALIZE:
+        b_den = b_den + eps
+        b_num = b_num / b_den[:, None]
+        tl.store(den + i_bh.to(tl.int64) * L + o_tq, b_den, mask=m_tq)
+    o_o = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tq[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
+    b_o = b_num.to(o.dtype.element_ty)
+    tl.store(o + o_o, b_o, mask=m_tq[:, None] & m_v[None, :])
+    if STORE_RES:  # the 16-bit rounding residual of o, so the backward sees o to ~2^-16 (see _la_bwd_pre_kernel)
+        tl.store(o_res + o_o, (b_num - b_o.to(tl.float32)).to(o.dtype.element_ty), mask=m_tq[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _la_bwd_pre_kernel(
+    o, o_res, do, den, dden, L, H, DV: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, USE_RES: tl.constexpr
+):
+    """``dden = −(do·o)/den`` per token (fp32), the gradient of the denominator. Grid ``(cdiv(L, BT), B·H)``.
+
+    ``dφq ∝ do·(v_j − o)``: when o is close to the values (L = 1, peaked attention) the difference cancels,
+    so a 16-bit o would leave its rounding (~4e-3) amplified by 1/den; o + o_res restores fp32-level o.
+    """
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = i_c * BT + tl.arange(0, BT)
+    m_t = o_t < L
+    p_off = (i_b.to(tl.int64) * L * H + i_h) * DV
+    b_o = _load_rows(o + p_off, o_t, m_t, L, H, DV, BV).to(tl.float32)
+    if USE_RES:
+        b_o += _load_rows(o_res + p_off, o_t, m_t, L, H, DV, BV).to(tl.float32)
+    b_do = _load_rows(do + p_off, o_t, m_t, L, H, DV, BV).to(tl.float32)
+    b_den = tl.load(den + i_bh.to(tl.int64) * L + o_t, mask=m_t, other=1.0)
+    tl.store(dden + i_bh.to(tl.int64) * L + o_t, -tl.sum(b_o * b_do, axis=1) / b_den, mask=m_t)
+
+
+@triton.jit
+def _la_state_bwd_kernel(
+    q, do, w, den, dden, dsT, dzT, ds_all, dz_all, ds0, dz0,
+    L, H, NC, offset, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    NORMALIZE: tl.constexpr, USE_DST: tl.constexpr, STORE_ALL: tl.constexpr, STORE_D0: tl.constexpr,
+):  # fmt: skip
+    """Reverse scan: ``dS += φ(Q_c)ᵀ dnum_c``, ``dZ += φ(Q_c)ᵀ dden_c`` (dnum = do/den), seeded with the final state's grad.
+
+    Stores the gradient of the state entering every chunk's keys (the sum over *later* chunks) and/or
+    the initial state's gradient. Grid ``(NDT, cdiv(DV, BV), B·H)``.
+    """
+    i_d, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    DI = NDT * BD
+    o_t = tl.arange(0, BT)
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < DV
+    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_do = do + (i_b.to(tl.int64) * L * H + i_h) * DV
+    b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+    o_sd = i_bh.to(tl.int64) * DI * DV + o_d[:, None] * DV + o_v[None, :]
+    if USE_DST:
+        b_ds = tl.load(dsT + o_sd, mask=m_v[None, :], other=0.0)
+        b_dz = tl.load(dzT + i_bh.to(tl.int64) * DI + o_d)
+    else:
+        b_ds = tl.zeros([BD, BV], dtype=tl.float32)
+        b_dz = tl.zeros([BD], dtype=tl.float32)
+    for i_r in range(NC):
+        i_c = NC - 1 - i_r
+        if STORE_ALL:
+            o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
+            tl.store(ds_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_ds, mask=m_v[None, :])
+            tl.store(dz_all + o_c + o_d, b_dz, mask=(o_d < DI) & (i_v == 0))
+        o_tc = i_c * BT + o_t
+        m_t = o_tc < L
+        b_q = _load_rows(p_q, o_tc, m_t, L, H, DK, BK).to(tl.float32)
+        b_phi = _phi_fwd(b_q, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+        b_dn = _load_rows(p_do + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+        b_dn = tl.where(m_v[None, :], b_dn, 0.0)
+        if NORMALIZE:
+            b_den = tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)
+            b_dn = b_dn / b_den[:, None]
+            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
+            b_dz += tl.sum(b_phi * b_dd[:, None], axis=0)
+        b_ds += tl.dot(tl.trans(b_phi), b_dn, input_precision=PREC)
+    if STORE_D0:
+        tl.store(ds0 + o_sd, b_ds, mask=m_v[None, :])
+        tl.store(dz0 + i_bh.to(tl.int64) * DI + o_d, b_dz, mask=(o_d < DI) & (i_v == 0))
+
+
+@triton.jit
+def _la_bwd_kernel(
+    q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv,
+    L, H, NC, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
+):  # fmt: skip
+    """dq of query chunk c and dk, dv of key chunk c. Grid ``(NC, B·H)``.
+
+    With ``dnum = do/den`` and ``dden`` (``_la_bwd_pre_kernel``): ``dA = dnum·Vᵀ + dden`` (causal),
+    ``dφQ = dA·φK + dnum·Sᵀ + dden·Zᵀ``, ``dφK = dAᵀ·φQ + V·dSᵀ + dZ``, ``dV = Aᵀ·dnum + φK·dS``; Taylor
+    takes the intra-chunk terms through ``ds = dA·(1 + s)/√d′`` instead of the features.
+    """
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = tl.arange(0, BT)
+    o_v = tl.arange(0, BV)
+    m_v = o_v < DV
+    o_tc = i_c * BT + o_t
+    m_tc = o_tc < L
+    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
+    p_do = do + (i_b.to(tl.int64) * L * H + i_h) * DV
+    p_den = den + i_bh.to(tl.int64) * L
+    p_dden = dden + i_bh.to(tl.int64) * L
+    # this chunk's rows, as queries (q, dnum, dden) and as keys (k, v)
+    b_q = _mm_in(_load_rows(p_q, o_tc, m_tc, L, H, DK, BK), DOT16)
+    b_qf = b_q.to(tl.float32)
+    b_k = _mm_in(_load_rows(p_k, o_tc, m_tc, L, H, DK, BK), DOT16)
+    b_kf = b_k.to(tl.float32)
+    b_v = _load_rows(p_v, o_tc, m_tc, L, H, DV, BV).to(tl.float32)
+    b_dn = _load_rows(p_do, o_tc, m_tc, L, H, DV, BV).to(tl.float32)
+    if NORMALIZE:
+        b_dn = b_dn / tl.load(p_den + o_tc, mask=m_tc, other=1.0)[:, None]
+        b_dd = tl.load(p_dden + o_tc, mask=m_tc, other=0.0)
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dv = tl.zeros([BT, BV], dtype=tl.float32)
+    # ---- dq: this query chunk against key chunks j <= c
+    if PARALLEL:
+        j_start = 0
+    else:
+        j_start = i_c
+    for j_c in range(j_start, i_c + 1):
+        o_tk = j_c * BT + o_t
+        m_tk = o_tk < L
+        m_a = (o_tc[:, None] >= o_tk[None, :]) & m_tk[None, :]
+        b_kj = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
+        b_vj = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
+        b_da = tl.dot(b_dn, tl.trans(b_vj), input_precision=PREC)
+        if NORMALIZE:
+            b_da += b_dd[:, None]
+        b_da = tl.where(m_a, b_da, 0.0)
+        if SCORE:
+            b_sc = tl.dot(b_q, tl.trans(b_kj), input_precision=PREC) * SQ
+            b_dq += tl.dot(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), input_precision=PREC)
+        else:
+            b_kjf = b_kj.to(tl.float32)
+            for i_d in range(NDT):
+                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                b_phk = _phi_fwd(b_kjf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_g = tl.dot(b_da, b_phk, input_precision=PREC)
+                b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    # ---- dk, dv: this key chunk against query chunks i >= c
+    if PARALLEL:
+        i_end = NC
+    else:
+        i_end = i_c + 1
+    for i_q in range(i_c, i_end):
+        o_tq = i_q * BT + o_t
+        m_tq = o_tq < L
+        m_at = (o_tq[None, :] >= o_tc[:, None]) & m_tq[None, :] & m_tc[:, None]  # [keys, queries]
+        b_qi = _mm_in(_load_rows(p_q, o_tq, m_tq, L, H, DK, BK), DOT16)
+        b_dni = _load_rows(p_do, o_tq, m_tq, L, H, DV, BV).to(tl.float32)
+        if NORMALIZE:
+            b_dni = b_dni / tl.load(p_den + o_tq, mask=m_tq, other=1.0)[:, None]
+            b_ddi = tl.load(p_dden + o_tq, mask=m_tq, other=0.0)
+        b_dat = tl.dot(b_v, tl.trans(b_dni), input_precision=PREC)
+        if NORMALIZE:
+            b_dat += b_ddi[None, :]
+        b_dat = tl.where(m_at, b_dat, 0.0)
+        if SCORE:
+            b_st = tl.dot(b_k, tl.trans(b_qi), input_precision=PREC) * SQ
+            b_at = 1.0 + b_st + 0.5 * b_st * b_st
+            b_dk += tl.dot(b_dat * (1.0 + b_st) * SQ, b_qi.to(tl.float32), input_precision=PREC)
+        else:
+            b_qif = b_qi.to(tl.float32)
+            b_at = tl.zeros([BT, BT], dtype=tl.float32)
+            for i_d in range(NDT):
+                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                b_phq = _phi_fwd(b_qif, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_at += tl.dot(b_phk, tl.trans(b_phq), input_precision=PREC)
+                b_g = tl.dot(b_dat, b_phq, input_precision=PREC)
+                b_dk += _phi_bwd(b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        b_at = tl.where(m_at, b_at, 0.0)
+        b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
+    # ---- inter-chunk terms through the states (tile by tile)
+    if HAS_S or HAS_DS:
+        o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
+        o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
+        for i_d in range(NDT):
+            o_d = i_d * BD + tl.arange(0, BD)
+            b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+            if HAS_S:  # dφQ = dnum·Sᵀ + dden·Zᵀ
+                b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+                b_g = tl.dot(b_dn, tl.trans(b_s), input_precision=PREC)
+                if NORMALIZE:
+                    b_g += b_dd[:, None] * tl.load(z_all + o_s + o_d)[None, :]
+                b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            if HAS_DS:  # dφK = V·dSᵀ + dZ, dV += φK·dS
+                b_ds = tl.load(ds_all + o_ds * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+                b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_phk = tl.where(m_tc[:, None], b_phk, 0.0)
+                b_dv += tl.dot(b_phk, b_ds, input_precision=PREC)
+                b_g = tl.dot(b_v, tl.trans(b_ds), input_precision=PREC)
+                b_g += tl.load(dz_all + o_ds + o_d)[None, :]
+                b_dk += _phi_bwd(b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    o_q = (i_b.to(tl.int64) * L * H + i_h) * DK + o_tc[:, None].to(tl.int64) * (H * DK) + tl.arange(0, BK)[None, :]
+    m_q = m_tc[:, None] & (tl.arange(0, BK)[None, :] < DK)
+    tl.store(dq + o_q, b_dq.to(dq.dtype.element_ty), mask=m_q)
+    tl.store(dk + o_q, b_dk.to(dk.dtype.element_ty), mask=m_q)
+    o_dv = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
+    tl.store(dv + o_dv, b_dv.to(dv.dtype.element_ty), mask=m_tc[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _la_step_kernel(
+    q, k, v, kv, z, o, w, tab_i, tab_j, tab_s, offset_ptr,
+    H, offset, eps, SC1, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, D: tl.constexpr, BK: tl.constexpr, BF: tl.constexpr,
+    BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr,
+):  # fmt: skip
+    """One decode step on the canonical fp32 state, in place: ``kv += φk ⊗ v``, ``z += φk``, ``o = φq·kv / (φq·z + eps)``.
+
+    Grid ``(B·H,)``; one program owns one head's whole state (so z needs no cross-program ordering).
+    Feature ``f`` of the canonical order: Taylor via the tables ``φ_f = X[tab_i[f]]·X[tab_j[f]]·tab_s[f]``
+    (``X[−1] = 1``); the other maps from their index rule. q, k ``[B·H, DK]``, v, o ``[B·H, DV]``.
+    """
+    i_bh = tl.program_id(0)
+    o_f0 = tl.arange(0, BF)
+    o_k = tl.arange(0, BK)
+    o_v = tl.arange(0, BV)
+    m_v = o_v < DV
+    p_q = q + i_bh.to(tl.int64) * DK
+    p_k = k + i_bh.to(tl.int64) * DK
+    b_v = tl.load(v + i_bh.to(tl.int64) * DV + o_v, mask=m_v, other=0.0).to(tl.float32)
+    if OFFSET_PTR:
+        pos = tl.load(offset_ptr).to(tl.float32)
+    else:
+        pos = offset * 1.0
+    if FM == 5:  # performer needs ‖x̃‖²
+        b_qx = tl.load(p_q + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1
+        b_kx = tl.load(p_k + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1
+        b_qn = 0.5 * tl.sum(b_qx * b_qx, axis=0)
+        b_kn = 0.5 * tl.sum(b_kx * b_kx, axis=0)
+    b_num = tl.zeros([BV], dtype=tl.float32)
+    b_den = tl.zeros([BF], dtype=tl.float32)
+    for i_f in range(tl.cdiv(D, BF)):
+        o_f = i_f * BF + o_f0
+        m_f = o_f < D
+        if FM == 6:
+            o_i = tl.load(tab_i + o_f, mask=m_f, other=-1)
+            o_j = tl.load(tab_j + o_f, mask=m_f, other=-1)
+            b_sc = tl.load(tab_s + o_f, mask=m_f, other=0.0)
+            b_qi = tl.load(p_q + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
+            b_qj = tl.load(p_q + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
+            b_ki = tl.load(p_k + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
+            b_kj = tl.load(p_k + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
+            b_phq = b_qi * b_qj * b_sc
+            b_phk = b_ki * b_kj * b_sc
+        elif FM == 5:
+            m_w = m_f[:, None] & (o_k[None, :] < DK)
+            b_w = tl.load(w + o_f[:, None] * DK + o_k[None, :], mask=m_w, other=0.0)  # [BF, BK]
+            b_phq = tl.where(m_f, tl.exp(tl.sum(b_w * b_qx[None, :], axis=1) - b_qn) * MS, 0.0)
+            b_phk = tl.where(m_f, tl.exp(tl.sum(b_w * b_kx[None, :], axis=1) - b_kn) * MS, 0.0)
+        else:
+            o_x = o_f % DK
+            m_x = m_f & (o_x < DK)
+            b_qx1 = tl.load(p_q + o_x, mask=m_x, other=0.0).to(tl.float32)
+            b_kx1 = tl.load(p_k + o_x, mask=m_x, other=0.0).to(tl.float32)
+            if FM == 0:
+                b_phq, b_phk = b_qx1, b_kx1
+            elif FM == 1:
+                b_phq, b_phk = tl.maximum(b_qx1, 0.0), tl.maximum(b_kx1, 0.0)
+            elif FM == 2:
+                b_phq = tl.where(b_qx1 > 0, b_qx1 + 1.0, tl.exp(tl.minimum(b_qx1, 0.0)))
+                b_phk = tl.where(b_kx1 > 0, b_kx1 + 1.0, tl.exp(tl.minimum(b_kx1, 0.0)))
+            elif FM == 3:
+                b_phq, b_phk = b_qx1 * b_qx1, b_kx1 * b_kx1
+            else:  # cosformer: [relu(x) cos, relu(x) sin]
+                b_ang = pos * ANG
+                b_trig = tl.where(o_f < DK, tl.cos(b_ang), tl.sin(b_ang))
+                b_phq, b_phk = tl.maximum(b_qx1, 0.0) * b_trig, tl.maximum(b_kx1, 0.0) * b_trig
+            b_phq = tl.where(m_f, b_phq, 0.0)
+            b_phk = tl.where(m_f, b_phk, 0.0)
+        p_s = kv + i_bh.to(tl.int64) * D * DV + o_f[:, None] * DV + o_v[None, :]
+        m_s = m_f[:, None] & m_v[None, :]
+        b_s = tl.load(p_s, mask=m_s, other=0.0) + b_phk[:, None] * b_v[None, :]
+        tl.store(p_s, b_s, mask=m_s)
+        b_num += tl.sum(b_phq[:, None] * b_s, axis=0)
+        if NORMALIZE:
+            p_z = z + i_bh.to(tl.int64) * D + o_f
+            b_z = tl.load(p_z, mask=m_f, other=0.0) + b_phk
+            tl.store(p_z, b_z, mask=m_f)
+            b_den += b_phq * b_z
+        else:
+            p_z = z + i_bh.to(tl.int64) * D + o_f
+            tl.store(p_z, tl.load(p_z, mask=m_f, other=0.0) + b_phk, mask=m_f)
+    if NORMALIZE:
+        b_num = b_num / (tl.sum(b_den, axis=0) + eps)
+    tl.store(o + i_bh.to(tl.int64) * DV + o_v, b_num.to(o.dtype.element_ty), mask=m_v)

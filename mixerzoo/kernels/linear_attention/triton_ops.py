@@ -1,0 +1,538 @@
+"""Fused Triton causal linear attention for every feature map: training (chunked or quadratic) and decode.
+
+``linear_attention_triton`` and ``linear_attention_step_triton`` are what
+``mixerzoo.kernels.linear_attention`` calls on ``backend="triton"``. Both are ``torch.library``
+custom ops (``mixerzoo::linear_attention_fwd`` / ``_bwd`` / ``_step``) with fake (meta) kernels and a
+registered autograd formula, so ``torch.compile`` traces through them without a graph break.
+
+Layout legend: ``q, k [B, L, H, d′]``, ``v, o [B, L, H, dv]``; canonical state ``kv [B, H, D, dv]``,
+``z [B, H, D]`` fp32 (D = ``feature_map.out_dim``, the torch map's feature order); the kernels keep an
+*internal* state ``[B, H, DI, dv]`` (``DI = NDT·BD`` tiled, zero-padded features; Taylor keeps the full
+d′×d′ second-order block) and ``_to_internal`` / ``_to_canonical`` convert at the boundary. Kernels and
+their feature-map device functions live in ``triton_kernels.py``.
+
+Two algorithms, one kernel family (see ``benchmarks/notes/linear_attention.md`` for the numbers):
+- chunked: a sequential scan stores the fp32 state entering each chunk of ``BT`` tokens, then every
+  chunk's output is ``φQ·S_c + tril(A)·V`` in parallel; O(L·D·dv).
+- quadratic (``parallel``): every chunk loops over all earlier key chunks in score space, no states;
+  O(L²·(d′+dv)), faster for short sequences. ``auto`` picks it for ``L <= PARALLEL_MAX_L[kernel_id]``,
+  the crossover measured on the H200.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import triton
+from torch import Tensor
+
+from mixerzoo.kernels.linear_attention.triton_kernels import (
+    FM_IDS,
+    _la_bwd_kernel,
+    _la_bwd_pre_kernel,
+    _la_out_fwd_kernel,
+    _la_state_bwd_kernel,
+    _la_state_fwd_kernel,
+    _la_step_kernel,
+)
+
+__all__ = ["PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
+
+# Longest L for which the quadratic kernels beat the chunked ones (H200, bf16, B=4, H=16, dv=64, d′=16,
+# fwd+bwd; benchmarks/results/linear_attention.md). Other maps share the non-Taylor value.
+PARALLEL_MAX_L: dict[str, int] = {"taylor": 256, "default": 128}
+
+# Test hooks: fill kernel outputs with NaN before the launch (to prove every element is written), and
+# force the chunk size / algorithm. ``None`` means the tuned default.
+POISON_OUTPUTS = False
+FORCE_CHUNK: int | None = None
+FORCE_MODE: str | None = None  # "chunk" | "parallel"
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _empty(shape, dtype, device) -> Tensor:
+    if POISON_OUTPUTS:
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Static kernel configuration of one feature map: the internal feature tiling and its constants."""
+
+    kind: str
+    fm: int  # FM_IDS
+    dk: int  # d′
+    bk: int  # d′ padded to a power of two >= 16
+    bd: int  # feature tile width
+    ndt: int  # number of feature tiles
+    nt1: int  # taylor: first-order tiles (the rest are second-order row blocks)
+    m: int  # performer: number of random features
+    out_dim: int  # D, canonical
+    sc1: float  # d′^-¼
+    sc2: float  # 1/(√2·√d′)
+    sq: float  # 1/√d′
+    ms: float  # performer 1/√m
+    ang: float  # cosformer π/(2M)
+
+    @property
+    def di(self) -> int:
+        return self.ndt * self.bd
+
+
+@cache
+def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
+    """The tiling for feature map ``kind`` at d′ = ``dk`` (``m`` performer features, ``max_len`` cosformer M)."""
+    if kind not in FM_IDS:
+        raise NotImplementedError(
+            f"linear_attention (triton): no fused kernel for feature map kernel_id={kind!r}; "
+            f"supported: {sorted(FM_IDS)}; use backend='torch'"
+        )
+    if not 1 <= dk <= 64:
+        raise ValueError(f"linear_attention (triton): d′ must be in 1..64 for the fused kernels, got {dk}")
+    bk = max(16, triton.next_power_of_2(dk))
+    nt1, mm, out_dim = 0, 0, dk
+    if kind == "taylor":
+        bd = 64
+        nt1 = triton.cdiv(dk + 1, bd)
+        ndt = nt1 + triton.cdiv(dk, bd // bk)
+        out_dim = 1 + dk + dk * (dk + 1) // 2
+    elif kind == "performer":
+        mm = m
+        bd = min(64, max(16, triton.next_power_of_2(m)))
+        ndt = triton.cdiv(m, bd)
+        out_dim = m
+    elif kind == "cosformer":
+        bd, ndt, out_dim = bk, 2, 2 * dk
+    else:
+        bd, ndt = bk, 1
+    return Plan(
+        kind=kind, fm=FM_IDS[kind], dk=dk, bk=bk, bd=bd, ndt=ndt, nt1=nt1, m=mm, out_dim=out_dim,
+        sc1=dk**-0.25, sc2=1.0 / math.sqrt(2.0 * dk), sq=dk**-0.5, ms=1.0 / math.sqrt(mm) if mm else 1.0,
+        ang=math.pi / (2 * max_len) if max_len else 0.0,
+    )  # fmt: skip
+
+
+@cache
+def _index_maps(plan: Plan) -> tuple[list[int], list[int], list[float], list[float]]:
+    """For each canonical feature f: internal rows (a, b), the weight w (canonical = (S[a] + S[b])·w) and
+    u (S[a] = S[b] = canonical·u). Taylor's pair (i, j) lives at both (i, j) and (j, i) of the full block."""
+    if plan.kind == "taylor":
+        d, base = plan.dk, plan.nt1 * plan.bd
+        a, b = [d] + list(range(d)), [d] + list(range(d))
+        w, u = [0.5] * (d + 1), [1.0] * (d + 1)
+        for i, j in [(r, c) for r in range(d) for c in range(r, d)]:  # torch.triu_indices order
+            a.append(base + i * plan.bk + j)
+            b.append(base + j * plan.bk + i)
+            w.append(0.5 if i == j else 1.0 / math.sqrt(2.0))
+            u.append(1.0 if i == j else 1.0 / math.sqrt(2.0))
+        return a, b, w, u
+    if plan.kind == "cosformer":
+        idx = list(range(plan.dk)) + [plan.bk + i for i in range(plan.dk)]
+    else:
+        idx = list(range(plan.out_dim))
+    n = len(idx)
+    return idx, idx, [0.5] * n, [1.0] * n
+
+
+def _index_tensors(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The index maps as tensors: cached in eager mode, graph constants under torch.compile."""
+    if torch.compiler.is_compiling():
+        a, b, w, u = _index_maps(plan)
+        return (torch.tensor(a, device=device), torch.tensor(b, device=device),
+                torch.tensor(w, device=device), torch.tensor(u, device=device))  # fmt: skip
+    return _index_tensors_cached(plan, device)
+
+
+@cache
+def _index_tensors_cached(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    a, b, w, u = _index_maps(plan)
+    mk = torch.tensor
+    return mk(a, device=device), mk(b, device=device), mk(w, device=device), mk(u, device=device)
+
+
+def _to_internal(plan: Plan, kv: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    """Canonical ``(kv [B, H, D, dv], z [B, H, D])`` → internal ``[B, H, DI, dv]``, ``[B, H, DI]`` (differentiable)."""
+    a, b, _, u = _index_tensors(plan, kv.device)
+    B, H, _, dv = kv.shape
+    kvu, zu = kv * u[:, None], z * u
+    kv_i = kv.new_zeros(B, H, plan.di, dv).index_copy(2, a, kvu).index_copy(2, b, kvu)
+    z_i = z.new_zeros(B, H, plan.di).index_copy(2, a, zu).index_copy(2, b, zu)
+    return kv_i, z_i
+
+
+def _to_canonical(plan: Plan, kv_i: Tensor, z_i: Tensor) -> tuple[Tensor, Tensor]:
+    """Internal state → canonical feature order (differentiable)."""
+    a, b, w, _ = _index_tensors(plan, kv_i.device)
+    kv = (kv_i.index_select(2, a) + kv_i.index_select(2, b)) * w[:, None]
+    z = (z_i.index_select(2, a) + z_i.index_select(2, b)) * w
+    return kv, z
+
+
+def _plan_of(fm) -> tuple[Plan, Tensor | None]:
+    kind = fm.kernel_id
+    m = int(getattr(fm, "m", 0)) if kind == "performer" else 0
+    max_len = int(getattr(fm, "max_len", 0)) if kind == "cosformer" else 0
+    proj = fm.projection if kind == "performer" else None
+    return make_plan(kind, fm.d_prime, m, max_len), proj
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# launch helpers (plain functions over contiguous tensors)
+
+
+def _prec(dtype: torch.dtype) -> str:
+    """Dot precision: fp32 inputs get full fp32 (ieee); 16-bit inputs tf32 (their values are exact in tf32)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _dot16(dtype: torch.dtype) -> bool:
+    """Score matmuls on native 16-bit operands, except fp32 inputs and the CPU interpreter (bf16 dot bug)."""
+    return dtype != torch.float32 and not _INTERPRET
+
+
+def _chunk_size(plan: Plan, L: int, parallel: bool) -> int:
+    if FORCE_CHUNK is not None:
+        return FORCE_CHUNK
+    if _INTERPRET:
+        return 16 if L <= 64 else 32
+    return 64
+
+
+def _state_bv(plan: Plan, dv: int, bh: int) -> int:
+    bv = min(64, max(16, triton.next_power_of_2(dv)))
+    while bv > 16 and plan.ndt * triton.cdiv(dv, bv) * bh < 264:
+        bv //= 2
+    return bv
+
+
+def _consts(plan: Plan) -> dict:
+    return dict(SC1=plan.sc1, SC2=plan.sc2, ANG=plan.ang, MS=plan.ms)
+
+
+def _statics(plan: Plan, dv: int, bt: int, prec: str) -> dict:
+    return dict(
+        FM=plan.fm, DK=plan.dk, DV=dv, BT=bt, BK=plan.bk, BD=plan.bd, NT1=plan.nt1, NDT=plan.ndt, M=plan.m,
+        PREC=prec,
+    )  # fmt: skip
+
+
+def _use_parallel(plan: Plan, L: int) -> bool:
+    if FORCE_MODE is not None:
+        return FORCE_MODE == "parallel"
+    return L <= PARALLEL_MAX_L.get(plan.kind, PARALLEL_MAX_L["default"])
+
+
+def _dummy(device) -> Tensor:
+    return torch.empty(1, dtype=torch.float32, device=device)
+
+
+def _fwd_impl(
+    plan: Plan, q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
+    normalize: bool, eps: float, offset: int, want_state: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Forward launches: ``(o, o_res, den [B·H, L], sT [B, H, DI, dv], zT [B, H, DI])`` (empty when unused).
+
+    ``o_res`` is o's 16-bit rounding residual (normalized 16-bit runs), kept for the backward."""
+    B, L, H, _ = q.shape
+    dv = v.shape[-1]
+    dev = q.device
+    parallel = _use_parallel(plan, L)
+    bt = _chunk_size(plan, L, parallel)
+    nc = triton.cdiv(L, bt)
+    prec = _prec(q.dtype)
+    st = _statics(plan, dv, bt, prec)
+    cs = _consts(plan)
+    w_ = w if w is not None else _dummy(dev)
+    dum = _dummy(dev)
+    o = _empty((B, L, H, dv), v.dtype, dev)
+    den = _empty((B * H, L), torch.float32, dev) if normalize else dum
+    store_res = normalize and v.dtype != torch.float32
+    o_res = _empty((B, L, H, dv), v.dtype, dev) if store_res else dum
+    sT = _empty((B, H, plan.di, dv), torch.float32, dev) if want_state else dum
+    zT = _empty((B, H, plan.di), torch.float32, dev) if want_state else dum
+    use_s0 = s0 is not None
+    bv_s = _state_bv(plan, dv, B * H)
+    grid_s = (plan.ndt, triton.cdiv(dv, bv_s), B * H)
+    st_s = dict(st, BV=bv_s)
+    if parallel:
+        s_all, z_all = (s0, z0) if use_s0 else (dum, dum)  # the initial state serves every chunk
+        strides = (plan.di, 0)
+        if want_state:
+            _la_state_fwd_kernel[grid_s](
+                k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, dum, dum, sT, zT, L, H, nc, offset, **cs,
+                **st_s, USE_S0=use_s0, STORE_ALL=False, STORE_FINAL=True, num_warps=4,
+            )  # fmt: skip
+    else:
+        s_all = _empty((B * H, nc, plan.di, dv), torch.float32, dev)
+        z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
+        strides = (nc * plan.di, plan.di)
+        _la_state_fwd_kernel[grid_s](
+            k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset, **cs,
+            **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=want_state, num_warps=4,
+        )  # fmt: skip
+    has_s = use_s0 or not parallel
+    _la_out_fwd_kernel[(nc, B * H)](
+        q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
+        **cs, SQ=plan.sq, **st, BV=max(16, triton.next_power_of_2(dv)), SCORE=plan.kind == "taylor",
+        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=_dot16(q.dtype), num_warps=4,
+    )  # fmt: skip
+    if not store_res:
+        o_res = q.new_empty(0)
+    if not want_state:
+        sT, zT = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
+    if not normalize:
+        den = q.new_empty(0, dtype=torch.float32)
+    return o, o_res, den, sT, zT
+
+
+def _bwd_impl(
+    plan: Plan, do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor, o: Tensor,
+    o_res: Tensor, den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, normalize: bool, offset: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:  # fmt: skip
+    """Backward launches: ``(dq, dk, dv, ds0, dz0)`` (the last two only when an initial state was given)."""
+    B, L, H, _ = q.shape
+    dv_ = v.shape[-1]
+    dev = q.device
+    parallel = _use_parallel(plan, L)
+    bt = _chunk_size(plan, L, parallel)
+    nc = triton.cdiv(L, bt)
+    prec = _prec(q.dtype)
+    st = _statics(plan, dv_, bt, prec)
+    cs = _consts(plan)
+    w_ = w if w is not None else _dummy(dev)
+    dum = _dummy(dev)
+    use_s0 = s0 is not None
+    use_dst = dsT is not None
+    bv = max(16, triton.next_power_of_2(dv_))
+    if normalize:
+        dden = _empty((B * H, L), torch.float32, dev)
+        use_res = o_res.numel() > 0
+        _la_bwd_pre_kernel[(triton.cdiv(L, 64), B * H)](
+            o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
+        )
+    else:
+        dden = dum
+        den = dum
+    bv_s = _state_bv(plan, dv_, B * H)
+    grid_s = (plan.ndt, triton.cdiv(dv_, bv_s), B * H)
+    st_s = dict(st, BV=bv_s)
+    ds0 = _empty((B, H, plan.di, dv_), torch.float32, dev) if use_s0 else None
+    dz0 = _empty((B, H, plan.di), torch.float32, dev) if use_s0 else None
+    if parallel:
+        s_all, z_all = (s0, z0) if use_s0 else (dum, dum)
+        ds_all, dz_all = (dsT, dzT) if use_dst else (dum, dum)
+        strides = (plan.di, 0, plan.di, 0)
+        has_s, has_ds = use_s0, use_dst
+        if use_s0:
+            _la_state_bwd_kernel[grid_s](
+                q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, dum, dum, ds0, dz0,
+                L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize, USE_DST=use_dst, STORE_ALL=False,
+                STORE_D0=True, num_warps=4,
+            )  # fmt: skip
+    else:
+        s_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
+        z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
+        _la_state_fwd_kernel[grid_s](
+            k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
+            **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
+        )  # fmt: skip
+        ds_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
+        dz_all = _empty((B * H, nc, plan.di), torch.float32, dev)
+        _la_state_bwd_kernel[grid_s](
+            q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, ds_all, dz_all,
+            ds0 if use_s0 else dum, dz0 if use_s0 else dum, L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize,
+            USE_DST=use_dst, STORE_ALL=True, STORE_D0=use_s0, num_warps=4,
+        )  # fmt: skip
+        strides = (nc * plan.di, plan.di, nc * plan.di, plan.di)
+        has_s = has_ds = True
+    dq = _empty(q.shape, q.dtype, dev)
+    dk = _empty(k.shape, k.dtype, dev)
+    dv = _empty(v.shape, v.dtype, dev)
+    _la_bwd_kernel[(nc, B * H)](
+        q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
+        offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
+        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=_dot16(q.dtype), num_warps=4,
+    )  # fmt: skip
+    return dq, dk, dv, ds0, dz0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# custom ops: opaque to torch.compile, with fake kernels and autograd
+
+
+@torch.library.custom_op("mixerzoo::linear_attention_fwd", mutates_args=())
+def _op_fwd(
+    q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
+    kind: str, m: int, max_len: int, normalize: bool, eps: float, offset: int, want_state: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    plan = make_plan(kind, q.shape[-1], m, max_len)
+    return _fwd_impl(plan, q, k, v, s0, z0, w, normalize, eps, offset, want_state)
+
+
+@_op_fwd.register_fake
+def _op_fwd_fake(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state):
+    plan = make_plan(kind, q.shape[-1], m, max_len)
+    B, L, H, _ = q.shape
+    dv = v.shape[-1]
+    o = v.new_empty(B, L, H, dv)
+    o_res = v.new_empty(B, L, H, dv) if normalize and v.dtype != torch.float32 else v.new_empty(0)
+    f32 = dict(dtype=torch.float32, device=q.device)
+    den = torch.empty(B * H, L, **f32) if normalize else torch.empty(0, **f32)
+    sT = torch.empty(B, H, plan.di, dv, **f32) if want_state else torch.empty(0, **f32)
+    zT = torch.empty(B, H, plan.di, **f32) if want_state else torch.empty(0, **f32)
+    return o, o_res, den, sT, zT
+
+
+@torch.library.custom_op("mixerzoo::linear_attention_bwd", mutates_args=())
+def _op_bwd(
+    do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor, o: Tensor, o_res: Tensor,
+    den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, kind: str, m: int, max_len: int, normalize: bool,
+    offset: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    plan = make_plan(kind, q.shape[-1], m, max_len)
+    dq, dk, dv, ds0, dz0 = _bwd_impl(plan, do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, normalize, offset)
+    if ds0 is None:
+        ds0, dz0 = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
+    return dq, dk, dv, ds0, dz0
+
+
+@_op_bwd.register_fake
+def _op_bwd_fake(do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset):
+    f32 = dict(dtype=torch.float32, device=q.device)
+    ds0 = torch.empty_like(s0) if s0 is not None else torch.empty(0, **f32)
+    dz0 = torch.empty_like(z0) if z0 is not None else torch.empty(0, **f32)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), ds0, dz0
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state = inputs
+    o, o_res, den, _, _ = output
+    ctx.save_for_backward(q, k, v, o, o_res, den, s0, z0, w)
+    ctx.cfg = (kind, m, max_len, normalize, offset, want_state)
+
+
+def _backward(ctx, do, _do_res, _dden, dsT, dzT):
+    q, k, v, o, o_res, den, s0, z0, w = ctx.saved_tensors
+    kind, m, max_len, normalize, offset, want_state = ctx.cfg
+    if do is None:
+        do = torch.zeros_like(o)
+    if want_state and (dsT is not None or dzT is not None):
+        plan = make_plan(kind, q.shape[-1], m, max_len)
+        f32 = dict(dtype=torch.float32, device=q.device)
+        B, H, dv = q.shape[0], q.shape[2], v.shape[-1]
+        dsT = dsT.contiguous() if dsT is not None else torch.zeros(B, H, plan.di, dv, **f32)
+        dzT = dzT.contiguous() if dzT is not None else torch.zeros(B, H, plan.di, **f32)
+    else:
+        dsT = dzT = None
+    dq, dk, dv, ds0, dz0 = _op_bwd(
+        do.contiguous(), dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset
+    )
+    if s0 is None:
+        ds0 = dz0 = None
+    return dq, dk, dv, ds0, dz0, None, None, None, None, None, None, None, None
+
+
+_op_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("mixerzoo::linear_attention_step", mutates_args=("kv", "z"))
+def _op_step(
+    q: Tensor, k: Tensor, v: Tensor, kv: Tensor, z: Tensor, w: Tensor | None, offset_t: Tensor | None,
+    kind: str, m: int, max_len: int, normalize: bool, eps: float, offset: int,
+) -> Tensor:  # fmt: skip
+    plan = make_plan(kind, q.shape[-1], m, max_len)
+    B, H, dk = q.shape
+    dv = v.shape[-1]
+    o = _empty((B, H, dv), v.dtype, q.device)
+    dev = q.device
+    if plan.kind == "taylor":
+        ti, tj, ts = _taylor_tables(dk, dev)
+    else:
+        ti = tj = torch.empty(1, dtype=torch.int32, device=dev)
+        ts = _dummy(dev)
+    bv = max(16, triton.next_power_of_2(dv))
+    bf = max(16, min(64, 4096 // bv))
+    _la_step_kernel[(B * H,)](
+        q, k, v, kv, z, o, w if w is not None else _dummy(dev), ti, tj, ts,
+        offset_t if offset_t is not None else _dummy(dev), H, offset, eps, plan.sc1, plan.ang, plan.ms,
+        FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=bf, BV=bv, M=plan.m, NORMALIZE=normalize,
+        OFFSET_PTR=offset_t is not None, num_warps=4,
+    )  # fmt: skip
+    return o
+
+
+@_op_step.register_fake
+def _op_step_fake(q, k, v, kv, z, w, offset_t, kind, m, max_len, normalize, eps, offset):
+    return v.new_empty(q.shape[0], q.shape[1], v.shape[-1])
+
+
+@cache
+def _taylor_tables(dk: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Canonical Taylor features as ``X[i]·X[j]·s`` with ``X[−1] = 1``: ``[1, x_i·d′^-¼, triu x_i x_j·scale]``."""
+    rows, cols = torch.triu_indices(dk, dk).tolist()
+    ti = [-1] + list(range(dk)) + rows
+    tj = [-1] + [-1] * dk + cols
+    ts = (
+        [1.0]
+        + [dk**-0.25] * dk
+        + [(1.0 / math.sqrt(2 * dk)) if i == j else 1.0 / math.sqrt(dk) for i, j in zip(rows, cols)]
+    )
+    i32 = dict(dtype=torch.int32, device=device)
+    return torch.tensor(ti, **i32), torch.tensor(tj, **i32), torch.tensor(ts, dtype=torch.float32, device=device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the entry points called by mixerzoo.kernels.linear_attention
+
+
+def linear_attention_triton(
+    q: Tensor, k: Tensor, v: Tensor, fm, *, normalize: bool, eps: float, initial_state, output_final_state: bool,
+    offset: int,
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:  # fmt: skip
+    """Fused causal linear attention (see module docstring); inputs already validated by the caller.
+
+    Returns ``(o [B, L, H, dv] in v.dtype, (kv [B, H, D, dv], z [B, H, D]) fp32 or None)``.
+    """
+    plan, proj = _plan_of(fm)
+    if isinstance(offset, Tensor):
+        raise TypeError("linear_attention (triton): offset must be an int for whole sequences (tensors: decode only)")
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    s0 = z0 = None
+    if initial_state is not None:
+        s0, z0 = _to_internal(plan, *initial_state)
+        s0, z0 = s0.contiguous(), z0.contiguous()
+    w = proj.detach().float().contiguous() if proj is not None else None
+    o, _, _, sT, zT = _op_fwd(
+        q, k, v, s0, z0, w, plan.kind, plan.m, _max_len(fm), normalize, float(eps), int(offset), output_final_state
+    )
+    state = _to_canonical(plan, sT, zT) if output_final_state else None
+    return o, state
+
+
+def _max_len(fm) -> int:
+    return int(getattr(fm, "max_len", 0)) if fm.kernel_id == "cosformer" else 0
+
+
+def linear_attention_step_triton(
+    q: Tensor, k: Tensor, v: Tensor, state, fm, *, normalize: bool, eps: float, offset: int | Tensor
+) -> Tensor:
+    """One decode step: updates the canonical fp32 state ``(kv, z)`` in place, returns ``o [B, H, dv]``.
+
+    No host synchronisation (``offset`` may be a 0-dim CUDA tensor), so it can be captured in a CUDA graph.
+    """
+    plan, proj = _plan_of(fm)
+    kv, z = state
+    if not (kv.is_contiguous() and z.is_contiguous()):
+        raise ValueError("linear_attention_step (triton): the state (kv, z) must be contiguous to be updated in place")
+    w = proj.detach().float().contiguous() if proj is not None else None
+    offset_t = offset.reshape(()) if isinstance(offset, Tensor) else None
+    return _op_step(
+        q.contiguous(), k.contiguous(), v.contiguous(), kv, z, w, offset_t, plan.kind, plan.m, _max_len(fm),
+        normalize, float(eps), 0 if offset_t is not None else int(offset),
+    )  # fmt: skip
