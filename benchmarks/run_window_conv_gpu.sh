@@ -9,9 +9,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
   && export PYTHONPATH=/tmp/site:$PWD || export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit,temperature.gpu --format=csv,noheader
 timeout ${TEST_TIMEOUT:-150} python3 -m pytest -m gpu -q -p no:cacheprovider -x \
-  tests/test_sliding_window_triton.py tests/test_short_conv_triton.py tests/test_xformers_backend.py 2>&1 \
+  ${TEST_FILES:-tests/test_sliding_window_triton.py tests/test_short_conv_triton.py tests/test_xformers_backend.py} 2>&1 \
   | grep -v DEBUG > "$OUT/pytest_gpu.log"; echo "pytest rc=$?"; tail -25 "$OUT/pytest_gpu.log"
-timeout ${CONV_TIMEOUT:-80} python3 benchmarks/short_conv.py --out "$OUT" 2>&1 | grep -v DEBUG | tail -30
-timeout ${SW_TIMEOUT:-210} python3 benchmarks/sliding_window.py --out "$OUT" --budget-s ${SW_BUDGET:-150} 2>&1 \
+[ -n "$SKIP_CONV" ] || timeout ${CONV_TIMEOUT:-80} python3 benchmarks/short_conv.py --out "$OUT" 2>&1 | grep -v DEBUG | tail -30
+timeout ${SW_TIMEOUT:-210} python3 benchmarks/sliding_window.py --out "$OUT" --budget-s ${SW_BUDGET:-150} $SW_ARGS 2>&1 \
   | grep -v DEBUG > "$OUT/sliding_window.log"; tail -45 "$OUT/sliding_window.log"
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader

@@ -99,10 +99,14 @@ def peers(meta: dict):
         flex = torch.compile(flex_attention, dynamic=True)
         masks = {}
 
+        current = {"w": None}
+
         def flex_fn(q, k, v, w):
             key = (q.shape[1], w)
-            if key not in masks:
+            if current["w"] != w:  # the mask_mod reads w_t inside the kernel: keep it equal to this call's W
                 w_t.fill_(w)
+                current["w"] = w
+            if key not in masks:
                 masks[key] = create_block_mask(sw, None, None, q.shape[1], k.shape[1], device="cuda")
             o = flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=masks[key])
             return o.transpose(1, 2)
@@ -148,6 +152,58 @@ def run_prefill(res: dict, bw: float, Ls, Ws, Ds, deadline: float) -> None:
                         row[f"{name}_error"] = repr(e)[:200]
                 res["prefill"].append(row)
                 print(json.dumps({k_: (round(v_, 4) if isinstance(v_, float) else v_) for k_, v_ in row.items()}))
+
+
+BWD_CANDIDATES = {  # (kind, padded head dim) -> configs tried by --sweep; the first is the library default
+    ("dkdv", 64): [dict(BM=32, BN=128, num_warps=8, num_stages=3), dict(BM=64, BN=128, num_warps=8, num_stages=2)],
+    ("dkdv", 128): [
+        dict(BM=32, BN=64, num_warps=8, num_stages=3),
+        dict(BM=32, BN=128, num_warps=8, num_stages=2),
+        dict(BM=64, BN=64, num_warps=4, num_stages=2),
+        dict(BM=64, BN=128, num_warps=8, num_stages=2),
+    ],
+    ("dq", 64): [dict(BM=128, BN=32, num_warps=4, num_stages=3)],
+    ("dq", 128): [
+        dict(BM=128, BN=32, num_warps=8, num_stages=3),
+        dict(BM=64, BN=64, num_warps=4, num_stages=2),
+        dict(BM=128, BN=64, num_warps=8, num_stages=2),
+    ],
+}
+
+
+def sweep_bwd(res: dict, L: int = 16384, Ws=(64, 128)) -> None:
+    """Pick the backward tiles per head dim (fwd+bwd time summed over Ws at L), then keep them for the run."""
+    default_cfg = T._cfg
+    chosen: dict = {}
+
+    def cfg(kind, bd):
+        return chosen.get((kind, bd)) or default_cfg(kind, bd)
+
+    T._cfg = cfg
+    B, H = 4, 16
+    log = []
+    for d in (64, 128):
+        data = {}
+        for W in Ws:
+            g = torch.Generator(device="cuda").manual_seed(W)
+            q, k, v, do = (torch.randn(B, L, H, d, device="cuda", dtype=DT, generator=g) for _ in range(4))
+            data[W] = (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), do)
+        for kind in ("dkdv", "dq"):
+            best = None
+            if len(BWD_CANDIDATES[(kind, d)]) == 1:
+                continue
+            for c in BWD_CANDIDATES[(kind, d)]:
+                chosen[(kind, d)] = c
+                total = 0.0
+                for W, (q, k, v, do) in data.items():
+                    total += bench(lambda: torch.autograd.grad(T.sliding_window_triton(q, k, v, W), (q, k, v), do))
+                log.append(dict(d=d, kind=kind, cfg=c, fwdbwd_ms_sum=total))
+                print(json.dumps(log[-1]))
+                if best is None or total < best[0]:
+                    best = (total, c)
+            chosen[(kind, d)] = best[1]
+    res["meta"]["bwd_sweep"] = log
+    res["meta"]["bwd_chosen"] = {f"{k}_{d}": c for (k, d), c in chosen.items()}
 
 
 def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
@@ -264,6 +320,10 @@ def write_md(res: dict, path: str) -> None:
         )
     errs = {k: v for r in res["prefill"] + res["decode"] for k, v in r.items() if k.endswith("error")}
     lines += ["", f"Errors: {json.dumps(errs) if errs else 'none'}; skipped: {m.get('skipped', 'none')}", ""]
+    if "bwd_sweep" in m:
+        lines += ["## Backward tile sweep (fwd+bwd ms summed over W = 64, 128 at L = 16384)", ""]
+        lines += [f"- d={r['d']} {r['kind']} {r['cfg']}: {r['fwdbwd_ms_sum']:.3f}" for r in m["bwd_sweep"]]
+        lines += ["", f"Chosen for the table above: `{json.dumps(m['bwd_chosen'])}`", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -273,6 +333,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop adding prefill rows after this")
     ap.add_argument("--L", default="1024,8192,16384")
+    ap.add_argument("--sweep", action="store_true", help="first pick the backward tiles (see BWD_CANDIDATES)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
@@ -292,6 +353,8 @@ def main() -> None:
         decode=[],
     )
     Ls = [int(x) for x in args.L.split(",")]
+    if args.sweep:
+        sweep_bwd(res)
     run_decode(res, bw, Bs=(1, 16, 64, 256), Ws=(64,))
     run_prefill(res, bw, Ls=Ls, Ws=(64, 128, 512), Ds=(64, 128), deadline=t_start + args.budget_s)
     res["meta"]["elapsed_s"] = time.time() - t_start

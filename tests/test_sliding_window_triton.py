@@ -102,6 +102,18 @@ def test_forward_backward_matches_oracle(B, W, rel, extra, heads, d, dv, dtype, 
 
 
 @cpu_only
+@pytest.mark.parametrize("fwd,dkdv,dq", [((32, 16), (16, 32), (32, 16)), ((16, 32), (32, 16), (16, 32))])
+def test_rectangular_tiles(monkeypatch, fwd, dkdv, dq):
+    """The GPU tiles are rectangular (BM != BN); the interpreter's default 16×16 would not exercise that."""
+    tiles = {"fwd": fwd, "dkdv": dkdv, "dq": dq}
+    monkeypatch.setattr(
+        T, "_cfg", lambda kind, bd: dict(BM=tiles[kind][0], BN=tiles[kind][1], num_warps=4, num_stages=1)
+    )
+    check_fwd_bwd(2, 45, 58, 4, 2, 16, 24, 19, torch.float32, "cpu", seed=5)
+    check_fwd_bwd(1, 70, 70, 2, 2, 16, 16, 40, torch.bfloat16, "cpu", seed=6)
+
+
+@cpu_only
 def test_large_scores_stay_finite_and_accurate():
     """Inputs ×6 with scale 1: scores in the hundreds; the online softmax must not overflow."""
     check_fwd_bwd(1, 37, 37, 2, 1, 16, 16, 9, torch.float32, "cpu", scale=1.0, seed=3, input_scale=6.0)
