@@ -44,6 +44,18 @@ def check_dim(op: str, what: str, got: int, expected: int, fix: str) -> None:
         raise ValueError(f"{op}: {what} is {got} but must be {expected}; {fix}")
 
 
+def load_triton_ops(module: str):
+    """Import an op's Triton implementation once, at package import; None where triton or the module is missing.
+
+    Resolved eagerly (not inside the public functions) so ``torch.compile(fullgraph=True)`` traces the
+    dispatch without meeting an import.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
 def triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None
 

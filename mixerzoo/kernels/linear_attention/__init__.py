@@ -7,13 +7,11 @@ kernels in this package, on ``backend="torch"`` the chunked reference in ``naive
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 from torch import Tensor
 
 from mixerzoo.feature_maps import FeatureMap
-from mixerzoo.kernels._checks import check_dim, check_same, check_tensor, resolve_backend
+from mixerzoo.kernels._checks import check_dim, check_same, check_tensor, load_triton_ops, resolve_backend
 from mixerzoo.kernels.linear_attention.naive import (
     linear_attention_chunked,
     linear_attention_reference,
@@ -27,11 +25,8 @@ State = tuple[Tensor, Tensor]  # (kv [B, H, D, dv], z [B, H, D]), fp32
 
 
 def _triton_ops():
-    """The Triton implementation module, or None where it is missing."""
-    try:
-        return importlib.import_module("mixerzoo.kernels.linear_attention.triton_ops")
-    except ImportError:
-        return None
+    """The Triton implementation module (loaded once at the end of this file), or None where it is missing."""
+    return _TRITON_OPS
 
 
 def resolve_feature_map(feature_map: str | FeatureMap, d_prime: int, op: str) -> FeatureMap:
@@ -198,3 +193,6 @@ def linear_attention_step(
     pos = torch.as_tensor(offset, device=q.device).reshape(1, 1) if fm.position_dependent else None
     o = linear_attention_step_torch(fm(q, pos), fm(k, pos), v, kv, z, normalize, eps)
     return o.to(v.dtype), (kv, z)
+
+
+_TRITON_OPS = load_triton_ops("mixerzoo.kernels.linear_attention.triton_ops")

@@ -6,11 +6,9 @@ this op; the op itself is the memory-bound middle that the Triton kernel fuses.
 
 from __future__ import annotations
 
-import importlib
-
 from torch import Tensor
 
-from mixerzoo.kernels._checks import check_same, check_tensor, resolve_backend
+from mixerzoo.kernels._checks import check_same, check_tensor, load_triton_ops, resolve_backend
 from mixerzoo.kernels.short_conv.naive import (
     gated_short_conv_reference,
     gated_short_conv_step_torch,
@@ -21,10 +19,8 @@ __all__ = ["gated_short_conv", "gated_short_conv_reference", "gated_short_conv_s
 
 
 def _triton_ops():
-    try:
-        return importlib.import_module("mixerzoo.kernels.short_conv.triton_ops")
-    except ImportError:
-        return None
+    """The Triton implementation module (loaded once at the end of this file), or None where it is missing."""
+    return _TRITON_OPS
 
 
 def _check_params(op: str, C: int, weight: Tensor, bias: Tensor | None, like: Tensor) -> int:
@@ -117,3 +113,6 @@ def gated_short_conv_step(
     if chosen == "triton":
         return impl.gated_short_conv_step_triton(u, gate, state, weight, bias)
     return gated_short_conv_step_torch(u, gate, state, weight, bias)
+
+
+_TRITON_OPS = load_triton_ops("mixerzoo.kernels.short_conv.triton_ops")

@@ -8,11 +8,9 @@ kernels, where present), ``xformers`` (memory-efficient attention with a local-a
 
 from __future__ import annotations
 
-import importlib
-
 from torch import Tensor
 
-from mixerzoo.kernels._checks import check_same, check_tensor, resolve_backend
+from mixerzoo.kernels._checks import check_same, check_tensor, load_triton_ops, resolve_backend
 from mixerzoo.kernels.sliding_window.naive import (
     sliding_window_reference,
     sliding_window_step_torch,
@@ -23,10 +21,8 @@ __all__ = ["sliding_window_attention", "sliding_window_attention_step", "sliding
 
 
 def _triton_ops():
-    try:
-        return importlib.import_module("mixerzoo.kernels.sliding_window.triton_ops")
-    except ImportError:
-        return None
+    """The Triton implementation module (loaded once at the end of this file), or None where it is missing."""
+    return _TRITON_OPS
 
 
 def _check_heads(op: str, H: int, Hkv: int) -> None:
@@ -138,3 +134,6 @@ def sliding_window_attention_step(
     if chosen == "triton":
         return impl.sliding_window_step_triton(q, k, v, cache_k, cache_v, position, scale=scale)
     return sliding_window_step_torch(q, k, v, cache_k, cache_v, position, scale)
+
+
+_TRITON_OPS = load_triton_ops("mixerzoo.kernels.sliding_window.triton_ops")
