@@ -42,13 +42,15 @@ from mixerzoo.kernels.linear_attention.triton_kernels import (
 
 __all__ = ["PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
 
-# Longest L for which the quadratic kernels beat the chunked ones (H200, bf16, B=4, H=16, dv=64, d′=16,
-# fwd+bwd; benchmarks/results/linear_attention.md). Other maps share the non-Taylor value.
-PARALLEL_MAX_L: dict[str, int] = {"taylor": 256, "default": 128}
+# Longest L for which the quadratic kernels beat the chunked ones, measured on the H200 (bf16, B=4, H=16, dv=64,
+# d′=16; benchmarks/notes/linear_attention.md, run 2): the quadratic kernel won fwd and fwd+bwd at every
+# L <= 2048 for Taylor; for PosELU it won fwd+bwd up to 2048 but fwd only up to 1024. Other maps share "default".
+PARALLEL_MAX_L: dict[str, int] = {"taylor": 2048, "default": 1024}
 
 # Test hooks: fill kernel outputs with NaN before the launch (to prove every element is written), and
 # force the chunk size / algorithm. ``None`` means the tuned default.
 POISON_OUTPUTS = False
+STEP_WARPS = 4  # warps per decode-step program (benchmarks/linear_attention.py measures 4 and 8)
 FORCE_CHUNK: int | None = None
 FORCE_MODE: str | None = None  # "chunk" | "parallel"
 
@@ -196,12 +198,20 @@ def _dot16(dtype: torch.dtype) -> bool:
     return dtype != torch.float32 and not _INTERPRET
 
 
-def _chunk_size(plan: Plan, L: int, parallel: bool) -> int:
+def _chunk_size(plan: Plan, L: int, dv: int) -> int:
+    """Tokens per chunk: 128 for Taylor at dv <= 64 (H200: 8.9 vs 10.7 ms fwd+bwd at L=16384), else 64; 32 at
+    dv > 128, where 64×256 fp32 tiles overflow shared memory (seen at d′=24, dv=256)."""
     if FORCE_CHUNK is not None:
         return FORCE_CHUNK
     if _INTERPRET:
         return 16 if L <= 64 else 32
-    return 64
+    if dv > 128:
+        return 32
+    return 128 if plan.kind == "taylor" and dv <= 64 else 64
+
+
+def _warps(bt: int) -> int:
+    return 4 if bt <= 64 else 8
 
 
 def _state_bv(plan: Plan, dv: int, bh: int) -> int:
@@ -243,7 +253,7 @@ def _fwd_impl(
     dv = v.shape[-1]
     dev = q.device
     parallel = _use_parallel(plan, L)
-    bt = _chunk_size(plan, L, parallel)
+    bt = _chunk_size(plan, L, v.shape[-1])
     nc = triton.cdiv(L, bt)
     prec = _prec(q.dtype)
     st = _statics(plan, dv, bt, prec)
@@ -280,7 +290,7 @@ def _fwd_impl(
     _la_out_fwd_kernel[(nc, B * H)](
         q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
         **cs, SQ=plan.sq, **st, BV=max(16, triton.next_power_of_2(dv)), SCORE=plan.kind == "taylor",
-        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=_dot16(q.dtype), num_warps=4,
+        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=_dot16(q.dtype), num_warps=_warps(bt),
     )  # fmt: skip
     if not store_res:
         o_res = q.new_empty(0)
@@ -300,7 +310,7 @@ def _bwd_impl(
     dv_ = v.shape[-1]
     dev = q.device
     parallel = _use_parallel(plan, L)
-    bt = _chunk_size(plan, L, parallel)
+    bt = _chunk_size(plan, L, v.shape[-1])
     nc = triton.cdiv(L, bt)
     prec = _prec(q.dtype)
     st = _statics(plan, dv_, bt, prec)
@@ -357,7 +367,8 @@ def _bwd_impl(
     _la_bwd_kernel[(nc, B * H)](
         q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
         offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=_dot16(q.dtype), num_warps=4,
+        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=_dot16(q.dtype), num_warps=_warps(bt),
+        num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
     )  # fmt: skip
     return dq, dk, dv, ds0, dz0
 
@@ -462,7 +473,7 @@ def _op_step(
         q, k, v, kv, z, o, w if w is not None else _dummy(dev), ti, tj, ts,
         offset_t if offset_t is not None else _dummy(dev), H, offset, eps, plan.sc1, plan.ang, plan.ms,
         FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=bf, BV=bv, M=plan.m, NORMALIZE=normalize,
-        OFFSET_PTR=offset_t is not None, num_warps=4,
+        OFFSET_PTR=offset_t is not None, num_warps=STEP_WARPS,
     )  # fmt: skip
     return o
 

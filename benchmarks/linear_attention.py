@@ -1,0 +1,411 @@
+"""Benchmark the fused linear-attention kernels against FLA 0.6.0 and SDPA causal attention on one GPU.
+
+Writes ``<out>/linear_attention.{json,md}`` (copied to ``benchmarks/results/``): the command, GPU, versions,
+the card's measured ceilings, medians from ``triton.testing.do_bench`` (bf16 random-normal inputs; fwd+bwd
+= forward plus ``autograd.grad`` of a random upstream gradient), peers measured in the same run, ratios
+against the issue's targets, and decode steps timed by CUDA-graph replay over rotating state sets.
+
+Usage: ``python benchmarks/linear_attention.py --out DIR [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+
+import torch
+import triton
+from triton.testing import do_bench
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mixerzoo.feature_maps import feature_map  # noqa: E402
+from mixerzoo.kernels.linear_attention import (  # noqa: E402
+    linear_attention,
+    linear_attention_reference,
+    linear_attention_step,
+)
+from mixerzoo.kernels.linear_attention import triton_ops as T  # noqa: E402
+
+DEV = "cuda"
+B, H, DV, DK = 4, 16, 64, 16
+LENGTHS = [1024, 2048, 4096, 8192, 16384]
+MAPS = {
+    "taylor": dict(),
+    "poselu": dict(),
+    "relu": dict(),
+    "performer": dict(m=64),
+    "cosformer": dict(max_len=32768),
+}
+# FLA chunk_linear_attn(normalize=True), K = V = 64, elu+1 outside, fwd+bwd ms: anchors_h200.md section D (another
+# run on another H200); used only where this run did not time FLA's chunk kernel itself.
+ANCHOR_FLA_CHUNK_K64 = {8192: 2.649, 16384: 3.430}
+# SDPA cuDNN causal, d=64, B=4, H=16, fwd+bwd ms: anchors_h200.md section B; used only where this run has none.
+ANCHOR_SDPA_CUDNN_D64 = {4096: 1.282, 8192: 4.686, 16384: 17.763}
+RESULTS: dict = {"meta": {}, "ceilings": {}, "train": [], "variants": [], "decode": [], "checks": [], "errors": []}
+
+
+def bench(fn, rep=60) -> float:
+    """Median ms of ``fn`` (do_bench flushes L2 before each call)."""
+    return float(do_bench(fn, warmup=15, rep=rep, return_mode="median"))
+
+
+def note_error(where: str, e: BaseException) -> None:
+    msg = f"{where}: {type(e).__name__}: {e}"
+    print("ERROR", msg, flush=True)
+    RESULTS["errors"].append(msg + "\n" + traceback.format_exc(limit=3))
+
+
+def ceilings() -> None:
+    n = 1 << 30  # 1 GiB
+    a = torch.empty(n, dtype=torch.uint8, device=DEV).random_(0, 255)
+    b = torch.empty_like(a)
+    t = bench(lambda: b.copy_(a))
+    RESULTS["ceilings"]["copy_GBps"] = 2 * n / t / 1e6
+    x = torch.randn(8192, 8192, device=DEV, dtype=torch.bfloat16)
+    y = torch.randn(8192, 8192, device=DEV, dtype=torch.bfloat16)
+    t = bench(lambda: x @ y)
+    RESULTS["ceilings"]["matmul_TFLOPs"] = 2 * 8192**3 / t / 1e9
+    print("ceilings", RESULTS["ceilings"], flush=True)
+
+
+def make_inputs(L: int, dk: int = DK, dv: int = DV, b: int = B, seed: int = 0):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    q = torch.randn(b, L, H, dk, device=DEV, dtype=torch.bfloat16, generator=g)
+    k = torch.randn(b, L, H, dk, device=DEV, dtype=torch.bfloat16, generator=g)
+    v = torch.randn(b, L, H, dv, device=DEV, dtype=torch.bfloat16, generator=g)
+    do = torch.randn(b, L, H, dv, device=DEV, dtype=torch.bfloat16, generator=g)
+    return q, k, v, do
+
+
+def time_fwd_bwd(f, leaves, do) -> tuple[float, float]:
+    with torch.no_grad():
+        t_f = bench(lambda: f(*leaves))
+    req = [x.detach().requires_grad_() for x in leaves]
+
+    def fb():
+        o = f(*req)
+        torch.autograd.grad(o, req, do)
+
+    t_fb = bench(fb)
+    return t_f, t_fb
+
+
+def record(kind: str, impl: str, L: int, t_f: float | None, t_fb: float | None, **extra) -> None:
+    row = dict(kind=kind, impl=impl, L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, **extra)
+    RESULTS["train"].append(row)
+    print(
+        f"{kind:10s} {impl:32s} L={L:6d} fwd {t_f or float('nan'):8.3f} ms  fwd+bwd {t_fb or float('nan'):8.3f} ms",
+        flush=True,
+    )
+
+
+def floors(kind: str, D: int, L: int) -> dict:
+    """FLOPs of the chunked algorithm (C = 64) over the matmul rate, minimal bytes over copy bandwidth."""
+    flops_fwd = B * H * L * (4 * D * DV + 2 * 64 * (DK + DV))
+    bytes_fwd = B * L * H * (2 * DK + 2 * DV) * 2
+    c = RESULTS["ceilings"]
+    f_fwd = max(flops_fwd / (c["matmul_TFLOPs"] * 1e9), bytes_fwd / (c["copy_GBps"] * 1e6))
+    f_fb = max(3 * flops_fwd / (c["matmul_TFLOPs"] * 1e9), 3 * bytes_fwd / (c["copy_GBps"] * 1e6))
+    return dict(floor_fwd_ms=f_fwd, floor_fwdbwd_ms=f_fb)
+
+
+def section_train(quick: bool, fla_chunk: bool = False) -> None:
+    lengths = LENGTHS[2:] if quick else LENGTHS
+    have_fla = False
+    try:
+        from fla.ops.based import fused_chunk_based, parallel_based
+        from fla.ops.linear_attn import chunk_linear_attn
+
+        have_fla = True
+        RESULTS["meta"]["fla"] = getattr(sys.modules["fla"], "__version__", "?")
+    except Exception as e:  # noqa: BLE001
+        note_error("import fla", e)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    for L in lengths:
+        q, k, v, do = make_inputs(L)
+        for name, opts in MAPS.items():
+            fm = feature_map(name, DK, **opts).to(DEV)
+            try:
+                t_f, t_fb = time_fwd_bwd(lambda q, k, v, fm=fm: linear_attention(q, k, v, fm), (q, k, v), do)
+                record(name, "mixerzoo", L, t_f, t_fb, D=fm.out_dim, mode="auto", **floors(name, fm.out_dim, L))
+            except Exception as e:  # noqa: BLE001
+                note_error(f"mixerzoo {name} L={L}", e)
+        if have_fla:
+            for impl, fn in (("fla.parallel_based", parallel_based), ("fla.fused_chunk_based", fused_chunk_based)):
+                try:
+                    t_f, t_fb = time_fwd_bwd(
+                        lambda q, k, v, fn=fn: fn(q, k, v, scale=DK**-0.5, use_norm=True), (q, k, v), do
+                    )
+                    record("taylor", impl, L, t_f, t_fb)
+                except Exception as e:  # noqa: BLE001
+                    note_error(f"{impl} L={L}", e)
+            # FLA's chunk kernel on features materialized outside (elu+1, D = 16), normalizer included; the
+            # feature map itself is not timed (FLA has no fused one). Off by default: ~2.5 min of autotuning, and
+            # in our first run it hit an illegal memory access at K=16 (see the notes).
+        if have_fla and fla_chunk:
+            try:
+                pq = (torch.nn.functional.elu(q.float()) + 1).to(q.dtype)
+                pk = (torch.nn.functional.elu(k.float()) + 1).to(k.dtype)
+
+                def fla_chunk_op(a, b, c):
+                    return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
+
+                t_f, t_fb = time_fwd_bwd(fla_chunk_op, (pq, pk, v), do)
+                record("poselu", "fla.chunk_linear_attn(D=16)", L, t_f, t_fb, D=16)
+            except Exception as e:  # noqa: BLE001
+                note_error(f"fla chunk L={L}", e)
+        qa = torch.randn(B, H, L, 64, device=DEV, dtype=torch.bfloat16)
+        ka, va, doa = torch.randn_like(qa), torch.randn_like(qa), torch.randn_like(qa)
+        for impl, backend in (
+            ("sdpa.flash(d=64)", SDPBackend.FLASH_ATTENTION),
+            ("sdpa.cudnn(d=64)", SDPBackend.CUDNN_ATTENTION),
+        ):
+            try:
+
+                def sd(a, b, c, backend=backend):
+                    with sdpa_kernel(backend):
+                        return torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)
+
+                t_f, t_fb = time_fwd_bwd(sd, (qa, ka, va), doa)
+                record("softmax", impl, L, t_f, t_fb)
+            except Exception as e:  # noqa: BLE001
+                note_error(f"{impl} L={L}", e)
+        del qa, ka, va, doa
+
+
+def section_variants(quick: bool) -> None:
+    """Chunk size for Taylor, and the quadratic/chunked crossover (fwd+bwd) for Taylor and PosELU."""
+    for L in (4096, 16384):
+        q, k, v, do = make_inputs(L)
+        fm = feature_map("taylor", DK).to(DEV)
+        for bt in (64, 128):
+            T.FORCE_CHUNK, T.FORCE_MODE = bt, "chunk"
+            try:
+                t_f, t_fb = time_fwd_bwd(lambda q, k, v, fm=fm: linear_attention(q, k, v, fm), (q, k, v), do)
+                RESULTS["variants"].append(
+                    dict(what="chunk_size", kind="taylor", L=L, BT=bt, fwd_ms=t_f, fwdbwd_ms=t_fb)
+                )
+                print(f"taylor BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f}", flush=True)
+            except Exception as e:  # noqa: BLE001
+                note_error(f"variant BT={bt} L={L}", e)
+    T.FORCE_CHUNK = None
+    for name in ("taylor", "poselu"):
+        fm = feature_map(name, DK).to(DEV)
+        for L in (64, 128, 256, 512, 1024, 2048):
+            q, k, v, do = make_inputs(L)
+            for mode in ("chunk", "parallel"):
+                T.FORCE_MODE = mode
+                try:
+                    t_f, t_fb = time_fwd_bwd(lambda q, k, v, fm=fm: linear_attention(q, k, v, fm), (q, k, v), do)
+                    RESULTS["variants"].append(
+                        dict(what="crossover", kind=name, L=L, mode=mode, fwd_ms=t_f, fwdbwd_ms=t_fb)
+                    )
+                    print(f"{name} {mode:8s} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f}", flush=True)
+                except Exception as e:  # noqa: BLE001
+                    note_error(f"crossover {name} {mode} L={L}", e)
+    T.FORCE_MODE = None
+
+
+def section_decode(quick: bool) -> None:
+    """One token per sequence, H=16, dv=128, d′=16: CUDA-graph replay over rotating state sets."""
+    dv = 128
+    copy = RESULTS["ceilings"]["copy_GBps"]
+    cases = [("taylor", b, 4) for b in (1, 16, 64, 256)] + [("taylor", b, 8) for b in (16, 64, 256)]
+    cases += [(n, 64, 4) for n in ("poselu", "performer", "cosformer")]
+    for name, b, warps in cases:
+        T.STEP_WARPS = warps
+        fm = feature_map(name, DK, **MAPS.get(name, {})).to(DEV)
+        D = fm.out_dim
+        set_bytes = 2 * b * H * (D * dv + D) * 4  # state read + written
+        n_sets = max(1, min(16, math.ceil(384e6 / set_bytes)))
+        try:
+            sets = []
+            for _ in range(n_sets):
+                kv = torch.randn(b, H, D, dv, device=DEV).abs_()
+                z = torch.rand(b, H, D, device=DEV)
+                q, k = (torch.randn(b, H, DK, device=DEV, dtype=torch.bfloat16) for _ in range(2))
+                v = torch.randn(b, H, dv, device=DEV, dtype=torch.bfloat16)
+                sets.append((q, k, v, kv, z))
+            pos = torch.tensor(100, device=DEV)
+            for q, k, v, kv, z in sets:  # compile + warm
+                linear_attention_step(q, k, v, (kv, z), fm, offset=pos)
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for q, k, v, kv, z in sets:
+                    linear_attention_step(q, k, v, (kv, z), fm, offset=pos)
+            t = bench(graph.replay, rep=100) / n_sets
+            q, k, v, kv, z = sets[0]
+            cold = bench(
+                lambda q=q, k=k, v=v, s=(kv, z), fm=fm, pos=pos: linear_attention_step(q, k, v, s, fm, offset=pos)
+            )
+            gbps = set_bytes / (t * 1e6)
+            row = dict(kind=name, B=b, D=D, state_bytes=set_bytes, graph_us=t * 1e3, eager_us=cold * 1e3,
+                       GBps=gbps, frac_copy=gbps / copy, sets=n_sets, warps=warps)  # fmt: skip
+            RESULTS["decode"].append(row)
+            print(
+                f"decode {name} B={b} graph {t * 1e3:.1f} us ({gbps:.0f} GB/s, {gbps / copy:.0%} of copy)", flush=True
+            )
+        except Exception as e:  # noqa: BLE001
+            note_error(f"decode {name} B={b}", e)
+    T.STEP_WARPS = 4
+
+
+def section_checks() -> None:
+    """Accuracy at the benchmark's shapes (B=1, L=1024) against fp64, for each map, forward and grads."""
+    for name, opts in MAPS.items():
+        try:
+            check_one(name, opts)
+        except Exception as e:  # noqa: BLE001
+            note_error(f"check {name}", e)
+
+
+def check_one(name: str, opts: dict) -> None:
+    fm = feature_map(name, DK, **opts).to(DEV)
+    q, k, v, do = make_inputs(1024, b=1)
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    o = linear_attention(*leaves, fm)
+    g = torch.autograd.grad(o, leaves, do)
+    ref_in = [x.double().requires_grad_() for x in (q, k, v)]
+    ref, _ = linear_attention_reference(*ref_in, fm)
+    gr = torch.autograd.grad(ref, ref_in, do.double())
+
+    def rel(a, b):
+        return float((a.double() - b).norm() / b.norm())
+
+    row = dict(kind=name, o=rel(o, ref), dq=rel(g[0], gr[0]), dk=rel(g[1], gr[1]), dv=rel(g[2], gr[2]))
+    RESULTS["checks"].append(row)
+    print("check", row, flush=True)
+
+
+def write_markdown(path: str) -> None:
+    m = RESULTS["meta"]
+    lines = [
+        "# Linear attention kernels on the H200",
+        "",
+        f"Command: `{m.get('command')}`  ",
+        f"GPU: {m.get('gpu')}; torch {m.get('torch')}, triton {m.get('triton')}, fla {m.get('fla', '-')}; {m.get('date')}  ",
+        f"Ceilings measured in this run: copy {RESULTS['ceilings'].get('copy_GBps', 0):.0f} GB/s (read+write), "
+        f"bf16 matmul {RESULTS['ceilings'].get('matmul_TFLOPs', 0):.0f} TFLOP/s.  ",
+        f"Shapes: B={B}, H={H}, d′={DK}, dv={DV}, bf16; medians of `triton.testing.do_bench` (ms). "
+        "fwd+bwd = forward + `autograd.grad` of a random upstream gradient.",
+        "",
+        *([f"Note: {m['note']}", ""] if m.get("note") else []),
+        "## Training: ms (fwd / fwd+bwd)",
+        "",
+    ]
+    rows = RESULTS["train"]
+    impls = []
+    for r in rows:
+        key = (r["kind"], r["impl"])
+        if key not in impls:
+            impls.append(key)
+    Ls = sorted({r["L"] for r in rows})
+    lines.append("| map | impl | " + " | ".join(f"L={L}" for L in Ls) + " |")
+    lines.append("|---|---|" + "---|" * len(Ls))
+    for kind, impl in impls:
+        cells = []
+        for L in Ls:
+            r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
+            cells.append("–" if r is None else f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
+        lines.append(f"| {kind} | {impl} | " + " | ".join(cells) + " |")
+
+    def get(kind, impl, L, col="fwdbwd_ms"):
+        r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
+        return None if r is None else r[col]
+
+    lines += ["", "## Targets (fwd+bwd ratios, same run)", "", "| target | L | ours ms | peer ms | ratio | goal | met |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def target(label, L, ours, peer, goal):
+        if ours is None or peer is None:
+            lines.append(f"| {label} | {L} | – | – | – | {goal} | not measured |")
+            return
+        ratio = peer / ours
+        lines.append(
+            f"| {label} | {L} | {ours:.3f} | {peer:.3f} | {ratio:.2f}× | ≥{goal}× | {'yes' if ratio >= goal else 'NO'} |"
+        )
+
+    for L in Ls:
+        ours = get("taylor", "mixerzoo", L)
+        fla_best = min([t for t in (get("taylor", "fla.parallel_based", L), get("taylor", "fla.fused_chunk_based", L)) if t] or [None]) if any(
+            get("taylor", i, L) for i in ("fla.parallel_based", "fla.fused_chunk_based")) else None  # fmt: skip
+        if L in (4096, 16384):
+            target("Taylor vs FLA best Based", L, ours, fla_best, 2.5 if L == 4096 else 6.0)
+        if L >= 4096:
+            peer, label = get("softmax", "sdpa.cudnn(d=64)", L), "Taylor vs SDPA-cuDNN d=64 (same run)"
+            if peer is None:
+                peer, label = ANCHOR_SDPA_CUDNN_D64.get(L), "Taylor vs SDPA-cuDNN d=64 (anchors file, not same run)"
+            target(label, L, ours, peer, 5.0 if L == 16384 else 1.0)
+    for L in Ls:
+        if L < 8192:
+            continue
+        peer = get("poselu", "fla.chunk_linear_attn(D=16)", L)
+        label = "FLA chunk_linear_attn (D=16, same run)"
+        if peer is None and L in ANCHOR_FLA_CHUNK_K64:
+            peer, label = ANCHOR_FLA_CHUNK_K64[L], "FLA chunk_linear_attn (K=64, anchors file, not same run)"
+        for kind in ("poselu", "relu", "performer", "cosformer"):
+            target(f"{kind} vs {label}", L, get(kind, "mixerzoo", L), peer, 1.5)
+    lines += ["", "Floors (max of FLOPs/matmul rate, bytes/copy bandwidth), ms fwd / fwd+bwd:", ""]
+    for r in rows:
+        if r["impl"] == "mixerzoo" and "floor_fwd_ms" in r:
+            lines.append(f"- {r['kind']} L={r['L']} (D={r['D']}): {r['floor_fwd_ms']:.3f} / {r['floor_fwdbwd_ms']:.3f}")
+    if RESULTS["variants"]:
+        lines += ["", "## Variants (ms fwd / fwd+bwd)", ""]
+        for r in RESULTS["variants"]:
+            tag = f"BT={r['BT']}" if r["what"] == "chunk_size" else r["mode"]
+            lines.append(f"- {r['what']} {r['kind']} L={r['L']} {tag}: {r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
+    if RESULTS["decode"]:
+        lines += ["", "## Decode (H=16, dv=128, d′=16; CUDA-graph replay, rotating state sets)", "",
+                  "| map | warps | B | state bytes/step | graph µs | eager µs | GB/s | of copy |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in RESULTS["decode"]:
+            lines.append(f"| {r['kind']} | {r.get('warps', 4)} | {r['B']} | {r['state_bytes'] / 1e6:.1f} MB | {r['graph_us']:.1f} | "
+                         f"{r['eager_us']:.1f} | {r['GBps']:.0f} | {r['frac_copy']:.0%} |")  # fmt: skip
+    if RESULTS["checks"]:
+        lines += ["", "## Accuracy at B=1, L=1024 vs fp64 (rel. error)", ""]
+        for r in RESULTS["checks"]:
+            lines.append(f"- {r['kind']}: o {r['o']:.1e}, dq {r['dq']:.1e}, dk {r['dk']:.1e}, dv {r['dv']:.1e}")
+    if RESULTS["errors"]:
+        lines += ["", "## Errors", ""] + [f"- {e.splitlines()[0]}" for e in RESULTS["errors"]]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
+    ap.add_argument("--sections", default="checks,decode,train,variants")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    props = torch.cuda.get_device_properties(0)
+    RESULTS["meta"] = dict(
+        command="python " + " ".join(sys.argv), gpu=f"{props.name}, {props.multi_processor_count} SMs",
+        torch=torch.__version__, triton=triton.__version__, python=platform.python_version(),
+        date=time.strftime("%Y-%m-%d %H:%M"), parallel_max_l=dict(T.PARALLEL_MAX_L),
+    )  # fmt: skip
+    ceilings()
+    for sec in args.sections.split(","):
+        t0 = time.time()
+        try:
+            {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
+             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick)}[sec]()  # fmt: skip
+        except Exception as e:  # noqa: BLE001
+            note_error(f"section {sec}", e)
+        print(f"section {sec} took {time.time() - t0:.1f}s", flush=True)
+        with open(os.path.join(args.out, "linear_attention.json"), "w") as f:
+            json.dump(RESULTS, f, indent=1)
+        write_markdown(os.path.join(args.out, "linear_attention.md"))
+
+
+if __name__ == "__main__":
+    main()
