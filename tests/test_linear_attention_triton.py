@@ -270,12 +270,8 @@ def test_state_is_canonical():
 
 @pytest.mark.parametrize("public", [False, True])
 def test_compile_traces_through(public):
-    """torch.compile traces the custom ops, forward and backward, with the state conversions.
-
-    The Triton entry point compiles with ``fullgraph=True`` (no graph break). The public function is
-    compiled without fullgraph: its backend lookup (``importlib.import_module`` in ``_triton_ops``) is a
-    graph break until the dispatcher resolves the module outside the traced call.
-    """
+    """torch.compile(fullgraph=True) traces the custom ops, forward and backward, with the state conversions,
+    through the Triton entry point and through the public dispatcher."""
     T.FORCE_CHUNK = 16
     fm = make_map("taylor", 4).to(DEVICE)
     q, k, v, do = inputs(1, 18, 2, 4, 5, torch.float32, 1.0)
@@ -291,7 +287,7 @@ def test_compile_traces_through(public):
 
     backend = "inductor" if DEVICE == "cuda" else "aot_eager"
     torch._dynamo.reset()
-    compiled = torch.compile(f, backend=backend, fullgraph=not public)
+    compiled = torch.compile(f, backend=backend, fullgraph=True)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     o, s = compiled(*leaves)
     grads = torch.autograd.grad((o * do).sum() + s, leaves)
@@ -382,12 +378,9 @@ def test_gpu_compile_inductor_model():
     fm = make_map("taylor", 16).to(DEVICE)
     proj = torch.nn.Linear(64, 3 * 4 * 16, device=DEVICE)
 
-    def f(x):  # the Triton entry point: the public dispatcher's importlib lookup is a graph break for now
+    def f(x):
         q, k, v = proj(x).view(2, 256, 3, 4, 16).unbind(2)
-        o, _ = T.linear_attention_triton(
-            q, k, v, fm, normalize=True, eps=1e-6, initial_state=None, output_final_state=False, offset=0
-        )
-        return o.sum()
+        return linear_attention(q, k, v, fm).sum()
 
     x = torch.randn(2, 256, 64, device=DEVICE)
     loss = torch.compile(f, fullgraph=True)(x)
