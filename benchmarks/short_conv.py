@@ -24,12 +24,14 @@ import time
 import torch
 import torch.nn.functional as F
 import triton
+import triton.language as tl
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402
+from mixerzoo.kernels.short_conv.triton_ops import _conv_at, _load_x  # noqa: E402
 
 DT = torch.bfloat16
 
@@ -52,6 +54,128 @@ def conv1d_gate(u, gate, w, b):
     K = w.shape[1]
     x = F.conv1d(F.pad(u.transpose(1, 2), (K - 1, 0)), w.unsqueeze(1), b, groups=w.shape[0])  # [B, C, L]
     return F.silu(x).transpose(1, 2) * gate
+
+
+# The forward of commit 5ec997c (v1: one [64, 128] tile per program, time blocks the fastest grid axis), kept
+# here so that the before/after ratio is measured in the same run.
+@triton.jit
+def conv_fwd_kernel_v1(
+    p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C,
+    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+):  # fmt: skip
+    i_t, i_c, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_t = i_t * BT + tl.arange(0, BT)
+    o_c = i_c * BC + tl.arange(0, BC)
+    m_c = o_c < C
+    m_tc = (o_t[:, None] < L) & m_c[None, :]
+    if HAS_BIAS:
+        b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
+    else:
+        b_bias = tl.zeros([BC], dtype=tl.float32)
+    b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+    o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
+    b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
+    b_y = b_z * tl.sigmoid(b_z) * b_g
+    tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
+    if K > 1:
+        if i_t == tl.num_programs(0) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
+            for j in tl.static_range(K - 1):
+                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + j, tl.int32), o_c, m_c, L, C, K, HAS_H0)
+                o_s = (i_b * (K - 1) + j).to(tl.int64) * C + o_c
+                tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
+
+
+def conv_fwd_v1(u, gate, w, b):
+    B, L, C = u.shape
+    K = w.shape[1]
+    y, ht = torch.empty_like(u), u.new_empty(B, K - 1, C)
+    BC = min(triton.next_power_of_2(C), 128)
+    BT = max(8, min(64, 8192 // BC))
+    conv_fwd_kernel_v1[(triton.cdiv(L, BT), triton.cdiv(C, BC), B)](
+        u, gate, w, b, u, y, ht, L, C, K=K, BT=BT, BC=BC, HAS_BIAS=True, HAS_H0=False, num_warps=4
+    )
+    return y
+
+
+FWD_SWEEP = [  # (BT, BC, NT, num_warps), tried with --sweep
+    (64, 128, 1, 4),
+    (32, 256, 1, 8),
+    (32, 256, 4, 8),
+    (16, 512, 4, 8),
+    (64, 128, 4, 8),
+    (16, 256, 4, 4),
+]
+
+
+def check_grads(K: int, tol: float = 2e-2) -> float:
+    """fp64-oracle check of the backward with the current tiles (bf16, B=1, L=1500, C=4096, bias); worst rel err."""
+    gen = torch.Generator(device="cuda").manual_seed(K)
+    u, gate = (torch.randn(1, 1500, 4096, device="cuda", generator=gen).to(DT).requires_grad_() for _ in range(2))
+    w = (torch.randn(4096, K, device="cuda", generator=gen) * K**-0.5).to(DT).requires_grad_()
+    b = torch.randn(4096, device="cuda", generator=gen).to(DT).requires_grad_()
+    y, _ = T.gated_short_conv_triton(u, gate, w, b)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (u, gate, w, b), dy)
+    y_ref, _ = gated_short_conv_reference(u, gate, w, b)
+    grads_ref = torch.autograd.grad(y_ref, (u, gate, w, b), dy.double())
+    worst = max([rel(y, y_ref)] + [rel(g_, r_) for g_, r_ in zip(grads, grads_ref)])
+    if not worst <= tol:
+        raise RuntimeError(f"backward tiles {T._tiles(4096, K)}: rel err {worst:.3g} vs fp64 > {tol}")
+    return worst
+
+
+def sweep(meta: dict, bw: float, shapes, bwd_sweep: dict) -> None:
+    """Forward tiles of FWD_SWEEP at ``shapes`` (B, L, C, K), backward BT at the K of ``bwd_sweep``; each variant
+    is checked against the fp64 oracle first."""
+    log = []
+    fwd_tiles, bwd_tiles = T._fwd_tiles, T._tiles
+    try:
+        for B, L, C, K in shapes:
+            gen = torch.Generator(device="cuda").manual_seed(C)
+            u, gate = (torch.randn(B, L, C, device="cuda", dtype=DT, generator=gen) for _ in range(2))
+            w = (torch.randn(C, K, device="cuda", generator=gen) * K**-0.5).to(DT)
+            b = torch.randn(C, device="cuda", generator=gen).to(DT)
+            ref = gated_short_conv_reference(u[:1, :2048], gate[:1, :2048], w, b)[0]
+            for BT, BC, NT, nw in FWD_SWEEP:
+                cfg = dict(BT=BT, BC=BC, NT=NT, num_warps=nw)
+                T._fwd_tiles = lambda C_, L_, K_=3, c=cfg: c
+                row = dict(kind="fwd", B=B, L=L, C=C, K=K, cfg=cfg)
+                try:
+                    T.POISON_OUTPUTS = True
+                    y = T.gated_short_conv_triton(u, gate, w, b)[0]
+                    T.POISON_OUTPUTS = False
+                    row["rel_vs_fp64"] = err = rel(y[:1, :2048], ref)
+                    if not (err <= 2e-2 and torch.isfinite(y).all()):
+                        raise RuntimeError(f"rel err {err:.3g} vs fp64 or unwritten outputs")
+                    row["ms"] = ms = bench(lambda: T.gated_short_conv_triton(u, gate, w, b))
+                    row["frac_copy_bw"] = 3 * u.numel() * 2 / (ms * 1e-3) / 1e9 / bw
+                except Exception as e:
+                    row["error"] = repr(e)[:300]
+                log.append(row)
+                print(json.dumps(row))
+            T._fwd_tiles = fwd_tiles
+        B, L, C = 4, 16384, 4096
+        for K, bts in bwd_sweep.items():
+            gen = torch.Generator(device="cuda").manual_seed(K)
+            u, gate, dy = (torch.randn(B, L, C, device="cuda", dtype=DT, generator=gen) for _ in range(3))
+            w = (torch.randn(C, K, device="cuda", generator=gen) * K**-0.5).to(DT)
+            b = torch.randn(C, device="cuda", generator=gen).to(DT)
+            for t in (u, gate, w, b):
+                t.requires_grad_()
+            for BT in bts:
+                T._tiles = lambda C_, K_=3, bt=BT: (bt, 128, 4)
+                row = dict(kind="fwdbwd", B=B, L=L, C=C, K=K, BT=BT)
+                try:
+                    row["rel_vs_fp64"] = check_grads(K)
+                    row["ms"] = bench(lambda: torch.autograd.grad(T.gated_short_conv_triton(u, gate, w, b)[0],
+                                                                  (u, gate, w, b), dy))  # fmt: skip
+                except Exception as e:
+                    row["error"] = repr(e)[:300]
+                log.append(row)
+                print(json.dumps(row))
+    finally:
+        T._fwd_tiles, T._tiles, T.POISON_OUTPUTS = fwd_tiles, bwd_tiles, False
+    meta["sweep"] = log
 
 
 def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
@@ -79,6 +203,10 @@ def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--sweep", action="store_true", help="time the tiles of FWD_SWEEP / BWD_SWEEP first")
+    ap.add_argument("--no-compiled", action="store_true", help="skip the torch.compile peer (its compile is slow)")
+    ap.add_argument("--sweep-shapes", default="4x16384x4096x3,4x16384x1024x3", help="B x L x C x K, comma-separated")
+    ap.add_argument("--sweep-bwd", default="3:16/32/64,4:16/32", help="K:BT/BT,... for the backward sweep")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
@@ -93,12 +221,21 @@ def main() -> None:
         copy_GBps=bw,
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
-    compiled = torch.compile(conv1d_gate)
+    if args.sweep:
+        shapes = [tuple(int(x) for x in sh.split("x")) for sh in args.sweep_shapes.split(",") if sh]
+        bwd = {
+            int(k): [int(b) for b in v.split("/")] for k, v in (e.split(":") for e in args.sweep_bwd.split(",") if e)
+        }
+        sweep(meta, bw, shapes, bwd)
     impls = {
         "mixerzoo_triton": lambda u, g, w, b: T.gated_short_conv_triton(u, g, w, b)[0],
+        "v1": conv_fwd_v1,
+        # the same kernel on inputs that need no grad: the gap to the row above is host-side autograd overhead
+        "nograd": lambda u, g, w, b: T.gated_short_conv_triton(u.detach(), g.detach(), w.detach(), b.detach())[0],
         "conv1d_eager": conv1d_gate,
-        "conv1d_compiled": compiled,
     }
+    if not args.no_compiled:
+        impls["conv1d_compiled"] = torch.compile(conv1d_gate)
     rows = []
     for B, L, C, K in [
         (4, 4096, 1024, 3),
@@ -126,6 +263,11 @@ def main() -> None:
                     row[f"{name}_rel_vs_mixerzoo"] = rel(f(u, gate, w, b).float(), y_ours.float())
                 row[f"{name}_fwd_ms"] = ms = bench(lambda f=f: f(u, gate, w, b))
                 row[f"{name}_fwd_GBps"] = 3 * n / (ms * 1e-3) / 1e9
+                if name in (
+                    "v1",
+                    "nograd",
+                ):  # forward only: v1's backward is the library's with the old tiles (see the sweep)
+                    continue
                 row[f"{name}_fwdbwd_ms"] = ms = bench(
                     lambda f=f: torch.autograd.grad(f(u, gate, w, b), (u, gate, w, b), dy)
                 )
@@ -185,15 +327,17 @@ def main() -> None:
         "",
         "bf16. ms = do_bench median (cold L2); GB/s of minimal bytes (fwd: u, gate, y; fwd+bwd: 8 tensors).",
         "",
-        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | conv1d eager | conv1d compiled | ours f+b ms | GB/s | "
-        "conv1d eager f+b | conv1d compiled f+b |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | no-grad fwd ms | v1 fwd ms | v1 / copy bw | conv1d eager | "
+        "conv1d compiled | "
+        "ours f+b ms | GB/s | conv1d eager f+b | conv1d compiled f+b |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         gbps = r.get("mixerzoo_triton_fwd_GBps")
         lines.append(
             f"| {r['B']} | {r['L']} | {r['C']} | {r['K']} | {fmt(r.get('mixerzoo_triton_fwd_ms'))} | {fmt(gbps)} | "
-            f"{fmt(gbps / bw if gbps else None)} | {fmt(r.get('conv1d_eager_fwd_ms'))} | "
+            f"{fmt(gbps / bw if gbps else None)} | {fmt(r.get('nograd_fwd_ms'))} | {fmt(r.get('v1_fwd_ms'))} | "
+            f"{fmt(r['v1_fwd_GBps'] / bw if r.get('v1_fwd_GBps') else None)} | {fmt(r.get('conv1d_eager_fwd_ms'))} | "
             f"{fmt(r.get('conv1d_compiled_fwd_ms'))} | {fmt(r.get('mixerzoo_triton_fwdbwd_ms'))} | "
             f"{fmt(r.get('mixerzoo_triton_fwdbwd_GBps'))} | {fmt(r.get('conv1d_eager_fwdbwd_ms'))} | "
             f"{fmt(r.get('conv1d_compiled_fwdbwd_ms'))} |"
@@ -212,6 +356,10 @@ def main() -> None:
         )
     errs = {k: v for r in rows + dec for k, v in r.items() if k.endswith("error")}
     lines += ["", f"Errors: {json.dumps(errs) if errs else 'none'}", ""]
+    if "sweep" in meta:
+        lines += ["## Tile sweep (each checked against the fp64 oracle first)", ""]
+        lines += [f"- {json.dumps(r)}" for r in meta["sweep"]]
+        lines += [""]
     with open(os.path.join(args.out, "short_conv.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

@@ -27,6 +27,7 @@ import time
 
 import torch
 import triton
+import triton.language as tl
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -206,6 +207,72 @@ def sweep_bwd(res: dict, L: int = 16384, Ws=(64, 128)) -> None:
     res["meta"]["bwd_chosen"] = {f"{k}_{d}": c for (k, d), c in chosen.items()}
 
 
+# The decode kernel of commit 5ec997c (v1: one program per (sequence, kv head), broadcast-multiply in a 3-D
+# layout, 2-byte loads), kept here so that the before/after ratio is measured in the same run.
+@triton.jit(do_not_specialize=["pos_int"])
+def step_kernel_v1(
+    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, W, scale_log2,
+    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+    BG: tl.constexpr, BW: tl.constexpr, NW: tl.constexpr, POS_TENSOR: tl.constexpr,
+):  # fmt: skip
+    """One program: sequence i_b, kv head i_hk, its G query heads; the ring buffer ``[B, W, HKV, ·]``."""
+    i_bh = tl.program_id(0)
+    i_b, i_hk = i_bh // HKV, i_bh % HKV
+    G: tl.constexpr = H // HKV
+    if POS_TENSOR:
+        pos = tl.load(p_pos).to(tl.int64)
+    else:
+        pos = pos_int.to(tl.int64)
+    slot = pos % W
+    n_valid = tl.minimum(pos + 1, W)
+    o_g, o_d, o_dv = tl.arange(0, BG), tl.arange(0, BD), tl.arange(0, BDV)
+    m_g, m_d, m_dv = o_g < G, o_d < D, o_dv < DV
+    p_qb = p_q + i_b.to(tl.int64) * (H * D) + (i_hk * G) * D
+    b_q = tl.load(p_qb + o_g[:, None] * D + o_d[None, :], mask=m_g[:, None] & m_d[None, :], other=0.0).to(tl.float32)
+    b_kn = tl.load(p_k + i_bh.to(tl.int64) * D + o_d, mask=m_d, other=0.0)
+    b_vn = tl.load(p_v + i_bh.to(tl.int64) * DV + o_dv, mask=m_dv, other=0.0)
+    p_ckb = p_ck + (i_b * W).to(tl.int64) * (HKV * D) + i_hk * D
+    p_cvb = p_cv + (i_b * W).to(tl.int64) * (HKV * DV) + i_hk * DV
+    b_mi = tl.full([BG], -1e30, dtype=tl.float32)
+    b_li = tl.zeros([BG], dtype=tl.float32)
+    b_acc = tl.zeros([BG, BDV], dtype=tl.float32)
+    for j in range(0, NW):
+        o_w = j * BW + tl.arange(0, BW)
+        m_w = o_w < n_valid
+        b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
+        b_v = tl.load(p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0)
+        # the slot being replaced holds the new token: take it from registers (no read-after-write in the kernel)
+        b_k = tl.where(o_w[:, None] == slot, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
+        b_v = tl.where(o_w[:, None] == slot, b_vn[None, :].to(b_v.dtype), b_v).to(tl.float32)
+        b_s = tl.sum(b_q[:, None, :] * b_k[None, :, :], 2) * scale_log2  # [BG, BW]
+        b_s = tl.where(m_w[None, :], b_s, float("-inf"))
+        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
+        b_p = tl.exp2(b_s - b_mn[:, None])
+        b_alpha = tl.exp2(b_mi - b_mn)
+        b_li = b_li * b_alpha + tl.sum(b_p, 1)
+        b_acc = b_acc * b_alpha[:, None] + tl.sum(b_p[:, :, None] * b_v[None, :, :], 1)
+        b_mi = b_mn
+    b_o = b_acc / b_li[:, None]
+    p_ob = p_o + i_b.to(tl.int64) * (H * DV) + (i_hk * G) * DV
+    tl.store(p_ob + o_g[:, None] * DV + o_dv[None, :], b_o.to(p_o.dtype.element_ty), mask=m_g[:, None] & m_dv[None, :])
+    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d)
+    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=m_dv)
+
+
+def step_v1(q, k, v, cache_k, cache_v, position):
+    B, H, D = q.shape
+    W, HKV = cache_k.shape[1], cache_k.shape[2]
+    BD = BDV = max(16, triton.next_power_of_2(D))
+    BG = triton.next_power_of_2(H // HKV)
+    BW = max(1, min(triton.next_power_of_2(W), 8192 // (BG * BD)))
+    o = torch.empty_like(q)
+    step_kernel_v1[(B * HKV,)](
+        q, k, v, cache_k, cache_v, position, 0, o, W, D**-0.5 * T.LOG2E, NW=triton.cdiv(W, BW),
+        H=H, HKV=HKV, D=D, DV=D, BD=BD, BDV=BDV, BG=BG, BW=BW, POS_TENSOR=True, num_warps=4,
+    )  # fmt: skip
+    return o
+
+
 def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
     for i in range(n_sets):
         step(i)
@@ -228,9 +295,22 @@ def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16) -> None:
+STEP_SWEEP = [  # --step-sweep: each tried at every B (S splits, BW slots per chunk, warps)
+    dict(S=1, BW=64, num_warps=4),
+    dict(S=1, BW=64, num_warps=8),
+    dict(S=1, BW=64, num_warps=2),
+    dict(S=1, BW=32, num_warps=2),
+    dict(S=1, BW=16, num_warps=1),
+    dict(S=2, BW=32, num_warps=4),
+    dict(S=4, BW=16, num_warps=4),
+]
+
+
+def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16, sweep: bool = False) -> None:
+    """Each variant is first checked against the fp64 oracle (a full ring, position 10·W + 3), then timed."""
     import torch.nn.functional as F
 
+    default_step_cfg = T._step_cfg
     for W in Ws:
         for B in Bs:
             set_bytes = 2 * B * W * H * d * 2
@@ -244,11 +324,7 @@ def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16) -> None:
             pos = torch.full((), 10 * W + 3, dtype=torch.int64, device="cuda")
             slot = pos % W
             moved = set_bytes + 4 * B * H * d * 2  # ring read + q, k, v, o
-            row = dict(W=W, B=B, d=d, H=H, bytes=moved, sets=n_sets)
-
-            def ours(i):
-                q, k, v, ck, cv = sets[i]
-                T.sliding_window_step_triton(q, k, v, ck, cv, pos)
+            row = dict(W=W, B=B, d=d, H=H, bytes=moved, sets=n_sets, default_cfg=default_step_cfg(B, H, W, d))
 
             def sdpa(i):
                 q, k, v, ck, cv = sets[i]
@@ -256,19 +332,39 @@ def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16) -> None:
                 cv.index_copy_(1, slot.reshape(1), v.unsqueeze(1))
                 F.scaled_dot_product_attention(q.unsqueeze(2), ck.transpose(1, 2), cv.transpose(1, 2))
 
-            q, k, v, ck, cv = (t.clone() for t in sets[0])
-            o = T.sliding_window_step_triton(q, k, v, ck, cv, pos)
-            kk, vv = ck.clone(), cv.clone()
-            ref = F.scaled_dot_product_attention(q.unsqueeze(2), kk.transpose(1, 2), vv.transpose(1, 2)).squeeze(2)
-            row["rel_vs_sdpa"] = rel(o.float(), ref.float())
-            for name, fn in (("mixerzoo_triton", ours), ("sdpa_ring", sdpa)):
+            variants = {"mixerzoo_triton": (T.sliding_window_step_triton, None), "v1": (step_v1, None)}
+            if sweep:
+                for c in STEP_SWEEP:
+                    variants[f"S{c['S']}_BW{c['BW']}_w{c['num_warps']}"] = (T.sliding_window_step_triton, c)
+            variants["sdpa_ring"] = (None, None)
+            for name, (fn, cfg) in variants.items():
+                T._step_cfg = default_step_cfg if cfg is None else (lambda *a, c=cfg: c)
                 try:
-                    us = graph_time_us(fn, n_sets)
+                    if fn is not None:  # oracle check on a copy of set 0 (the step writes the ring in place)
+                        q, k, v, ck, cv = (t.clone() for t in sets[0])
+                        T.POISON_OUTPUTS = True
+                        o = fn(q, k, v, ck, cv, pos)
+                        T.POISON_OUTPUTS = False
+                        ref = sliding_window_reference(q.unsqueeze(1), ck, cv, W)[:, 0]
+                        row[f"{name}_rel_vs_fp64"] = err = rel(o, ref)
+                        ring_ok = torch.equal(ck[:, int(slot)], k) and torch.equal(cv[:, int(slot)], v)
+                        if not (err <= 1.5e-2 and ring_ok):
+                            raise RuntimeError(f"{name}: rel err {err:.3g} vs fp64, ring slot written: {ring_ok}")
+
+                        def step(i, fn=fn):
+                            q, k, v, ck, cv = sets[i]
+                            fn(q, k, v, ck, cv, pos)
+                    else:
+                        step = sdpa
+                    us = graph_time_us(step, n_sets)
                     row[f"{name}_us"] = us
                     row[f"{name}_GBps"] = moved / (us * 1e-6) / 1e9
                     row[f"{name}_frac_copy_bw"] = row[f"{name}_GBps"] / bw
                 except Exception as e:
-                    row[f"{name}_error"] = repr(e)[:200]
+                    row[f"{name}_error"] = repr(e)[:300]
+                finally:
+                    T.POISON_OUTPUTS = False
+            T._step_cfg = default_step_cfg
             res["decode"].append(row)
             print(json.dumps({k_: (round(v_, 4) if isinstance(v_, float) else v_) for k_, v_ in row.items()}))
 
@@ -309,15 +405,28 @@ def write_md(res: dict, path: str) -> None:
         "",
         "## Decode step (CUDA-graph replay, µs per step; GB/s of minimal bytes, fraction of copy bandwidth)",
         "",
-        "| W | B | d | MB | ours µs | ours GB/s | ours / copy bw | SDPA-ring µs | SDPA-ring GB/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| W | B | d | MB | cfg | ours µs | ours GB/s | ours / copy bw | v1 µs | v1 / copy bw | v1 µs / ours µs | "
+        "SDPA-ring µs | SDPA-ring / copy bw |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["decode"]:
+        o_us, v1_us = r.get("mixerzoo_triton_us"), r.get("v1_us")
+        cfg = r.get("default_cfg", {})
         lines.append(
-            f"| {r['W']} | {r['B']} | {r['d']} | {r['bytes'] / 1e6:.1f} | {fmt(r.get('mixerzoo_triton_us'))} | "
-            f"{fmt(r.get('mixerzoo_triton_GBps'))} | {fmt(r.get('mixerzoo_triton_frac_copy_bw'))} | "
-            f"{fmt(r.get('sdpa_ring_us'))} | {fmt(r.get('sdpa_ring_GBps'))} |"
+            f"| {r['W']} | {r['B']} | {r['d']} | {r['bytes'] / 1e6:.1f} | S={cfg.get('S')} BW={cfg.get('BW')} "
+            f"w{cfg.get('num_warps')} | "
+            f"{fmt(o_us)} | {fmt(r.get('mixerzoo_triton_GBps'))} | {fmt(r.get('mixerzoo_triton_frac_copy_bw'))} | "
+            f"{fmt(v1_us)} | {fmt(r.get('v1_frac_copy_bw'))} | {fmt(v1_us / o_us if o_us and v1_us else None)} | "
+            f"{fmt(r.get('sdpa_ring_us'))} | {fmt(r.get('sdpa_ring_frac_copy_bw'))} |"
         )
+    sweep_rows = [(r, k[: -len("_us")]) for r in res["decode"] for k in r if k.startswith("S") and k.endswith("_us")]
+    if sweep_rows:
+        lines += ["", "Step variants (µs / fraction of copy bw / rel err vs fp64):", ""]
+        lines += [
+            f"- W={r['W']} B={r['B']} {n}: {r[n + '_us']:.2f} µs, {r[n + '_frac_copy_bw']:.3f}, "
+            f"{r.get(n + '_rel_vs_fp64', float('nan')):.2e}"
+            for r, n in sweep_rows
+        ]
     errs = {k: v for r in res["prefill"] + res["decode"] for k, v in r.items() if k.endswith("error")}
     lines += ["", f"Errors: {json.dumps(errs) if errs else 'none'}; skipped: {m.get('skipped', 'none')}", ""]
     if "bwd_sweep" in m:
@@ -334,6 +443,8 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop adding prefill rows after this")
     ap.add_argument("--L", default="1024,8192,16384")
     ap.add_argument("--sweep", action="store_true", help="first pick the backward tiles (see BWD_CANDIDATES)")
+    ap.add_argument("--step-sweep", action="store_true", help="also time the decode variants of STEP_SWEEP")
+    ap.add_argument("--decode-only", action="store_true", help="skip the prefill (fwd, fwd+bwd) table")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
@@ -355,8 +466,9 @@ def main() -> None:
     Ls = [int(x) for x in args.L.split(",")]
     if args.sweep:
         sweep_bwd(res)
-    run_decode(res, bw, Bs=(1, 16, 64, 256), Ws=(64,))
-    run_prefill(res, bw, Ls=Ls, Ws=(64, 128, 512), Ds=(64, 128), deadline=t_start + args.budget_s)
+    run_decode(res, bw, Bs=(1, 16, 64, 256), Ws=(64,), sweep=args.step_sweep)
+    if not args.decode_only:
+        run_prefill(res, bw, Ls=Ls, Ws=(64, 128, 512), Ds=(64, 128), deadline=t_start + args.budget_s)
     res["meta"]["elapsed_s"] = time.time() - t_start
     with open(os.path.join(args.out, "sliding_window.json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -18,6 +18,8 @@ with fake and autograd registrations), so ``torch.compile`` traces through them.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -51,27 +53,32 @@ def _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K: tl.constexpr, 
 @triton.jit
 def gated_short_conv_fwd_kernel(
     p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C,
-    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+    K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, NT: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_H0: tl.constexpr,
 ):  # fmt: skip
-    i_t, i_c, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    o_t = i_t * BT + tl.arange(0, BT)
+    """One program: channels ``o_c`` of sequence i_b over NT consecutive ``BT``-row tiles (rows
+    ``i_t·NT·BT …``); the K−1 halo rows of each tile were loaded by the tile before it (L1 hits). Channel
+    blocks are the fastest grid axis, so neighbouring programs read neighbouring bytes of the same rows."""
+    i_c, i_t, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
-    m_tc = (o_t[:, None] < L) & m_c[None, :]
     if HAS_BIAS:
         b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
     else:
         b_bias = tl.zeros([BC], dtype=tl.float32)
-    b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
-    o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
-    b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
-    b_y = b_z * tl.sigmoid(b_z) * b_g
-    tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
+    for j in range(NT):
+        o_t = (i_t * NT + j) * BT + tl.arange(0, BT)
+        m_tc = (o_t[:, None] < L) & m_c[None, :]
+        o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
+        b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
+        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+        b_y = b_z * tl.sigmoid(b_z) * b_g
+        tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
     if K > 1:
-        if i_t == tl.num_programs(0) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
-            for j in tl.static_range(K - 1):
-                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + j, tl.int32), o_c, m_c, L, C, K, HAS_H0)
-                o_s = (i_b * (K - 1) + j).to(tl.int64) * C + o_c
+        if i_t == tl.num_programs(1) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
+            for r in tl.static_range(K - 1):
+                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + r, tl.int32), o_c, m_c, L, C, K, HAS_H0)
+                o_s = (i_b * (K - 1) + r).to(tl.int64) * C + o_c
                 tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
 
 
@@ -149,11 +156,31 @@ def gated_short_conv_step_kernel(
     tl.store(p_y + i_b * C + o_c, (b_z * tl.sigmoid(b_z) * b_g).to(p_y.dtype.element_ty), mask=m_c)
 
 
-def _tiles(C: int) -> tuple[int, int, int]:
-    """(BT, BC, num_warps): 16-byte channel vectors, ~8K elements per program."""
+def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
+    """Backward (BT, BC, num_warps): 16-byte channel vectors; BT shrinks with K so the K² recomputed tiles of
+    ``dz`` fit in registers. H200, B=4 L=16384 C=4096 fwd+bwd: K=3 BT=64 3.70 ms, 32 3.29, 16 4.23; K=4 BT=64
+    16.2 ms (2 KB/thread spilled), 32 4.72 (56 B spilled), 16 6.71."""
     BC = min(triton.next_power_of_2(C), 128)
-    BT = max(8, min(64, 8192 // BC))
+    BT = max(8, min(64 if K <= 2 else 32 if K <= 4 else 16, 8192 // BC))
     return BT, BC, 4
+
+
+def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
+    """Forward tiles ``[BT, BC]``, NT of them per program along time. H200 sweep (benchmarks/short_conv.py
+    --sweep, B=4 L=16384 K=3): [32, 256] with 8 warps 81% of copy bw at C=4096, 77% at C=1024; [64, 128]
+    4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. K ≥ 4 keeps [64, 128] (fewer live registers)."""
+    if _interpreting():
+        return dict(BT=16, BC=min(triton.next_power_of_2(C), 128), NT=2, num_warps=4)
+    if K >= 4:
+        BC = min(triton.next_power_of_2(C), 128)
+        return dict(BT=max(8, min(64, 8192 // BC)), BC=BC, NT=1, num_warps=4)
+    BC = min(triton.next_power_of_2(C), 256)
+    BT = max(8, min(32, 8192 // BC))
+    return dict(BT=BT, BC=BC, NT=1, num_warps=8 if BT * BC >= 8192 else 4)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _contig(t: Tensor | None) -> Tensor | None:
@@ -181,11 +208,11 @@ def gated_short_conv_fwd(
     B, L, C = u.shape
     K = weight.shape[1]
     y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
-    BT, BC, nw = _tiles(C)
-    grid = (triton.cdiv(L, BT), triton.cdiv(C, BC), B)
+    cfg = _fwd_tiles(C, L, K)
+    grid = (triton.cdiv(C, cfg["BC"]), triton.cdiv(L, cfg["BT"] * cfg["NT"]), B)
     gated_short_conv_fwd_kernel[grid](
         u, gate, weight, bias if bias is not None else u, initial_state if initial_state is not None else u, y, ht, L, C,
-        K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, num_warps=nw,
+        K=K, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, **cfg,
     )  # fmt: skip
     return y, ht
 
@@ -209,7 +236,7 @@ def gated_short_conv_bwd(
     dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, d_final_state, u, gate, weight, bias, initial_state))
     B, L, C = u.shape
     K = weight.shape[1]
-    BT, BC, nw = _tiles(C)
+    BT, BC, nw = _tiles(C, K)
     rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
     NT = triton.cdiv(rows, BT)
     du, dg = _empty(B, L, C, like=u), _empty(B, L, C, like=gate)

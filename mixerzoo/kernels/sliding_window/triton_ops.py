@@ -12,10 +12,13 @@ block (dk, dv: loop over the query blocks of the band and over the query heads o
 grouped heads need no atomics) and once per query block (dq): deterministic, no atomics at all.
 Head dims are padded to a power of two ≥ 16 by masking (any D, DV ≤ 256).
 
-The decode step: one program per (sequence, kv head) serves the G query heads of the group, reads the
-``min(pos + 1, W)`` written slots of the ring buffer, uses the new key/value in registers for slot
-``pos % W`` and writes it there (in place). ``pos`` can be read from a device tensor: no host sync,
-so the step can be captured in a CUDA graph.
+The decode step: one program per (sequence, kv head, split of the window) serves the G query heads of the
+group, reads its slots of the ring buffer with 16-byte loads issued before ``pos`` is known (their addresses
+do not depend on it), masks the slots past ``min(pos + 1, W)``, uses the new key/value in registers for
+slot ``pos % W`` and writes it there (in place). With S > 1 splits (small batches: flash-decoding,
+https://pytorch.org/blog/flash-decoding/) each split leaves a partial max/sum/output and a second kernel
+combines them. ``pos`` can be read from a device tensor: no host sync, so the step can be captured in a
+CUDA graph.
 
 Registered as ``torch.ops.mixerzoo.sliding_window_fwd/bwd/step`` (``torch.library.custom_op`` with
 fake and autograd registrations), so ``torch.compile`` traces through them.
@@ -198,52 +201,87 @@ def sliding_window_bwd_dq_kernel(
 
 @triton.jit(do_not_specialize=["pos_int"])
 def sliding_window_step_kernel(
-    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, W, scale_log2,
+    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, W, WS, scale_log2,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BG: tl.constexpr, BW: tl.constexpr, NW: tl.constexpr, POS_TENSOR: tl.constexpr,
+    BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr,
 ):  # fmt: skip
-    """One program: sequence i_b, kv head i_hk, its G query heads; the ring buffer ``[B, W, HKV, ·]``."""
-    i_bh = tl.program_id(0)
+    """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
+    ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
+    partial max / sum / unnormalized output per split (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32)."""
+    i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
+    o_d, o_dv = tl.arange(0, BD), tl.arange(0, BDV)
+    m_d, m_dv = o_d < D, o_dv < DV
+    p_ckb = p_ck + (i_b * W).to(tl.int64) * (HKV * D) + i_hk * D
+    p_cvb = p_cv + (i_b * W).to(tl.int64) * (HKV * DV) + i_hk * DV
+    w0 = i_s * WS
+    w1 = tl.minimum(w0 + WS, W)
     if POS_TENSOR:
         pos = tl.load(p_pos).to(tl.int64)
     else:
         pos = pos_int.to(tl.int64)
     slot = pos % W
     n_valid = tl.minimum(pos + 1, W)
-    o_g, o_d, o_dv = tl.arange(0, BG), tl.arange(0, BD), tl.arange(0, BDV)
-    m_g, m_d, m_dv = o_g < G, o_d < D, o_dv < DV
-    p_qb = p_q + i_b.to(tl.int64) * (H * D) + (i_hk * G) * D
-    b_q = tl.load(p_qb + o_g[:, None] * D + o_d[None, :], mask=m_g[:, None] & m_d[None, :], other=0.0).to(tl.float32)
     b_kn = tl.load(p_k + i_bh.to(tl.int64) * D + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_bh.to(tl.int64) * DV + o_dv, mask=m_dv, other=0.0)
-    p_ckb = p_ck + (i_b * W).to(tl.int64) * (HKV * D) + i_hk * D
-    p_cvb = p_cv + (i_b * W).to(tl.int64) * (HKV * DV) + i_hk * DV
-    b_mi = tl.full([BG], -1e30, dtype=tl.float32)
-    b_li = tl.zeros([BG], dtype=tl.float32)
-    b_acc = tl.zeros([BG, BDV], dtype=tl.float32)
-    for j in range(0, NW):
-        o_w = j * BW + tl.arange(0, BW)
-        m_w = o_w < n_valid
-        b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
-        b_v = tl.load(p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0)
-        # the slot being replaced holds the new token: take it from registers (no read-after-write in the kernel)
-        b_k = tl.where(o_w[:, None] == slot, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
-        b_v = tl.where(o_w[:, None] == slot, b_vn[None, :].to(b_v.dtype), b_v).to(tl.float32)
-        b_s = tl.sum(b_q[:, None, :] * b_k[None, :, :], 2) * scale_log2  # [BG, BW]
-        b_s = tl.where(m_w[None, :], b_s, float("-inf"))
-        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
-        b_p = tl.exp2(b_s - b_mn[:, None])
-        b_alpha = tl.exp2(b_mi - b_mn)
-        b_li = b_li * b_alpha + tl.sum(b_p, 1)
-        b_acc = b_acc * b_alpha[:, None] + tl.sum(b_p[:, :, None] * b_v[None, :, :], 1)
-        b_mi = b_mn
-    b_o = b_acc / b_li[:, None]
-    p_ob = p_o + i_b.to(tl.int64) * (H * DV) + (i_hk * G) * DV
-    tl.store(p_ob + o_g[:, None] * DV + o_dv[None, :], b_o.to(p_o.dtype.element_ty), mask=m_g[:, None] & m_dv[None, :])
-    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d)
-    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=m_dv)
+    for g in tl.static_range(G):
+        i_h = i_hk * G + g
+        b_q = tl.load(p_q + (i_b * H + i_h).to(tl.int64) * D + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_mi = tl.full([], -1e30, dtype=tl.float32)
+        b_li = tl.full([], 0.0, dtype=tl.float32)
+        b_acc = tl.zeros([BDV], dtype=tl.float32)
+        for j in range(0, NW):
+            o_w = w0 + j * BW + tl.arange(0, BW)
+            m_w = o_w < w1
+            # the ring's addresses do not depend on pos: these loads go out before pos arrives. Unwritten slots
+            # (garbage, NaN) are masked after the load; the slot being replaced takes the new token from registers
+            b_v = tl.load(
+                p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0
+            )
+            b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
+            m_new = (o_w == slot)[:, None]
+            m_ok = (o_w < n_valid) & m_w
+            b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
+            b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
+            b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
+            b_s = tl.where(m_ok, b_s, float("-inf"))
+            b_mn = tl.maximum(b_mi, tl.max(b_s, 0))
+            b_p = tl.exp2(b_s - b_mn)
+            b_alpha = tl.exp2(b_mi - b_mn)
+            b_li = b_li * b_alpha + tl.sum(b_p, 0)
+            b_acc = b_acc * b_alpha + tl.sum(b_p[:, None] * b_v, 0)
+            b_mi = b_mn
+        if S == 1:
+            p_ob = p_o + (i_b * H + i_h).to(tl.int64) * DV
+            tl.store(p_ob + o_dv, (b_acc / b_li).to(p_o.dtype.element_ty), mask=m_dv)
+        else:
+            o_p = (i_b * H + i_h).to(tl.int64) * S + i_s
+            tl.store(p_pm + o_p, b_mi)
+            tl.store(p_pl + o_p, b_li)
+            tl.store(p_pacc + o_p * DV + o_dv, b_acc, mask=m_dv)
+    # in place: the split that holds the slot writes the new token (only it reads that slot)
+    m_mine = (slot >= w0) & (slot < w1)
+    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d & m_mine)
+    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=m_dv & m_mine)
+
+
+@triton.jit
+def sliding_window_step_combine_kernel(
+    p_pm, p_pl, p_pacc, p_o, DV: tl.constexpr, BDV: tl.constexpr, S: tl.constexpr, BS: tl.constexpr
+):
+    """``o = Σ_s 2^(m_s − M)·acc_s / Σ_s 2^(m_s − M)·l_s`` over the S splits of one (sequence, head)
+    (flash-decoding's reduction; a split with no valid slot has m = −1e30, l = 0, acc = 0)."""
+    i_bh = tl.program_id(0)
+    o_s, o_dv = tl.arange(0, BS), tl.arange(0, BDV)
+    m_s, m_dv = o_s < S, o_dv < DV
+    o_p = i_bh.to(tl.int64) * S + o_s
+    b_m = tl.load(p_pm + o_p, mask=m_s, other=-1e30)
+    b_l = tl.load(p_pl + o_p, mask=m_s, other=0.0)
+    b_acc = tl.load(p_pacc + o_p[:, None] * DV + o_dv[None, :], mask=m_s[:, None] & m_dv[None, :], other=0.0)
+    b_w = tl.exp2(b_m - tl.max(b_m, 0))
+    b_o = tl.sum(b_w[:, None] * b_acc, 0) / tl.sum(b_w * b_l, 0)
+    tl.store(p_o + i_bh.to(tl.int64) * DV + o_dv, b_o.to(p_o.dtype.element_ty), mask=m_dv)
 
 
 # ------------------------------------------------------------------------------------------ host side
@@ -293,6 +331,23 @@ def _cfg(kind: str, bd: int) -> dict:
     if big:  # dq
         return dict(BM=64, BN=32, num_warps=8, num_stages=2)
     return dict(BM=128, BN=32, num_warps=4, num_stages=3) if bd <= 64 else dict(BM=64, BN=64, num_warps=4, num_stages=2)
+
+
+def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
+    """Decode: one program per (sequence, kv head), 16-byte loads. H200, W=64 d=128 H=16 (results/sliding_window.md):
+    with ≥ 528 programs (4 per SM) one warp per program over chunks of 2K/bd slots is fastest (no cross-warp
+    reductions: 13.2 µs at B=64, 39.8 at B=256, against 16.1 / 49.3 with 4 warps and 64-slot chunks); below that,
+    4 warps and chunks of up to 8K/bd slots (3.2 µs at B=1). The window is split in S parts (flash-decoding)
+    only when it spans several chunks and B·HKV programs cannot fill the chip (S = 2, 4 were slower at W=64)."""
+    if _interpreting():
+        return dict(S=2 if W > 8 else 1, BW=4, num_warps=4)  # small chunks: several chunks per split, 2 splits
+    n_prog = B * HKV
+    if n_prog >= 528:
+        return dict(S=1, BW=min(triton.next_power_of_2(W), max(8, 2048 // bd)), num_warps=1)
+    bw_cap = max(16, 8192 // bd)
+    chunks = triton.cdiv(W, bw_cap)
+    S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, triton.cdiv(264, n_prog), 16))
+    return dict(S=S, BW=min(triton.next_power_of_2(triton.cdiv(W, S)), bw_cap), num_warps=4)
 
 
 @torch.library.custom_op("mixerzoo::sliding_window_fwd", mutates_args=())
@@ -431,14 +486,24 @@ def sliding_window_step(
     B, H, _ = q.shape
     W, HKV = cache_k.shape[1], cache_k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
-    G = H // HKV
-    BG = triton.next_power_of_2(G)
-    BW = max(1, min(triton.next_power_of_2(W), 8192 // (BG * max(BD, BDV))))
+    cfg = _step_cfg(B, HKV, W, max(BD, BDV))
+    S, BW, nw = cfg["S"], cfg["BW"], cfg["num_warps"]
+    WS = triton.cdiv(W, S)  # slots per split
     o = _empty(B, H, DV, like=q)
-    sliding_window_step_kernel[(B * HKV,)](
-        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, W, scale * LOG2E, NW=triton.cdiv(W, BW),
-        H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BG=BG, BW=BW, POS_TENSOR=position is not None, num_warps=4,
+    if S > 1:
+        pm, pl = _empty(B * H, S, like=q, dtype=torch.float32), _empty(B * H, S, like=q, dtype=torch.float32)
+        pacc = _empty(B * H, S, DV, like=q, dtype=torch.float32)
+    else:
+        pm = pl = pacc = o
+    sliding_window_step_kernel[(B * HKV, S)](
+        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
+        scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=triton.cdiv(WS, BW), S=S,
+        POS_TENSOR=position is not None, num_warps=nw,
     )  # fmt: skip
+    if S > 1:
+        sliding_window_step_combine_kernel[(B * H,)](
+            pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=triton.next_power_of_2(S), num_warps=4
+        )
     return o
 
 
