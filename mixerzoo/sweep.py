@@ -14,7 +14,10 @@ versions and device. It survives anything:
   just train and return results.
 
 Example:
-    >>> from mixerzoo.train import RunConfig
+    >>> import numpy as np
+
+from mixerzoo.tasks.mqar import MQARTask, Segment
+from mixerzoo.train import RunConfig
     >>> configs = grid(["conv3-taylor16", "conv3-attn"], d_models=[64], lrs=[1e-3, 3e-3])  # doctest: +SKIP
     >>> run_sweep(configs, "results.sqlite", name="demo")  # doctest: +SKIP
 
@@ -47,6 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from mixerzoo.tasks.mqar import MQARTask, Segment
 from mixerzoo.train import RunConfig
 
 DEFAULT_DB = "results.sqlite"
@@ -81,10 +87,11 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at  REAL,
     finished_at REAL
 );
-CREATE TABLE IF NOT EXISTS sweep_runs (
+CREATE TABLE IF NOT EXISTS sweep_runs (  -- which runs a sweep holds (a run can serve several sweeps)
     sweep    TEXT NOT NULL,
     run_id   TEXT NOT NULL REFERENCES runs(run_id),
     position INTEGER NOT NULL,
+    family   TEXT,                         -- the run's plot group in this sweep
     PRIMARY KEY (sweep, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -239,8 +246,9 @@ class ResultsDB:
                     ),
                 )
                 conn.execute(
-                    "INSERT OR IGNORE INTO sweep_runs (sweep, run_id, position) VALUES (?, ?, ?)",
-                    (sweep, run_id, position),
+                    "INSERT INTO sweep_runs (sweep, run_id, position, family) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (sweep, run_id) DO UPDATE SET family = excluded.family",
+                    (sweep, run_id, position, config.family or family_of(resolved["spec"])),
                 )
         return [run_id for run_id, _, _ in rows]
 
@@ -352,11 +360,15 @@ class ResultsDB:
         return counts
 
     def rows(self, sweep: str | None = None, status: str | None = "done") -> list[dict[str, Any]]:
-        """Runs as dicts (JSON columns decoded), optionally only those of `sweep` and/or with `status`."""
+        """Runs as dicts (JSON columns decoded), optionally only those of `sweep` (with the family that sweep
+        gave them) and/or with `status`."""
         query = "SELECT r.* FROM runs r"
         args: list[Any] = []
-        if sweep is not None:
-            query += " JOIN sweep_runs s ON s.run_id = r.run_id AND s.sweep = ?"
+        if sweep is not None:  # the family this sweep gave the run, which may differ from the first sweep's
+            query = (
+                "SELECT r.*, COALESCE(s.family, r.family) AS sweep_family FROM runs r "
+                "JOIN sweep_runs s ON s.run_id = r.run_id AND s.sweep = ?"
+            )
             args.append(sweep)
         if status is not None:
             query += " WHERE r.status = ?"
@@ -365,6 +377,8 @@ class ResultsDB:
         out = []
         for row in self.conn.execute(query, args):
             item = dict(row)
+            if "sweep_family" in item:
+                item["family"] = item.pop("sweep_family")
             for key in ("config", "metrics", "versions"):
                 item[key] = json.loads(item[key]) if item[key] else None
             out.append(item)
@@ -593,7 +607,7 @@ def _local_devices(workers: int | None, device: str | None) -> tuple[list[str], 
         count = torch.cuda.device_count()
         n = workers or count
         return [f"cuda:{i % count}" for i in range(n)], max(1, cores // n)
-    n = workers or 1
+    n = workers or min(cores, 8)  # small MQAR models use one thread better than several
     return ["cpu"] * n, max(1, cores // n)
 
 
@@ -652,7 +666,8 @@ def run_sweep(
         configs: the runs (duplicates after canonicalisation run once).
         db_path: the SQLite results database (created if missing).
         name: the sweep's name in the database (the report can filter on it).
-        workers: worker processes (`engine="local"`: default one per GPU, else 1; 0 runs in this process)
+        workers: worker processes (`engine="local"`: default one per GPU, else one per CPU core up to 8, each
+            with `cores // workers` threads; 0 runs in this process)
             or concurrent Ray tasks (default: the cluster's GPUs, else its CPUs).
         engine: `"local"` (worker processes on this machine) or `"ray"`.
         ray_address: the Ray cluster to join (`ray.init(address=...)`); None or `"local"` starts a local one.
@@ -758,6 +773,36 @@ def signal_restore(previous: Any) -> None:
 
 SCALES = ("quick", "paper")
 
+# The quick scale: a CPU-sized MQAR (vocab 128, L=64, 4 and 8 training pairs, 3,000 examples, 8 epochs,
+# batch 64; tested on 4, 8 and 16 pairs, 200 examples each) so a whole ablation script runs in a few minutes
+# on 2 cores. The paper scale is the BASED paper's Figure 2 data and recipe (vocab 8192, 5 train / 7 test
+# segments, 32 epochs, batch 256 / 32).
+QUICK_TASK = MQARTask(
+    vocab_size=128,
+    train_segments=(Segment(64, 4, 2_000), Segment(64, 8, 1_000)),
+    test_segments=(Segment(64, 4, 200), Segment(64, 8, 200), Segment(64, 16, 200)),
+)
+PAPER_LRS = tuple(float(x) for x in np.logspace(-3, -1.5, 4))  # 1e-3, 3.2e-3, 1e-2, 3.2e-2
+
+
+def scale_settings(scale: str) -> dict[str, Any]:
+    """`RunConfig` settings of a scale: `task`, `epochs` and batch sizes (pass them to `grid(**settings)`).
+
+    >>> scale_settings("quick")["epochs"], scale_settings("paper")["train_batch_size"]
+    (8, 256)
+    """
+    if scale == "quick":
+        return {"task": QUICK_TASK, "epochs": 8, "train_batch_size": 64, "test_batch_size": 200}
+    if scale == "paper":
+        return {"task": MQARTask(), "epochs": 32, "train_batch_size": 256, "test_batch_size": 32}
+    raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
+
+
+def learning_rates(scale: str) -> tuple[float, ...]:
+    """The learning rates a scale sweeps: the paper's logspace(-3, -1.5, 4); its middle two for quick."""
+    scale_settings(scale)  # validates
+    return PAPER_LRS if scale == "paper" else PAPER_LRS[1:3]
+
 
 def load_script(path: str | os.PathLike) -> Any:
     """Import a sweep script (e.g. `ablations/feature_maps.py`) by path; it must define `grid(scale)`."""
@@ -809,7 +854,10 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite results database (default: {DEFAULT_DB})")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per GPU, else 1; 0 = in-process)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per GPU, else one per core up to 8; 0 = in-process)",
     )
     parser.add_argument(
         "--engine", default="local", choices=("local", "ray"), help="where runs execute (default: local)"
@@ -863,8 +911,10 @@ __all__ = [
     "SweepSummary",
     "family_of",
     "grid",
+    "learning_rates",
     "load_script",
     "run_sweep",
+    "scale_settings",
     "script_grid",
     "script_main",
     "sweep_main",
