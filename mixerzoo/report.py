@@ -131,8 +131,13 @@ def markdown_table(points: Sequence[dict[str, Any]]) -> str:
 
 def _figure(width: float, height: float) -> Any:
     # The object API with the Agg canvas: no pyplot, so no global backend is changed (safe in notebooks).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            "reports need matplotlib: pip install 'mixerzoo[plot]' (or pip install matplotlib)"
+        ) from error
 
     figure = Figure(figsize=(width, height), dpi=120)
     FigureCanvasAgg(figure)

@@ -14,10 +14,6 @@ versions and device. It survives anything:
   just train and return results.
 
 Example:
-    >>> import numpy as np
-
-from mixerzoo.tasks.mqar import MQARTask, Segment
-from mixerzoo.train import RunConfig
     >>> configs = grid(["conv3-taylor16", "conv3-attn"], d_models=[64], lrs=[1e-3, 3e-3])  # doctest: +SKIP
     >>> run_sweep(configs, "results.sqlite", name="demo")  # doctest: +SKIP
 
@@ -161,11 +157,22 @@ def _pid_alive(pid: int, start: str | None) -> bool:
     return True
 
 
+def host_key() -> str:
+    """This machine and pid namespace: hostname, boot id and pid-namespace id, so that a pid is only ever
+    checked for liveness where it means the same process (containers can share a hostname or a kernel)."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]"))
+    return "/".join(parts)
+
+
 @dataclass(frozen=True)
 class Owner:
-    """The driver process that claims runs: host, pid, process start time and a per-sweep token."""
+    """The driver process that claims runs: host key, pid, process start time and a per-sweep token."""
 
-    host: str = field(default_factory=socket.gethostname)
+    host: str = field(default_factory=host_key)
     pid: int = field(default_factory=os.getpid)
     start: str | None = field(default_factory=lambda: _process_start(os.getpid()))
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -439,7 +446,7 @@ class _InProcess:
         except Exception:
             return [_Outcome(run_id, False, traceback.format_exc())]
 
-    def close(self) -> None:
+    def close(self, force: bool = False) -> None:
         pass
 
 
@@ -529,11 +536,11 @@ class _LocalPool:
             self.busy[index] = None
             return [_Outcome(run_id, ok, payload)]
 
-    def close(self) -> None:
+    def close(self, force: bool = False) -> None:
         for q in self.queues:
             with contextlib.suppress(Exception):
                 q.put(None)
-        deadline = time.time() + 5
+        deadline = time.time() + (0 if force else 5)
         for worker in self.workers:
             worker.join(timeout=max(0.0, deadline - time.time()))
             if worker.is_alive():
@@ -592,7 +599,7 @@ class _RayPool:
                 outcomes.append(_Outcome(run_id, False, traceback.format_exc()))
         return outcomes
 
-    def close(self) -> None:
+    def close(self, force: bool = False) -> None:
         for ref in self.refs:
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=True)
@@ -692,14 +699,15 @@ def run_sweep(
     counts = db.status_counts(run_ids)
     summary = SweepSummary(name=name, total=len(run_ids), already_done=counts.get("done", 0), run_ids=run_ids)
 
-    if engine == "ray":
-        pool: Any = _RayPool(ray_address, workers)
-    elif workers == 0:
-        pool = _InProcess(device, progress)
-    else:
+    def make_pool() -> Any:  # started on the first claim: a finished sweep spawns no worker and joins no cluster
+        if engine == "ray":
+            return _RayPool(ray_address, workers)
+        if workers == 0:
+            return _InProcess(device, progress)
         devices, threads = _local_devices(workers, device)
-        pool = _LocalPool(devices, threads, progress)
+        return _LocalPool(devices, threads, progress)
 
+    pool: Any = None
     bar = tqdm(
         total=len(run_ids),
         initial=summary.already_done,
@@ -713,15 +721,17 @@ def run_sweep(
     in_flight: set[str] = set()
     attempted: set[str] = set()
     previous = _terminate_as_interrupt()
+    interrupted = False
     try:
         while True:
-            while pool.capacity > 0:
+            while pool is None or pool.capacity > 0:
                 claimed = db.claim(run_ids, owner, stale_after=stale_after, skip=attempted, retry_failed=retry_failed)
                 if claimed is None:
                     break
                 run_id, config = claimed
                 attempted.add(run_id)
                 in_flight.add(run_id)
+                pool = pool or make_pool()
                 pool.submit(run_id, config.to_dict())
             if not in_flight:
                 break
@@ -738,13 +748,15 @@ def run_sweep(
                     tqdm.write(f"run {outcome.run_id} failed:\n{outcome.payload}", file=sys.stderr)
     except BaseException:
         # Ctrl-C / SIGTERM / error: hand the unfinished claims back so another sweep can take them now.
+        interrupted = True
         with contextlib.suppress(Exception):
             db.release(in_flight, owner)
         raise
     finally:
-        signal_restore(previous)
+        _restore_terminate(previous)
         heartbeat.stop.set()
-        pool.close()
+        if pool is not None:
+            pool.close(force=interrupted)
         bar.close()
         summary.elsewhere = db.status_counts(run_ids).get("running", 0)
         db.close()
@@ -762,7 +774,7 @@ def _terminate_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
-def signal_restore(previous: Any) -> None:
+def _restore_terminate(previous: Any) -> None:
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
 
@@ -876,17 +888,21 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
 
     name, configs = script_grid(args.script, args.scale)
     start = time.perf_counter()
-    summary = run_sweep(
-        configs,
-        args.db,
-        name=name,
-        workers=args.workers,
-        engine=args.engine,
-        ray_address=args.ray_address,
-        device=args.device,
-        progress=not args.no_progress,
-        retry_failed=not args.no_retry_failed,
-    )
+    try:
+        summary = run_sweep(
+            configs,
+            args.db,
+            name=name,
+            workers=args.workers,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            device=args.device,
+            progress=not args.no_progress,
+            retry_failed=not args.no_retry_failed,
+        )
+    except KeyboardInterrupt:
+        print(f"sweep {name} interrupted: finished runs are in {args.db}; run the same command to resume")
+        return 130
     print(
         f"sweep {name}: {summary.total} runs, {summary.already_done} already done, {summary.finished} finished now, "
         f"{summary.failed} failed, {summary.elsewhere} running elsewhere ({time.perf_counter() - start:.0f} s); "

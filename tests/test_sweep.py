@@ -213,6 +213,28 @@ def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
     assert sum(r["attempts"] for r in rows.values()) == runs + len(held)  # only the killed claims ran again
 
 
+def test_sigterm_hands_claims_back(tmp_path):
+    db = tmp_path / "r.sqlite"
+    proc = start_sweep(db, "--workers", "1", SWEEP_TEST_RUNS="4", SWEEP_TEST_EPOCHS="20")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if any(r["status"] == "running" for r in read_rows(db).values()):
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    workers = children_of(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out
+    assert all(pid_gone(w) for w in workers)
+    rows = read_rows(db)
+    assert_consistent(rows)
+    assert not any(r["status"] == "running" for r in rows.values())  # released to pending, reclaimable at once
+    assert any(r["status"] == "pending" and r["attempts"] == 1 for r in rows.values())
+
+
 def test_two_concurrent_sweeps_run_each_config_once(tmp_path):
     db = tmp_path / "r.sqlite"
     runs = 8
