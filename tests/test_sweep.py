@@ -219,12 +219,14 @@ def test_sigterm_hands_claims_back(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         try:
-            if any(r["status"] == "running" for r in read_rows(db).values()):
+            if any(r["status"] == "running" for r in read_rows(db).values()) and children_of(proc.pid):
                 break
         except sqlite3.OperationalError:
             pass
         time.sleep(0.05)
+    time.sleep(3.0)  # let the worker get into training
     workers = children_of(proc.pid)
+    assert proc.poll() is None and workers
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in out
