@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def build(
     layers = parse(spec, vocab) if n_layers is None else check_depth(spec, n_layers, vocab)
     heads = n_heads or _default_heads(d_model)
     blocks, configs = [], []
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         for i, layer in enumerate(layers):
             ctx = LayerContext(d_model=d_model, n_heads=heads, max_len=max_len, layer_idx=i, n_layers=len(layers))
             try:
@@ -154,14 +155,6 @@ def build(
     if dtype is not None:
         model = model.to(dtype)
     return model
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @dataclass
