@@ -5,7 +5,10 @@ the card's measured ceilings, medians from ``triton.testing.do_bench`` (bf16 ran
 = forward plus ``autograd.grad`` of a random upstream gradient), peers measured in the same run, ratios
 against the issue's targets, and decode steps timed by CUDA-graph replay over rotating state sets.
 
-Usage: ``python benchmarks/linear_attention.py --out DIR [--quick]``.
+Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo serial|parallel] [--sections ...]``.
+``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
+section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer, L = 4096 and 16384,
+with a per-kernel profile of one Taylor fwd+bwd each): ``--sections algo`` runs it alone in ~1 min.
 """
 
 from __future__ import annotations
@@ -214,6 +217,49 @@ def section_variants(quick: bool) -> None:
     T.FORCE_MODE = None
 
 
+def kernel_profile(f, leaves, do) -> dict[str, float]:
+    """GPU ms per kernel name over one fwd+bwd (after a warm-up call), from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    req = [x.detach().requires_grad_() for x in leaves]
+    torch.autograd.grad(f(*req), req, do)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        torch.autograd.grad(f(*req), req, do)
+        torch.cuda.synchronize()
+    out: dict[str, float] = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
+        if t > 0 and e.key.startswith("_la_"):
+            out[e.key] = out.get(e.key, 0.0) + t / 1e3
+    return out
+
+
+def section_algo(quick: bool) -> None:
+    """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs."""
+    saved = T.ALGORITHM
+    T.FORCE_MODE = "chunk"
+    for L in (4096, 16384):
+        q, k, v, do = make_inputs(L)
+        for name in ("taylor", "poselu", "performer"):
+            fm = feature_map(name, DK, **MAPS[name]).to(DEV)
+            f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
+            for bt in (64, 128) if name == "taylor" else (None,):
+                for algo in ("serial", "parallel"):
+                    T.ALGORITHM, T.FORCE_CHUNK = algo, bt
+                    try:
+                        t_f, t_fb = time_fwd_bwd(f, (q, k, v), do)
+                        prof = kernel_profile(f, (q, k, v), do) if name == "taylor" else {}
+                        RESULTS["variants"].append(
+                            dict(what="algorithm", kind=name, L=L, BT=bt or "auto", mode=algo, fwd_ms=t_f,
+                                 fwdbwd_ms=t_fb, kernels_ms=prof)
+                        )  # fmt: skip
+                        print(f"{name} {algo:8s} BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f} {prof}", flush=True)
+                    except Exception as e:  # noqa: BLE001
+                        note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
+    T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = saved, None, None
+
+
 def section_decode(quick: bool) -> None:
     """One token per sequence, H=16, dv=128, d′=16: CUDA-graph replay over rotating state sets."""
     dv = 128
@@ -296,7 +342,8 @@ def write_markdown(path: str) -> None:
         f"Ceilings measured in this run: copy {RESULTS['ceilings'].get('copy_GBps', 0):.0f} GB/s (read+write), "
         f"bf16 matmul {RESULTS['ceilings'].get('matmul_TFLOPs', 0):.0f} TFLOP/s.  ",
         f"Shapes: B={B}, H={H}, d′={DK}, dv={DV}, bf16; medians of `triton.testing.do_bench` (ms). "
-        "fwd+bwd = forward + `autograd.grad` of a random upstream gradient.",
+        "fwd+bwd = forward + `autograd.grad` of a random upstream gradient.  ",
+        f"Chunked-mode state algorithm (`--algo`): {m.get('algorithm', 'serial')}.",
         "",
         *([f"Note: {m['note']}", ""] if m.get("note") else []),
         "## Training: ms (fwd / fwd+bwd)",
@@ -361,8 +408,13 @@ def write_markdown(path: str) -> None:
     if RESULTS["variants"]:
         lines += ["", "## Variants (ms fwd / fwd+bwd)", ""]
         for r in RESULTS["variants"]:
-            tag = f"BT={r['BT']}" if r["what"] == "chunk_size" else r["mode"]
-            lines.append(f"- {r['what']} {r['kind']} L={r['L']} {tag}: {r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
+            tag = {"chunk_size": f"BT={r.get('BT')}", "algorithm": f"{r['mode']} BT={r.get('BT')}"}.get(
+                r["what"], r["mode"]
+            )
+            line = f"- {r['what']} {r['kind']} L={r['L']} {tag}: {r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
+            if r.get("kernels_ms"):
+                line += " (kernels, ms: " + ", ".join(f"{k} {t:.3f}" for k, t in sorted(r["kernels_ms"].items())) + ")"
+            lines.append(line)
     if RESULTS["decode"]:
         lines += ["", "## Decode (H=16, dv=128, d′=16; CUDA-graph replay, rotating state sets)", "",
                   "| map | warps | B | state bytes/step | graph µs | eager µs | GB/s | of copy |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -384,21 +436,25 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
-    ap.add_argument("--sections", default="checks,decode,train,variants")
+    ap.add_argument("--sections", default="checks,decode,train,variants,algo")
+    ap.add_argument("--algo", choices=T.ALGORITHMS, default=None, help="chunked-mode state algorithm for every section")
     args = ap.parse_args()
+    if args.algo is not None:
+        T.ALGORITHM = args.algo
     os.makedirs(args.out, exist_ok=True)
     props = torch.cuda.get_device_properties(0)
     RESULTS["meta"] = dict(
         command="python " + " ".join(sys.argv), gpu=f"{props.name}, {props.multi_processor_count} SMs",
         torch=torch.__version__, triton=triton.__version__, python=platform.python_version(),
-        date=time.strftime("%Y-%m-%d %H:%M"), parallel_max_l=dict(T.PARALLEL_MAX_L),
+        date=time.strftime("%Y-%m-%d %H:%M"), parallel_max_l=dict(T.PARALLEL_MAX_L), algorithm=T.ALGORITHM,
     )  # fmt: skip
     ceilings()
     for sec in args.sections.split(","):
         t0 = time.time()
         try:
             {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
-             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick)}[sec]()  # fmt: skip
+             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick),
+             "algo": lambda: section_algo(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001
             note_error(f"section {sec}", e)
         print(f"section {sec} took {time.time() - t0:.1f}s", flush=True)

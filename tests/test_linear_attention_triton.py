@@ -4,6 +4,10 @@ On the CPU the kernels run under ``TRITON_INTERPRET=1`` (set here before triton 
 small shapes and chunk sizes of 16/32 so that several chunks, ragged tails and both algorithms
 (chunked and quadratic) are exercised; ``-m gpu`` runs large shapes on a real GPU.
 
+The chunked mode has two state algorithms (``triton_ops.ALGORITHM``): ``serial`` scans (the default, covered by
+every test) and ``parallel`` per-chunk states plus a prefix sum, covered by the tests marked "both state
+algorithms" and by ``test_parallel_states_match_oracle``. ``MIXERZOO_LA_ALGO=parallel`` runs the whole file on it.
+
 Every test runs with ``triton_ops.POISON_OUTPUTS``: kernel outputs and intermediates start as NaN, so
 an element a kernel forgets to write fails the comparison.
 
@@ -73,11 +77,13 @@ def normalize_for(name: str) -> bool:
 @pytest.fixture(autouse=True)
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
+    algorithm = T.ALGORITHM
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
     T.FORCE_MODE = None
     T.FORCE_CHUNK = None
+    T.ALGORITHM = algorithm
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -89,26 +95,59 @@ def inputs(B, L, H, d, dv, dtype, scale, seed=0):
     return [t.to(DEVICE) for t in (q, k, v, do)]
 
 
-def check_against_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=0, seed=0, grads=True):
+def check_against_oracle(
+    name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=0, seed=0, grads=True, algorithm=None, initial_state=False
+):
+    """The kernel's output and q/k/v gradients against the fp64 oracle (``initial_state``: from a random state, also
+    checking the final state and the gradients into the initial state)."""
     T.FORCE_MODE, T.FORCE_CHUNK = mode, chunk
+    if algorithm is not None:
+        T.ALGORITHM = algorithm
     fm = make_map(name, d).to(DEVICE)
     norm = normalize_for(name)
     q, k, v, do = inputs(B, L, H, d, dv, dtype, scale, seed)
-    leaves = [t.clone().requires_grad_(grads) for t in (q, k, v)]
-    o = linear_attention(*leaves, fm, normalize=norm, offset=offset, backend="triton")
+    xs, names = [q, k, v], ["q", "k", "v"]
+    if initial_state:
+        g = torch.Generator().manual_seed(seed + 1)
+        D = fm.out_dim
+        xs += [torch.rand(B, H, D, dv, generator=g).to(DEVICE), torch.rand(B, H, D, generator=g).to(DEVICE)]
+        names += ["kv0", "z0"]
+        w_kv, w_z = torch.randn(B, H, D, dv, generator=g).to(DEVICE), torch.randn(B, H, D, generator=g).to(DEVICE)
+    leaves = [t.clone().requires_grad_(grads) for t in xs]
+    kw = dict(normalize=norm, offset=offset)
+    if initial_state:
+        o, (kv, z) = linear_attention(
+            *leaves[:3], fm, initial_state=(leaves[3], leaves[4]), output_final_state=True, backend="triton", **kw
+        )
+    else:
+        o = linear_attention(*leaves, fm, backend="triton", **kw)
     assert o.dtype == dtype and o.shape == (B, L, H, dv)
-    ref_in = [t.double().requires_grad_(grads) for t in (q, k, v)]
-    ref, _ = linear_attention_reference(*ref_in, fm, normalize=norm, offset=offset)
+    ref_in = [t.double().requires_grad_(grads) for t in xs]
+    state0 = (ref_in[3], ref_in[4]) if initial_state else None
+    ref, (rkv, rz) = linear_attention_reference(*ref_in[:3], fm, initial_state=state0, **kw)
     tol_o, tol_g = TOL[dtype]
+    tag = f"{name} {mode} {T.ALGORITHM} {dtype} L={L}"
     err = rel_err(o, ref)
-    assert err < tol_o, f"{name} {mode} {dtype} output rel err {err:.2e} >= {tol_o}"
+    assert err < tol_o, f"{tag} output rel err {err:.2e} >= {tol_o}"
+    if initial_state:  # fp32 state; 16-bit inputs take tf32 dots on the GPU, so their output tolerance
+        tol_s = 2e-5 if dtype == torch.float32 else tol_o
+        assert rel_err(kv, rkv) < tol_s and rel_err(z, rz) < tol_s, f"{tag} final state"
     if grads:
-        got = torch.autograd.grad(o, leaves, do)
-        want = torch.autograd.grad(ref, ref_in, do.double())
-        for n, a, b in zip("qkv", got, want):
-            assert a.dtype == dtype
+        if initial_state:
+            loss = (o * do).sum() + (kv * w_kv).sum() + (z * w_z).sum()
+            got = torch.autograd.grad(loss, leaves)
+            ref_loss = (ref * do.double()).sum() + (rkv * w_kv).sum() + (rz * w_z).sum()
+            want = torch.autograd.grad(ref_loss, ref_in)
+        else:
+            got = torch.autograd.grad(o, leaves, do)
+            want = torch.autograd.grad(ref, ref_in, do.double())
+        for n, a, b in zip(names, got, want):
+            assert a.dtype == xs[names.index(n)].dtype
+            if n in ("kv0", "z0") and b.abs().max() == 0:  # z0 without a normalizer: both exactly zero
+                assert a.abs().max() == 0, f"{tag} d{n}"
+                continue
             e = rel_err(a, b, floor=5e-2 * float(do.double().norm()))
-            assert e < tol_g, f"{name} {mode} {dtype} d{n} rel err {e:.2e} >= {tol_g}"
+            assert e < tol_g, f"{tag} d{n} rel err {e:.2e} >= {tol_g}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -129,6 +168,36 @@ def test_matches_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, seed):
     """Forward and q/k/v gradients of both algorithms match the fp64 oracle, random shapes and dtypes."""
     offset = 5 if name == "cosformer" else 0
     check_against_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=offset, seed=seed)
+
+
+# (dtype, L, chunk): L = 1, primes that leave a ragged last chunk, an exact multiple of the chunk
+PARALLEL_CASES = [
+    (torch.float32, 1, 16),
+    (torch.float32, 47, 16),
+    (torch.bfloat16, 37, 32),
+    (torch.float16, 32, 16),
+    (torch.bfloat16, 13, 16),
+]
+
+
+@pytest.mark.parametrize("name", MAPS)
+@pytest.mark.parametrize("dtype,L,chunk", PARALLEL_CASES)
+def test_parallel_states_match_oracle(name, dtype, L, chunk):
+    """The ``parallel`` state algorithm (per-chunk states + prefix sums) against the fp64 oracle: output, final
+    state and the q/k/v/initial-state gradients, from a random initial state, at the file's tolerances."""
+    offset = 5 if name == "cosformer" else 0
+    d, dv = (4, 7) if L > 1 else (3, 5)
+    check_against_oracle(
+        name, 2, L, 2, d, dv, dtype, 1.0, "chunk", chunk, offset=offset, seed=L, algorithm="parallel",
+        initial_state=L != 13,
+    )  # fmt: skip
+
+
+def test_unknown_algorithm_raises():
+    T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = "parralel", "chunk", 16
+    q, k, v, _ = inputs(1, 20, 1, 3, 4, torch.float32, 1.0)
+    with pytest.raises(ValueError, match=r"unknown state algorithm 'parralel'.*\['serial', 'parallel'\]"):
+        linear_attention(q, k, v, "relu", backend="triton")
 
 
 @pytest.mark.parametrize("name", ["taylor", "poselu", "relu", "square", "performer", "cosformer"])
@@ -155,10 +224,13 @@ def test_chunked_equals_parallel_equals_steps(name):
     fm = make_map(name, d).to(DEVICE)
     norm = normalize_for(name)
     q, k, v, _ = inputs(B, L, H, d, dv, torch.float32, 1.0, seed=7)
-    outs = {}
-    for mode in ("chunk", "parallel"):
-        T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
-        outs[mode], state = linear_attention(q, k, v, fm, normalize=norm, output_final_state=True, backend="triton")
+    outs, states = {}, {}
+    for mode, algorithm in (("chunk", "parallel"), ("parallel", "serial"), ("chunk", "serial")):
+        T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = mode, 16, algorithm
+        outs[mode, algorithm], states[mode, algorithm] = linear_attention(
+            q, k, v, fm, normalize=norm, output_final_state=True, backend="triton"
+        )
+    state = states["chunk", "serial"]
     D = fm.out_dim
     kv = torch.zeros(B, H, D, dv, device=DEVICE)
     z = torch.zeros(B, H, D, device=DEVICE)
@@ -169,16 +241,20 @@ def test_chunked_equals_parallel_equals_steps(name):
         )
         steps.append(o_t)
     stepped = torch.stack(steps, 1)
-    assert rel_err(outs["chunk"], outs["parallel"]) < 2e-6
-    assert rel_err(stepped, outs["chunk"]) < 2e-6
+    assert rel_err(outs["chunk", "serial"], outs["parallel", "serial"]) < 2e-6
+    assert rel_err(outs["chunk", "parallel"], outs["chunk", "serial"]) < 2e-6
+    assert rel_err(stepped, outs["chunk", "serial"]) < 2e-6
     assert rel_err(kv, state[0]) < 2e-6 and rel_err(z, state[1]) < 2e-6
+    kv_p, z_p = states["chunk", "parallel"]
+    assert rel_err(kv_p, state[0]) < 2e-6 and rel_err(z_p, state[1]) < 2e-6
 
 
 @pytest.mark.parametrize("name", MAPS)
-@pytest.mark.parametrize("mode", ["chunk", "parallel"])
-def test_split_with_state_equals_one_call(name, mode):
-    """Run [0, t) with the final state out, then [t, L) from it (offset t): same outputs, state and gradients."""
-    T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
+@pytest.mark.parametrize("mode,algorithm", [("chunk", "serial"), ("chunk", "parallel"), ("parallel", "serial")])
+def test_split_with_state_equals_one_call(name, mode, algorithm):
+    """Run [0, t) with the final state out, then [t, L) from it (offset t): same outputs, state and gradients
+    (both state algorithms)."""
+    T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = mode, 16, algorithm
     B, L, H, d, dv, t = 1, 27, 2, 4, 5, 11
     fm = make_map(name, d).to(DEVICE)
     norm = normalize_for(name)
@@ -204,10 +280,11 @@ def test_split_with_state_equals_one_call(name, mode):
 
 
 @pytest.mark.parametrize("name", MAPS)
-@pytest.mark.parametrize("mode", ["chunk", "parallel"])
-def test_initial_state_gradients(name, mode):
-    """Gradients w.r.t. a given initial state (and through the final state) match the oracle's autograd."""
-    T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
+@pytest.mark.parametrize("mode,algorithm", [("chunk", "serial"), ("chunk", "parallel"), ("parallel", "serial")])
+def test_initial_state_gradients(name, mode, algorithm):
+    """Gradients w.r.t. a given initial state (and through the final state) match the oracle's autograd (both
+    state algorithms)."""
+    T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = mode, 16, algorithm
     B, L, H, d, dv = 2, 21, 1, 3, 4
     fm = make_map(name, d).to(DEVICE)
     norm = normalize_for(name)

@@ -10,8 +10,9 @@ Legend
   columns (``DI = NDT·BD`` features, zero-padded); ``triton_ops`` converts it to the canonical
   feature order of the torch maps at the API boundary.
 - States ``S [B·H, NC, DI, DV]`` / ``Z [B·H, NC, DI]`` fp32: the state entering chunk ``c`` (chunk
-  mode), written by ``_la_state_fwd_kernel`` and read by ``_la_out_fwd_kernel``; ``dS``/``dZ`` the same
-  for the reverse scan. ``den [B·H, L]`` fp32 is the stored denominator ``φq·Σφk + eps``.
+  mode), written by ``_la_state_fwd_kernel`` (``serial``: one scan per (feature tile, value tile, head)) or by
+  ``_la_chunk_state_kernel`` + ``_la_state_scan_kernel`` (``parallel``: every chunk's own contribution at once,
+  then a matmul-free prefix sum), and read by ``_la_out_fwd_kernel``; ``dS``/``dZ`` the same for the reverse scan. ``den [B·H, L]`` fp32 is the stored denominator ``φq·Σφk + eps``.
 - Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks, ``i_`` program ids or
   loop indices; upper-case names are ``tl.constexpr``: ``BT`` chunk (tokens), ``BK`` padded d′,
   ``BD`` feature tile, ``BV`` value tile, ``FM`` the feature map id (``FM_IDS``).
@@ -224,6 +225,99 @@ def _la_state_fwd_kernel(
     if STORE_FINAL:
         tl.store(sT + o_sd, b_s, mask=m_v[None, :])
         tl.store(zT + i_bh.to(tl.int64) * DI + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+
+
+@triton.jit
+def _la_chunk_state_kernel(
+    x, y, w, den, dden, s_all, z_all,
+    L, H, NC, offset, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    GRAD: tl.constexpr, NORMALIZE: tl.constexpr,
+):  # fmt: skip
+    """One chunk's own state contribution, every chunk in parallel (the ``parallel`` state algorithm, step 1).
+
+    Forward (``x = k``, ``y = v``): ``φ(K_c)ᵀ V_c`` and ``Σ φ(K_c)``. Backward (``GRAD``, ``x = q``, ``y = do``):
+    ``φ(Q_c)ᵀ dnum_c`` and ``φ(Q_c)ᵀ dden_c`` (zero without a normalizer). Written to ``s_all[i_bh, c]`` /
+    ``z_all[i_bh, c]``, which ``_la_state_scan_kernel`` then turns into prefix sums in place.
+    Grid ``(NC, NDT·cdiv(DV, BV), B·H)``.
+    """
+    i_c, i_dv, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    NV = tl.cdiv(DV, BV)
+    i_d, i_v = i_dv // NV, i_dv % NV
+    i_b, i_h = i_bh // H, i_bh % H
+    DI = NDT * BD
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < DV
+    o_tc = i_c * BT + tl.arange(0, BT)
+    m_t = o_tc < L
+    p_x = x + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_y = y + (i_b.to(tl.int64) * L * H + i_h) * DV
+    b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+    b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)
+    b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+    b_y = _load_rows(p_y + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+    b_y = tl.where(m_v[None, :], b_y, 0.0)
+    if GRAD:
+        if NORMALIZE:
+            b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
+            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
+            b_z = tl.sum(b_phi * b_dd[:, None], axis=0)
+        else:
+            b_z = tl.zeros([BD], dtype=tl.float32)
+    else:
+        b_z = tl.sum(b_phi, axis=0)
+    b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
+    o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
+    tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
+    tl.store(z_all + o_c + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+
+
+@triton.jit
+def _la_state_scan_kernel(
+    s_all, z_all, s0, z0, sT, zT, NC, DI,
+    DV: tl.constexpr, BS: tl.constexpr, BV: tl.constexpr,
+    USE_S0: tl.constexpr, STORE_FINAL: tl.constexpr, REVERSE: tl.constexpr,
+):  # fmt: skip
+    """Exclusive prefix sum over chunks, in place (the ``parallel`` state algorithm, step 2; memory-bound).
+
+    ``s_all[c] ← s0 + Σ_{j<c} s_all[j]`` (``REVERSE``: ``Σ_{j>c}``, seeded with the final state's gradient), the
+    same for ``z_all``; the total goes to ``sT``/``zT`` (the final state, or the initial state's gradient). No
+    matmul on the dependency chain: each step is one independent tile load, one store and one add.
+    Grid ``(DI // BS, cdiv(DV, BV), B·H)``; ``BS`` divides ``DI``.
+    """
+    i_s, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_s = i_s * BS + tl.arange(0, BS)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < DV
+    m_z = (o_s < DI) & (i_v == 0)
+    o_sd = o_s[:, None] * DV + o_v[None, :]  # [BS, BV] within one state
+    o_h = i_bh.to(tl.int64) * DI
+    if USE_S0:
+        b_s = tl.load(s0 + o_h * DV + o_sd, mask=m_v[None, :], other=0.0)
+        b_z = tl.load(z0 + o_h + o_s)
+    else:
+        b_s = tl.zeros([BS, BV], dtype=tl.float32)
+        b_z = tl.zeros([BS], dtype=tl.float32)
+    for i_r in range(NC):
+        if REVERSE:
+            i_c = NC - 1 - i_r
+        else:
+            i_c = i_r
+        o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
+        p_s = s_all + o_c * DV + o_sd
+        p_z = z_all + o_c + o_s
+        b_x = tl.load(p_s, mask=m_v[None, :], other=0.0)
+        b_xz = tl.load(p_z, mask=m_z, other=0.0)
+        tl.store(p_s, b_s, mask=m_v[None, :])
+        tl.store(p_z, b_z, mask=m_z)
+        b_s += b_x
+        b_z += b_xz
+    if STORE_FINAL:
+        tl.store(sT + o_h * DV + o_sd, b_s, mask=m_v[None, :])
+        tl.store(zT + o_h + o_s, b_z, mask=m_z)
 
 
 @triton.jit

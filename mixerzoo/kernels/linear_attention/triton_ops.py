@@ -17,6 +17,15 @@ Two algorithms, one kernel family (see ``benchmarks/notes/linear_attention.md`` 
 - quadratic (``parallel``): every chunk loops over all earlier key chunks in score space, no states;
   O(L²·(d′+dv)), faster for short sequences. ``auto`` picks it for ``L <= PARALLEL_MAX_L[kernel_id]``,
   the crossover measured on the H200.
+
+How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM`` (env ``MIXERZOO_LA_ALGO``):
+- ``serial`` (default): ``_la_state_fwd_kernel`` / ``_la_state_bwd_kernel`` scan the chunks one after another,
+  each step recomputing φ and one matmul: a dependent chain of NC matmuls per (feature tile, value tile, head).
+- ``parallel``: ``_la_chunk_state_kernel`` computes every chunk's own ``φ(K_c)ᵀV_c`` at once (grid NC × tiles ×
+  B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
+  Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
+  latency chain. Not the default until timed on the GPU (``benchmarks/linear_attention.py --algo``).
+  ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
 """
 
 from __future__ import annotations
@@ -34,13 +43,15 @@ from mixerzoo.kernels.linear_attention.triton_kernels import (
     FM_IDS,
     _la_bwd_kernel,
     _la_bwd_pre_kernel,
+    _la_chunk_state_kernel,
     _la_out_fwd_kernel,
     _la_state_bwd_kernel,
     _la_state_fwd_kernel,
+    _la_state_scan_kernel,
     _la_step_kernel,
 )
 
-__all__ = ["PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
+__all__ = ["ALGORITHM", "PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
 
 # Longest L for which the quadratic kernels beat the chunked ones, measured on the H200 (bf16, B=4, H=16, dv=64,
 # d′=16; benchmarks/notes/linear_attention.md, run 2): the quadratic kernel won fwd and fwd+bwd at every
@@ -53,6 +64,11 @@ POISON_OUTPUTS = False
 STEP_WARPS = 4  # warps per decode-step program (benchmarks/linear_attention.py measures 4 and 8)
 FORCE_CHUNK: int | None = None
 FORCE_MODE: str | None = None  # "chunk" | "parallel"
+
+# How the chunked mode builds its states (module docstring): "serial" | "parallel". Read at every call, so tests and
+# benchmarks may assign it; the environment variable sets the starting value.
+ALGORITHM: str = os.environ.get("MIXERZOO_LA_ALGO", "serial")
+ALGORITHMS = ("serial", "parallel")
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -242,6 +258,46 @@ def _dummy(device) -> Tensor:
     return torch.empty(1, dtype=torch.float32, device=device)
 
 
+def _parallel_states() -> bool:
+    if ALGORITHM not in ALGORITHMS:
+        raise ValueError(
+            f"linear_attention (triton): unknown state algorithm {ALGORITHM!r} (MIXERZOO_LA_ALGO or "
+            f"triton_ops.ALGORITHM); choose one of {list(ALGORITHMS)}"
+        )
+    return ALGORITHM == "parallel"
+
+
+def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
+    """Tile ``(BS rows, BV columns)`` of the prefix-sum kernel: small (<= 32×32 fp32 = 4 KB), so that even one
+    head's state splits over many programs and enough loads are in flight to reach copy bandwidth."""
+    return min(plan.bd, 32), min(32, max(16, triton.next_power_of_2(dv)))
+
+
+def _states_parallel(
+    plan: Plan, x: Tensor, y: Tensor, w: Tensor, den: Tensor, dden: Tensor, s_all: Tensor, z_all: Tensor,
+    s0: Tensor | None, z0: Tensor | None, sT: Tensor, zT: Tensor, store_final: bool, grad: bool, normalize: bool,
+    offset: int, st: dict, cs: dict,
+) -> None:  # fmt: skip
+    """The ``parallel`` state algorithm: fill ``s_all [B·H, NC, DI, dv]``, ``z_all [B·H, NC, DI]`` with the state
+    entering each chunk (``grad``: the reverse-scan gradients, from ``φ(Q)``, ``do/den`` and ``dden``), seeded with
+    ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``."""
+    B, L, H, _ = x.shape
+    dv, nc = y.shape[-1], s_all.shape[1]
+    bv = min(64, max(16, triton.next_power_of_2(dv)))
+    _la_chunk_state_kernel[(nc, plan.ndt * triton.cdiv(dv, bv), B * H)](
+        x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
+        num_warps=4,
+    )  # fmt: skip
+    bs, bvs = _scan_tiles(plan, dv)
+    use_s0 = s0 is not None
+    dum = _dummy(x.device)
+    _la_state_scan_kernel[(plan.di // bs, triton.cdiv(dv, bvs), B * H)](
+        s_all, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
+        zT if store_final else dum, nc, plan.di, DV=dv, BS=bs, BV=bvs, USE_S0=use_s0, STORE_FINAL=store_final,
+        REVERSE=grad, num_warps=4,
+    )  # fmt: skip
+
+
 def _fwd_impl(
     plan: Plan, q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
     normalize: bool, eps: float, offset: int, want_state: bool,
@@ -282,10 +338,15 @@ def _fwd_impl(
         s_all = _empty((B * H, nc, plan.di, dv), torch.float32, dev)
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         strides = (nc * plan.di, plan.di)
-        _la_state_fwd_kernel[grid_s](
-            k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset, **cs,
-            **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=want_state, num_warps=4,
-        )  # fmt: skip
+        if _parallel_states():
+            _states_parallel(
+                plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs
+            )
+        else:
+            _la_state_fwd_kernel[grid_s](
+                k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset,
+                **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=want_state, num_warps=4,
+            )  # fmt: skip
     has_s = use_s0 or not parallel
     _la_out_fwd_kernel[(nc, B * H)](
         q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
@@ -348,17 +409,25 @@ def _bwd_impl(
     else:
         s_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
-        _la_state_fwd_kernel[grid_s](
-            k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
-            **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
-        )  # fmt: skip
         ds_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
         dz_all = _empty((B * H, nc, plan.di), torch.float32, dev)
-        _la_state_bwd_kernel[grid_s](
-            q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, ds_all, dz_all,
-            ds0 if use_s0 else dum, dz0 if use_s0 else dum, L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize,
-            USE_DST=use_dst, STORE_ALL=True, STORE_D0=use_s0, num_warps=4,
-        )  # fmt: skip
+        if _parallel_states():
+            _states_parallel(
+                plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, dum, dum, False, False, normalize, offset, st, cs
+            )
+            _states_parallel(
+                plan, q, do, w_, den, dden, ds_all, dz_all, dsT, dzT, ds0, dz0, use_s0, True, normalize, offset, st, cs
+            )
+        else:
+            _la_state_fwd_kernel[grid_s](
+                k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
+                **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
+            )  # fmt: skip
+            _la_state_bwd_kernel[grid_s](
+                q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, ds_all, dz_all,
+                ds0 if use_s0 else dum, dz0 if use_s0 else dum, L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize,
+                USE_DST=use_dst, STORE_ALL=True, STORE_D0=use_s0, num_warps=4,
+            )  # fmt: skip
         strides = (nc * plan.di, plan.di, nc * plan.di, plan.di)
         has_s = has_ds = True
     dq = _empty(q.shape, q.dtype, dev)
