@@ -145,9 +145,10 @@ def register_mixer(name: str, *, config: type, number: str | None = None, overri
         number: the config field that the inline number fills (``"window"`` for ``sw64``), or None.
         override: replace an existing registration instead of refusing it.
 
-    Example:
-        >>> @register_mixer("mymix", config=MyMixConfig, number="width")   # doctest: +SKIP
-        ... class MyMix(Mixer): ...
+    Example (``tests/test_registry.py`` registers mixers this way)::
+
+        @register_mixer("mymix", config=MyMixConfig, number="width")
+        class MyMix(Mixer): ...
     """
     return _register("mixer", name, config, number, override)
 

@@ -13,9 +13,10 @@ versions and device. It survives anything:
 - only the driver process writes the database; workers (one per GPU, or N on the CPU) and Ray tasks
   just train and return results.
 
-Example:
-    >>> configs = grid(["conv3-taylor16", "conv3-attn"], d_models=[64], lrs=[1e-3, 3e-3])  # doctest: +SKIP
-    >>> run_sweep(configs, "results.sqlite", name="demo")  # doctest: +SKIP
+Example (trains four models; the tests run sweeps like it)::
+
+    configs = grid(["conv3-taylor16", "conv3-attn"], d_models=[64], lrs=[1e-3, 3e-3])
+    run_sweep(configs, "results.sqlite", name="demo")
 
 Command line (wired as `mixerzoo sweep`)::
 
