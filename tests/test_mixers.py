@@ -137,3 +137,17 @@ def test_mixer_inputs_are_checked():
     attn = make_mixer("attn")
     with pytest.raises(ValueError, match="the KV cache holds 3 tokens"):
         attn(torch.randn(1, 4, D_MODEL), attn.init_state(1, capacity=3))
+
+
+@pytest.mark.parametrize("name", ["sw", "attn"])
+def test_rotary_embeddings_are_on_by_default_and_can_be_turned_off(name):
+    token = small_token(name)
+    with_rope = mixerzoo.build(token, d_model=D_MODEL, n_heads=HEADS, mlp="none")
+    without = mixerzoo.build(f"{token}[rope=false]", d_model=D_MODEL, n_heads=HEADS, mlp="none")
+    assert with_rope.blocks[0].mixer.config.rope and not without.blocks[0].mixer.config.rope
+    without.load_state_dict(with_rope.state_dict())
+    x = torch.randn(1, 9, D_MODEL)
+    assert not torch.allclose(with_rope(x), without(x))  # positions rotate q and k
+    # without rope, attention is permutation-equivariant over the visible keys: the first output sees one key
+    assert torch.allclose(without(x)[:, 0], without(x[:, :1])[:, 0], atol=1e-6)
+    assert without.spec == f"{token}[rope=false]"
