@@ -301,20 +301,27 @@ def _la_state_scan_kernel(
     else:
         b_s = tl.zeros([BS, BV], dtype=tl.float32)
         b_z = tl.zeros([BS], dtype=tl.float32)
+    # slot c of this tile sits at o_h·NC·DV + c·DI·DV (z: o_h·NC + c·DI); walk forward or backward by one slot
+    if REVERSE:
+        i_c0, STEP = NC - 1, -1
+    else:
+        i_c0, STEP = 0, 1
+    p_s = s_all + (o_h * NC + i_c0 * DI) * DV + o_sd
+    p_z = z_all + o_h * NC + i_c0 * DI + o_s
+    b_x = tl.load(p_s, mask=m_v[None, :], other=0.0)
+    b_xz = tl.load(p_z, mask=m_z, other=0.0)
     for i_r in range(NC):
-        if REVERSE:
-            i_c = NC - 1 - i_r
-        else:
-            i_c = i_r
-        o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
-        p_s = s_all + o_c * DV + o_sd
-        p_z = z_all + o_c + o_s
-        b_x = tl.load(p_s, mask=m_v[None, :], other=0.0)
-        b_xz = tl.load(p_z, mask=m_z, other=0.0)
+        # prefetch the next slot before storing this one, so a load is always in flight (the chain is adds only)
+        m_n = i_r + 1 < NC
+        b_xn = tl.load(p_s + STEP * DI * DV, mask=m_v[None, :] & m_n, other=0.0)
+        b_xzn = tl.load(p_z + STEP * DI, mask=m_z & m_n, other=0.0)
         tl.store(p_s, b_s, mask=m_v[None, :])
         tl.store(p_z, b_z, mask=m_z)
         b_s += b_x
         b_z += b_xz
+        b_x, b_xz = b_xn, b_xzn
+        p_s += STEP * DI * DV
+        p_z += STEP * DI
     if STORE_FINAL:
         tl.store(sT + o_h * DV + o_sd, b_s, mask=m_v[None, :])
         tl.store(zT + o_h + o_s, b_z, mask=m_z)
