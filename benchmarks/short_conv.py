@@ -25,29 +25,16 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from _common import bench, copy_bandwidth, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
 
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402
 from mixerzoo.kernels.short_conv.triton_ops import _conv_at, _load_x  # noqa: E402
 
 DT = torch.bfloat16
-
-
-def bench(fn) -> float:
-    return do_bench(fn, warmup=10, rep=40, return_mode="median")
-
-
-def copy_bandwidth() -> float:
-    x = torch.empty(2**30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    return 2 * x.numel() / (do_bench(lambda: y.copy_(x), warmup=10, rep=50, return_mode="median") * 1e-3) / 1e9
-
-
-def rel(a, b) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def conv1d_gate(u, gate, w, b):
@@ -176,28 +163,6 @@ def sweep(meta: dict, bw: float, shapes, bwd_sweep: dict) -> None:
     finally:
         T._fwd_tiles, T._tiles, T.POISON_OUTPUTS = fwd_tiles, bwd_tiles, False
     meta["sweep"] = log
-
-
-def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
-    for i in range(n_sets):
-        step(i)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(n_sets):
-            step(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        t0.record()
-        for _ in range(replays):
-            graph.replay()
-        t1.record()
-        torch.cuda.synchronize()
-        times.append(t0.elapsed_time(t1) * 1e3 / (replays * n_sets))
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:

@@ -28,29 +28,15 @@ import time
 import torch
 import triton
 import triton.language as tl
-from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from _common import bench, copy_bandwidth, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
 
 from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.sliding_window.naive import sliding_window_reference  # noqa: E402
 
 DT = torch.bfloat16
-
-
-def bench(fn) -> float:
-    return do_bench(fn, warmup=10, rep=40, return_mode="median")
-
-
-def copy_bandwidth() -> float:
-    x = torch.empty(2**30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    ms = do_bench(lambda: y.copy_(x), warmup=10, rep=50, return_mode="median")
-    return 2 * x.numel() / (ms * 1e-3) / 1e9  # GB/s, read + write
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def peers(meta: dict):
@@ -271,28 +257,6 @@ def step_v1(q, k, v, cache_k, cache_v, position):
         H=H, HKV=HKV, D=D, DV=D, BD=BD, BDV=BDV, BG=BG, BW=BW, POS_TENSOR=True, num_warps=4,
     )  # fmt: skip
     return o
-
-
-def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
-    for i in range(n_sets):
-        step(i)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(n_sets):
-            step(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        t0.record()
-        for _ in range(replays):
-            graph.replay()
-        t1.record()
-        torch.cuda.synchronize()
-        times.append(t0.elapsed_time(t1) * 1e3 / (replays * n_sets))
-    return sorted(times)[len(times) // 2]
 
 
 STEP_SWEEP = [  # --step-sweep: each tried at every B (S splits, BW slots per chunk, warps)

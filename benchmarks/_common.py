@@ -1,0 +1,47 @@
+"""Timing helpers shared by the kernel benchmarks (run as ``python benchmarks/<name>.py`` on a GPU)."""
+
+from __future__ import annotations
+
+import torch
+from triton.testing import do_bench
+
+
+def bench(fn) -> float:
+    """Median milliseconds of ``fn()`` (``do_bench`` flushes L2 before each call)."""
+    return do_bench(fn, warmup=10, rep=40, return_mode="median")
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy of 1 GiB, GB/s counting bytes read + written."""
+    x = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    ms = do_bench(lambda: y.copy_(x), warmup=10, rep=50, return_mode="median")
+    return 2 * x.numel() / (ms * 1e-3) / 1e9
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ in fp64."""
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
+    """Microseconds per ``step(i)`` from CUDA-graph replays cycling over ``n_sets`` input sets (cold caches)."""
+    for i in range(n_sets):
+        step(i)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(n_sets):
+            step(i)
+    graph.replay()
+    torch.cuda.synchronize()
+    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(5):
+        t0.record()
+        for _ in range(replays):
+            graph.replay()
+        t1.record()
+        torch.cuda.synchronize()
+        times.append(t0.elapsed_time(t1) * 1e3 / (replays * n_sets))
+    return sorted(times)[len(times) // 2]
