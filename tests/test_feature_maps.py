@@ -160,3 +160,11 @@ def test_feature_map_factory_errors_name_the_fix():
         feature_map("taylor", 0)
     with pytest.raises(ValueError, match="expects inputs whose last dim is d′=4"):
         feature_map("relu", 4)(torch.randn(3, 5))
+
+
+def test_performer_draw_stays_fp32_when_the_model_is_cast():
+    model = mixerzoo.build("performer8[m=16]", d_model=16, n_heads=2).to(torch.bfloat16)
+    fm = model.blocks[0].mixer.feature_map
+    assert fm.projection.dtype == torch.float32
+    assert model.blocks[0].mixer.q_proj.weight.dtype == torch.bfloat16
+    assert torch.isfinite(model(torch.randn(1, 5, 16, dtype=torch.bfloat16))).all()

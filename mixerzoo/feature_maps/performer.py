@@ -63,6 +63,14 @@ class Performer(FeatureMap):
     def out_dim(self) -> int:
         return self.m
 
+    def _apply(self, fn, recurse: bool = True):
+        """Keep the random matrix in fp32 when the model is cast (``model.to(torch.bfloat16)``): a bf16-rounded
+        draw is no longer block-orthogonal, and the features are computed in fp32 anyway."""
+        super()._apply(fn, recurse)
+        if self.projection.is_floating_point() and self.projection.dtype != torch.float32:
+            self.projection = self.projection.float()
+        return self
+
     @torch.no_grad()
     def redraw_features(self, generator: torch.Generator | None = None) -> None:
         """Draw a new random matrix in place (same device; q and k keep sharing it)."""
