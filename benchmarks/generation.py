@@ -19,8 +19,8 @@ from mixerzoo.bench import (
     _environment,
     _table,
     bench_generate,
+    bench_generate_largest,
     bench_prefill,
-    largest_batch,
     measure_ceilings,
 )
 
@@ -47,11 +47,7 @@ def main() -> int:
             gen.append(bench_generate(name, b, args.prompt, new, ceilings, model=model))
             print(gen[-1], flush=True)
             torch.cuda.empty_cache()
-        big = largest_batch(model, args.prompt, args.new)
-        try:
-            gen.append(bench_generate(name, big, args.prompt, args.largest_new, ceilings, model=model))
-        except torch.cuda.OutOfMemoryError:
-            gen.append({"model": name, "batch": big, "error": "out of memory"})
+        gen.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
         print(gen[-1], flush=True)
         torch.cuda.empty_cache()
         pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model))

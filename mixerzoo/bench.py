@@ -25,7 +25,7 @@ import torch
 
 from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
 
-__all__ = ["Ceilings", "bench_generate", "bench_prefill", "measure_ceilings"]
+__all__ = ["Ceilings", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,20 @@ def largest_batch(model, prompt_len: int, new_tokens: int, headroom: float = 0.8
     return max(1, int((total - weights - workspace) // state))
 
 
+def bench_generate_largest(
+    name: str, model, prompt_len: int, capacity_new: int, new_tokens: int, ceilings: Ceilings, tries: int = 5
+) -> dict:
+    """Decode at the largest batch that fits: start from the analytic estimate, shrink by 30% on each OOM."""
+    batch = largest_batch(model, prompt_len, capacity_new)
+    for _ in range(tries):
+        try:
+            return bench_generate(name, batch, prompt_len, new_tokens, ceilings, model=model)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            batch = max(1, int(batch * 0.7))
+    return {"model": name, "batch": batch, "error": f"out of memory after {tries} tries"}
+
+
 @torch.no_grad()
 def bench_prefill(name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None) -> dict:
     """Time ``model.prefill`` over ``[batch, seq_len]`` tokens; floor = FLOPs / matmul rate."""
@@ -213,17 +227,16 @@ def bench_main(argv: list[str] | None = None) -> int:
                 rows.append(bench_prefill(name, b, args.prompt, ceilings, model=model))
                 print(rows[-1], flush=True)
         else:
-            batches = list(args.batch)
-            if args.largest_batch:
-                batches.append(largest_batch(model, args.prompt, args.new))
-            for b in batches:
-                new = args.new if b in args.batch else args.largest_new
+            for b in args.batch:
                 try:
-                    rows.append(bench_generate(name, b, args.prompt, new, ceilings, model=model))
+                    rows.append(bench_generate(name, b, args.prompt, args.new, ceilings, model=model))
                 except torch.cuda.OutOfMemoryError:
                     rows.append({"model": name, "batch": b, "error": "out of memory"})
                 print(rows[-1], flush=True)
                 torch.cuda.empty_cache()
+            if args.largest_batch:
+                rows.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
+                print(rows[-1], flush=True)
         del model
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]
