@@ -188,3 +188,20 @@ def test_prefill_in_batch_slices_equals_one_prefill():
     for sa, sb in zip(states_a, states_b):
         assert int(sb["position"]) == 9
         assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)
+
+
+def test_decode_floor_counts_weights_and_state_bytes():
+    from mixerzoo.bench import decode_cost
+
+    model = zoo.build("attn-taylor4-sw8-conv3", d_model=32, vocab_size=10, n_heads=2)
+    blocks = model.stack.blocks
+    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed."))
+    nbytes, flops = decode_cost(model, batch=3, length=100)
+    la = blocks[1].mixer
+    expected = 4 * weights + 3 * 32 * 4  # fp32 weights + the B embedding rows
+    expected += 3 * 2 * 100 * 32 * 4  # attn: read the KV cache of 100 tokens
+    expected += 3 * 2 * la.heads * la.feature_map.out_dim * (la.head_dim + 1) * 4  # taylor: kv and z, read + write
+    expected += 3 * 2 * 8 * 32 * 4  # sw8 ring
+    expected += 3 * 2 * 2 * 64 * 4  # conv3: K−1 = 2 inputs of 64 channels
+    assert nbytes == expected
+    assert flops > 2 * 3 * weights
