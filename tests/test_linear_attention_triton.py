@@ -408,6 +408,18 @@ def test_gpu_large_shapes(name, mode):
 
 @pytest.mark.gpu
 @gpu
+@pytest.mark.parametrize("name,d,dv", [(name, 16, 64) for name in MAPS] + [("taylor", 24, 256), ("performer", 7, 100)])
+def test_gpu_parallel_states(name, d, dv):
+    """The ``parallel`` state algorithm at realistic shapes (chunked mode, default chunk), from an initial state."""
+    offset = 9 if name == "cosformer" else 0
+    check_against_oracle(
+        name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, offset=offset, algorithm="parallel",
+        initial_state=True,
+    )  # fmt: skip
+
+
+@pytest.mark.gpu
+@gpu
 @pytest.mark.parametrize("name", ["taylor", "poselu"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
 def test_gpu_other_dtypes(name, dtype):
