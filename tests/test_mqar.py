@@ -228,3 +228,27 @@ def test_example_accuracy():
     labels = torch.tensor([[-100, 5, -100, 6], [7, -100, -100, -100]])
     preds = torch.tensor([[0, 5, 0, 0], [7, 1, 1, 1]])
     assert example_accuracy(preds, labels).tolist() == [0.5, 1.0]
+
+
+def test_built_data_is_cached_on_disk_and_reloads_identically(tmp_path, monkeypatch):
+    from mixerzoo.tasks import mqar
+
+    monkeypatch.setenv("MIXERZOO_DATA_CACHE", str(tmp_path))
+    task = mqar.MQARTask(
+        vocab_size=128, train_segments=(mqar.Segment(64, 4, 30),), test_segments=(mqar.Segment(64, 8, 20),), seed=7
+    )
+    mqar._build_cached.cache_clear()
+    first = task.build()
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1 and mqar.cache_path(task) == files[0]
+    mqar._build_cached.cache_clear()
+    again = task.build()  # from disk
+    for a, b in zip(first.train + first.test, again.train + again.test):
+        assert a.segment == b.segment and a.seed == b.seed
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
+    files[0].write_bytes(b"damaged")
+    mqar._build_cached.cache_clear()
+    assert torch.equal(task.build().train[0].inputs, first.train[0].inputs)  # regenerated, not trusted
+    monkeypatch.setenv("MIXERZOO_DATA_CACHE", "off")
+    assert mqar.cache_path(task) is None
+    mqar._build_cached.cache_clear()

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -257,7 +261,9 @@ class MQARTask:
         return cls(**data)
 
     def build(self) -> MQARData:
-        """Generate every segment (cached per process: the same task is built once)."""
+        """Generate every segment: cached per process, and on disk under ``$MIXERZOO_DATA_CACHE``
+        (default ``~/.cache/mixerzoo/mqar``; set it to ``off`` to disable), since the paper's segments take
+        about half a minute to draw with zoology's per-example calls."""
         return _build_cached(self)
 
 
@@ -301,14 +307,50 @@ def build_segments(task: MQARTask, segments: Sequence[Segment], seeds: Sequence[
     return out
 
 
+CACHE_FORMAT = 1  # bump when the generator's output for a given task changes
+
+
+def cache_path(task: MQARTask) -> Path | None:
+    """Where ``task``'s generated data is kept on disk (None when the cache is off)."""
+    root = os.environ.get("MIXERZOO_DATA_CACHE", str(Path.home() / ".cache" / "mixerzoo" / "mqar"))
+    if root.lower() in ("off", "0", "none", ""):
+        return None
+    key = json.dumps({"format": CACHE_FORMAT, **task.to_dict()}, sort_keys=True)
+    return Path(root) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+
+
 @functools.lru_cache(maxsize=4)
 def _build_cached(task: MQARTask) -> MQARData:
+    path = cache_path(task)
+    if path is not None and path.exists():
+        try:
+            train, test = torch.load(path, weights_only=True)
+            return MQARData(
+                task=task,
+                train=[SegmentData(Segment(*seg), seed, x, y) for seg, seed, x, y in train],
+                test=[SegmentData(Segment(*seg), seed, x, y) for seg, seed, x, y in test],
+            )
+        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is simply regenerated
+            pass
     train_seeds, test_seeds = segment_seeds(task.seed, len(task.train_segments), len(task.test_segments))
-    return MQARData(
+    data = MQARData(
         task=task,
         train=build_segments(task, task.train_segments, train_seeds),
         test=build_segments(task, task.test_segments, test_seeds),
     )
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows = [
+                [(dataclasses.astuple(d.segment), d.seed, d.inputs, d.labels) for d in part]
+                for part in (data.train, data.test)
+            ]
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(rows, tmp)
+            os.replace(tmp, path)  # atomic: concurrent workers never read a half-written file
+        except OSError:
+            pass  # a read-only or full disk only costs the regeneration next time
+    return data
 
 
 def example_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
