@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -28,7 +27,7 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import bench, copy_bandwidth, environment, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
 
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402
@@ -176,16 +175,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     bw = copy_bandwidth()
-    props = torch.cuda.get_device_properties(0)
-    meta = dict(
-        command="python " + " ".join(sys.argv),
-        gpu=f"{props.name}, {props.multi_processor_count} SMs",
-        torch=torch.__version__,
-        triton=triton.__version__,
-        python=platform.python_version(),
-        copy_GBps=bw,
-        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    )
+    meta = environment(bw)
     if args.sweep:
         shapes = [tuple(int(x) for x in sh.split("x")) for sh in args.sweep_shapes.split(",") if sh]
         bwd = {
