@@ -72,15 +72,7 @@ class Attention(RotaryQKVMixer):
         return y, state
 
     def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
-        p = self._param_like() if device is None or dtype is None else None
-        device = device if device is not None else p.device
-        dtype = dtype if dtype is not None else p.dtype
-        shape = (batch_size, capacity or self.ctx.max_len, self.kv_heads, self.head_dim)
-        return {
-            "k": torch.zeros(shape, dtype=dtype, device=device),
-            "v": torch.zeros(shape, dtype=dtype, device=device),
-            "position": self._new_position(batch_size, device),
-        }
+        return self._kv_state(batch_size, capacity or self.ctx.max_len, device, dtype)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One token, without host synchronization (CUDA-graph capturable).

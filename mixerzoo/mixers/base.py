@@ -64,10 +64,14 @@ class Mixer(nn.Module):
         """Recurrent-state elements per sequence after ``seq_len`` tokens (from the real allocation)."""
         return state_numel(self.init_state(1, device="meta", capacity=seq_len))
 
-    def _param_like(self) -> Tensor:
-        return next(self.parameters())
+    def _device_dtype(self, device, dtype) -> tuple[torch.device, torch.dtype]:
+        """The state's device and dtype: as given, else those of the mixer's parameters."""
+        p = next(self.parameters())
+        return (p.device if device is None else torch.device(device)), (p.dtype if dtype is None else dtype)
 
-    def _new_position(self, batch_size: int, device) -> Tensor:
+    @staticmethod
+    def _new_position(device) -> Tensor:
+        """The token counter every state carries (int64, 0-dim, updated in place)."""
         return torch.zeros((), dtype=torch.long, device=device)
 
     @staticmethod

@@ -68,13 +68,11 @@ class GatedConv(Mixer):
         return y, state
 
     def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
-        p = self._param_like() if device is None or dtype is None else None
-        device = device if device is not None else p.device
-        dtype = dtype if dtype is not None else p.dtype
+        device, dtype = self._device_dtype(device, dtype)
         k = self.config.kernel_size
         return {
             "conv": torch.zeros(batch_size, k - 1, self.channels, dtype=dtype, device=device),
-            "position": self._new_position(batch_size, device),
+            "position": self._new_position(device),
         }
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:

@@ -100,12 +100,12 @@ class LinearAttention(Mixer):
         return y, state
 
     def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
-        device = device if device is not None else self._param_like().device
+        device, _ = self._device_dtype(device, None)  # the state is fp32 whatever the model's dtype
         D = self.feature_map.out_dim
         return {
             "kv": torch.zeros(batch_size, self.heads, D, self.head_dim, dtype=torch.float32, device=device),
             "z": torch.zeros(batch_size, self.heads, D, dtype=torch.float32, device=device),
-            "position": self._new_position(batch_size, device),
+            "position": self._new_position(device),
         }
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:

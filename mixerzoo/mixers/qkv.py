@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from mixerzoo.mixers.base import LayerContext, Mixer
+from mixerzoo.mixers.base import LayerContext, Mixer, State
 from mixerzoo.mixers.rotary import apply_rotary
 
 
@@ -39,3 +40,13 @@ class RotaryQKVMixer(Mixer):
         if self.config.rope:
             q, k = apply_rotary(q, positions), apply_rotary(k, positions)
         return q, k, v
+
+    def _kv_state(self, batch_size: int, length: int, device, dtype) -> State:
+        """Zeroed keys and values ``[B, length, Hkv, hd]`` (the ring buffer or the KV cache) and the position."""
+        device, dtype = self._device_dtype(device, dtype)
+        shape = (batch_size, length, self.kv_heads, self.head_dim)
+        return {
+            "k": torch.zeros(shape, dtype=dtype, device=device),
+            "v": torch.zeros(shape, dtype=dtype, device=device),
+            "position": self._new_position(device),
+        }

@@ -71,15 +71,7 @@ class SlidingWindowAttention(RotaryQKVMixer):
         return y, state
 
     def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
-        p = self._param_like() if device is None or dtype is None else None
-        device = device if device is not None else p.device
-        dtype = dtype if dtype is not None else p.dtype
-        shape = (batch_size, self.window, self.kv_heads, self.head_dim)
-        return {
-            "k": torch.zeros(shape, dtype=dtype, device=device),
-            "v": torch.zeros(shape, dtype=dtype, device=device),
-            "position": self._new_position(batch_size, device),
-        }
+        return self._kv_state(batch_size, self.window, device, dtype)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         self._check_step_input(x, self.ctx.d_model, self.token or "sw")
