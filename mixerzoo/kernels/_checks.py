@@ -39,6 +39,13 @@ def check_same(op: str, **tensors: Tensor) -> None:
             raise TypeError(f"{op}: {name} is {t.dtype} but {name0} is {t0.dtype}; use one dtype for all inputs")
 
 
+def check_qkv(op: str, q: object, k: object, v: object, q_layout: str, k_layout: str, v_layout: str) -> None:
+    """q, k, v are floating tensors of the given layouts (their rank is the layout's), on one device and dtype."""
+    for name, t, layout in (("q", q, q_layout), ("k", k, k_layout), ("v", v, v_layout)):
+        check_tensor(name, t, layout.count(",") + 1, layout, op)
+    check_same(op, q=q, k=k, v=v)
+
+
 def check_dim(op: str, what: str, got: int, expected: int, fix: str) -> None:
     if got != expected:
         raise ValueError(f"{op}: {what} is {got} but must be {expected}; {fix}")
@@ -76,7 +83,7 @@ def resolve_backend(
     if backend not in choices:
         raise ValueError(f"{op}: backend must be one of {', '.join(repr(c) for c in choices)}, got {backend!r}")
     if backend == "auto":
-        if device.type == "cuda" and has_triton_impl and triton_importable():
+        if device.type == "cuda" and has_triton_impl:  # a loaded implementation means triton imported
             return "triton"
         return "torch"
     if backend == "triton":

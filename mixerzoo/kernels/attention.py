@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from opt_einsum import contract
 from torch import Tensor
 
-from mixerzoo.kernels._checks import check_same, check_tensor, resolve_backend
+from mixerzoo.kernels._checks import check_qkv, resolve_backend
 from mixerzoo.kernels.sliding_window.naive import expand_kv
 
 __all__ = ["attention", "attention_reference"]
@@ -40,10 +40,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None, ba
         torch.Size([1, 10, 2, 16])
     """
     op = "attention"
-    check_tensor("q", q, 4, "[B, Lq, H, d]", op)
-    check_tensor("k", k, 4, "[B, Lk, Hkv, d]", op)
-    check_tensor("v", v, 4, "[B, Lk, Hkv, dv]", op)
-    check_same(op, q=q, k=k, v=v)
+    check_qkv(op, q, k, v, "[B, Lq, H, d]", "[B, Lk, Hkv, d]", "[B, Lk, Hkv, dv]")
     B, Lq, H, d = q.shape
     Lk, Hkv = k.shape[1], k.shape[2]
     if k.shape[0] != B or k.shape[3] != d or v.shape[:3] != k.shape[:3]:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mixerzoo.feature_maps import FeatureMap
-from mixerzoo.kernels._checks import check_dim, check_same, check_tensor, load_triton_ops, resolve_backend
+from mixerzoo.kernels._checks import check_dim, check_qkv, load_triton_ops, resolve_backend
 from mixerzoo.kernels.linear_attention.naive import (
     linear_attention_chunked,
     linear_attention_reference,
@@ -109,10 +109,7 @@ def linear_attention(
         torch.Size([2, 10, 4, 32])
     """
     op = "linear_attention"
-    check_tensor("q", q, 4, "[B, L, H, d′]", op)
-    check_tensor("k", k, 4, "[B, L, H, d′]", op)
-    check_tensor("v", v, 4, "[B, L, H, dv]", op)
-    check_same(op, q=q, k=k, v=v)
+    check_qkv(op, q, k, v, "[B, L, H, d′]", "[B, L, H, d′]", "[B, L, H, dv]")
     if k.shape != q.shape:
         raise ValueError(
             f"{op}: q and k must have the same shape [B, L, H, d′], got {tuple(q.shape)} and {tuple(k.shape)}"
@@ -172,10 +169,7 @@ def linear_attention_step(
         ``(o [B, H, dv] in v's dtype, state)``, the state being the same tensors, updated.
     """
     op = "linear_attention_step"
-    check_tensor("q", q, 3, "[B, H, d′]", op)
-    check_tensor("k", k, 3, "[B, H, d′]", op)
-    check_tensor("v", v, 3, "[B, H, dv]", op)
-    check_same(op, q=q, k=k, v=v)
+    check_qkv(op, q, k, v, "[B, H, d′]", "[B, H, d′]", "[B, H, dv]")
     if k.shape != q.shape or v.shape[:2] != q.shape[:2]:
         raise ValueError(
             f"{op}: expected q, k [B, H, d′] and v [B, H, dv] with one B and H; "

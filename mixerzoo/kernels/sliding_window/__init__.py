@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mixerzoo.kernels._checks import check_same, check_tensor, load_triton_ops, resolve_backend
+from mixerzoo.kernels._checks import check_qkv, check_tensor, load_triton_ops, resolve_backend
 from mixerzoo.kernels.sliding_window.naive import (
     sliding_window_reference,
     sliding_window_step_torch,
@@ -58,10 +58,7 @@ def sliding_window_attention(
         torch.Size([1, 100, 2, 16])
     """
     op = "sliding_window_attention"
-    check_tensor("q", q, 4, "[B, Lq, H, d]", op)
-    check_tensor("k", k, 4, "[B, Lk, Hkv, d]", op)
-    check_tensor("v", v, 4, "[B, Lk, Hkv, dv]", op)
-    check_same(op, q=q, k=k, v=v)
+    check_qkv(op, q, k, v, "[B, Lq, H, d]", "[B, Lk, Hkv, d]", "[B, Lk, Hkv, dv]")
     window = _check_window(op, window)
     B, Lq, H, d = q.shape
     if k.shape[0] != B or k.shape[3] != d or v.shape[:3] != k.shape[:3]:
@@ -108,12 +105,9 @@ def sliding_window_attention_step(
         ``o [B, H, dv]`` in q's dtype.
     """
     op = "sliding_window_attention_step"
-    check_tensor("q", q, 3, "[B, H, d]", op)
-    check_tensor("k", k, 3, "[B, Hkv, d]", op)
-    check_tensor("v", v, 3, "[B, Hkv, dv]", op)
+    check_qkv(op, q, k, v, "[B, H, d]", "[B, Hkv, d]", "[B, Hkv, dv]")
     check_tensor("cache_k", cache_k, 4, "[B, W, Hkv, d]", op)
     check_tensor("cache_v", cache_v, 4, "[B, W, Hkv, dv]", op)
-    check_same(op, q=q, k=k, v=v)
     B, H, d = q.shape
     if k.shape != (B, cache_k.shape[2], d) or v.shape[:2] != k.shape[:2]:
         raise ValueError(
