@@ -254,6 +254,19 @@ def _use_parallel(plan: Plan, L: int) -> bool:
     return L <= PARALLEL_MAX_L.get(plan.kind, PARALLEL_MAX_L["default"])
 
 
+def _launch_setup(plan: Plan, q: Tensor, v: Tensor, w: Tensor | None):
+    """What the forward and backward launches share: ``(quadratic?, chunk, chunks, precision, static kernel
+    arguments, feature-map constants, projection or dummy, dummy)``."""
+    L = q.shape[1]
+    bt = _chunk_size(plan, L, v.shape[-1])
+    prec = _prec(q.dtype)
+    dum = _dummy(q.device)
+    return (
+        _use_parallel(plan, L), bt, triton.cdiv(L, bt), prec, _statics(plan, v.shape[-1], bt, prec), _consts(plan),
+        w if w is not None else dum, dum,
+    )  # fmt: skip
+
+
 def _dummy(device) -> Tensor:
     return torch.empty(1, dtype=torch.float32, device=device)
 
@@ -308,14 +321,7 @@ def _fwd_impl(
     B, L, H, _ = q.shape
     dv = v.shape[-1]
     dev = q.device
-    parallel = _use_parallel(plan, L)
-    bt = _chunk_size(plan, L, v.shape[-1])
-    nc = triton.cdiv(L, bt)
-    prec = _prec(q.dtype)
-    st = _statics(plan, dv, bt, prec)
-    cs = _consts(plan)
-    w_ = w if w is not None else _dummy(dev)
-    dum = _dummy(dev)
+    parallel, bt, nc, prec, st, cs, w_, dum = _launch_setup(plan, q, v, w)
     o = _empty((B, L, H, dv), v.dtype, dev)
     den = _empty((B * H, L), torch.float32, dev) if normalize else dum
     store_res = normalize and v.dtype != torch.float32
@@ -370,14 +376,7 @@ def _bwd_impl(
     B, L, H, _ = q.shape
     dv_ = v.shape[-1]
     dev = q.device
-    parallel = _use_parallel(plan, L)
-    bt = _chunk_size(plan, L, v.shape[-1])
-    nc = triton.cdiv(L, bt)
-    prec = _prec(q.dtype)
-    st = _statics(plan, dv_, bt, prec)
-    cs = _consts(plan)
-    w_ = w if w is not None else _dummy(dev)
-    dum = _dummy(dev)
+    parallel, bt, nc, prec, st, cs, w_, dum = _launch_setup(plan, q, v, w)
     use_s0 = s0 is not None
     use_dst = dsT is not None
     bv = max(16, triton.next_power_of_2(dv_))
