@@ -48,20 +48,7 @@ def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
 
 
 def environment(copy_gbps: float) -> dict:
-    """What a results file records about the run: command, GPU, versions, the measured copy bandwidth, the date."""
-    import platform
-    import sys
-    import time
+    """``mixerzoo.bench.environment()`` (command, GPU, versions, date) plus the copy bandwidth measured in the run."""
+    from mixerzoo.bench import environment as run_environment
 
-    import triton
-
-    props = torch.cuda.get_device_properties(0)
-    return dict(
-        command="python " + " ".join(sys.argv),
-        gpu=f"{props.name}, {props.multi_processor_count} SMs",
-        torch=torch.__version__,
-        triton=triton.__version__,
-        python=platform.python_version(),
-        copy_GBps=copy_gbps,
-        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    )
+    return {**run_environment(), "copy_GBps": copy_gbps}

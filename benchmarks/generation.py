@@ -11,16 +11,17 @@ import argparse
 import json
 import pathlib
 import sys
+from dataclasses import asdict
 
 import torch
 
 from mixerzoo.bench import (
     _build,
-    _environment,
     _table,
     bench_generate,
     bench_generate_largest,
     bench_prefill,
+    environment,
     measure_ceilings,
 )
 
@@ -62,7 +63,7 @@ def main() -> int:
     prefill_ratio = pre[1]["ms"] / pre[0]["ms"]
     md = [
         "# Generation and prefill throughput", "",
-        f"`{' '.join(sys.argv)}` — {_environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
+        f"`{' '.join(sys.argv)}` — {environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
         f"ceilings measured in the run: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul "
         f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s.", "",
         "## Decode (CUDA-graph step per token)", "",
@@ -75,7 +76,7 @@ def main() -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "generation.md").write_text("\n".join(md) + "\n")
-    payload = {"environment": _environment(), "ceilings": vars(ceilings) if hasattr(ceilings, "__dict__") else None,
+    payload = {"environment": environment(), "ceilings": asdict(ceilings),
                "generate": gen, "prefill": pre, "ratio_at_batch": ratio, "ratio_best": best[lin] / best[att],
                "prefill_ratio": prefill_ratio}  # fmt: skip
     (out / "generation.json").write_text(json.dumps(payload, indent=2, default=str))

@@ -25,7 +25,7 @@ import torch
 
 from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
 
-__all__ = ["Ceilings", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings"]
+__all__ = ["Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings"]
 
 
 @dataclass(frozen=True)
@@ -179,12 +179,15 @@ def bench_prefill(name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype
             "tokens_per_s": batch * seq_len / (ms * 1e-3)}  # fmt: skip
 
 
-def _environment() -> dict:
+def environment() -> dict:
+    """What a results file records about the run: command, GPU, versions and the date."""
     import triton
 
+    props = torch.cuda.get_device_properties(0)
     return {
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
-        "cuda": torch.version.cuda, "python": platform.python_version(), "command": " ".join(sys.argv),
+        "command": "python " + " ".join(sys.argv), "gpu": f"{props.name}, {props.multi_processor_count} SMs",
+        "torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }  # fmt: skip
 
 
@@ -248,7 +251,7 @@ def bench_main(argv: list[str] | None = None) -> int:
     print(_table(ok, keys))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"environment": _environment(), "ceilings": asdict(ceilings), "rows": rows}, f, indent=2)
+            json.dump({"environment": environment(), "ceilings": asdict(ceilings), "rows": rows}, f, indent=2)
     return 0
 
 
