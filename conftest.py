@@ -5,14 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is a hard dependency
-    torch = None
+import torch
 
 # Triton kernels run on the CPU through its interpreter; it must be on before any kernel is defined.
-if torch is not None and not torch.cuda.is_available():
+if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
