@@ -14,11 +14,11 @@ quick: d′ ∈ {2, 4, 8, 16} × d ∈ {32}; lr ∈ {3.2e-3, 1e-2}; `mixerzoo.sw
 from __future__ import annotations
 
 from mixerzoo.sweep import grid as runs
-from mixerzoo.sweep import learning_rates, scale_settings, script_main
+from mixerzoo.sweep import learning_rates, paper_grid, scale_settings, script_main
 
 
 def grid(scale: str) -> list:
-    paper = scale == "paper"
+    paper = paper_grid(scale)
     feature_dims, d_models = ([4, 8, 16, 24, 32], [64, 128]) if paper else ([2, 4, 8, 16], [32])
     return [
         config

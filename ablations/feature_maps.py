@@ -15,14 +15,14 @@ quick: d ∈ {16, 32}; Taylor d′ = 4; the others d′ = d; lr = 1e-2; `mixerzo
 from __future__ import annotations
 
 from mixerzoo.sweep import grid as runs
-from mixerzoo.sweep import learning_rates, scale_settings, script_main
+from mixerzoo.sweep import learning_rates, paper_grid, scale_settings, script_main
 
 MAPS = ("taylor", "poselu", "relu", "performer", "cosformer", "identity", "square")
 
 
 def grid(scale: str) -> list:
     settings = scale_settings(scale)
-    paper = scale == "paper"
+    paper = paper_grid(scale)
     d_models, taylor_dim = ([64, 128, 256, 512], 16) if paper else ([16, 32], 4)
     lrs = learning_rates(scale) if paper else [1e-2]
     return [

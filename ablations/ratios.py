@@ -17,7 +17,7 @@ quick: N = 4, taylor4, sw8, d = 32, conv:la:sw ∈ {2:1:1, 1:2:1, 1:1:2, 1:1:0, 
 from __future__ import annotations
 
 from mixerzoo.sweep import grid as runs
-from mixerzoo.sweep import learning_rates, scale_settings, script_main
+from mixerzoo.sweep import learning_rates, paper_grid, scale_settings, script_main
 
 
 def mix(conv: int, linear: int, window: int, *, feature_dim: int, width: int, layers: int) -> str:
@@ -26,7 +26,7 @@ def mix(conv: int, linear: int, window: int, *, feature_dim: int, width: int, la
 
 
 def grid(scale: str) -> list:
-    paper = scale == "paper"
+    paper = paper_grid(scale)
     if paper:
         shape = dict(feature_dim=16, width=64, layers=10)
         ratios, d, lrs = [(6, 2, 2), (4, 3, 3), (2, 4, 4), (8, 1, 1), (5, 5, 0), (5, 0, 5)], 128, learning_rates(scale)

@@ -4,10 +4,12 @@ Each point is a 2-layer MQAR model, a gated short conv then the mixer (`conv3-<m
 trained at every learning rate; the report keeps the best per point and marks each family's Pareto frontier.
 
     python ablations/state_size_frontier.py --scale quick      # CPU, a few minutes
-    python ablations/state_size_frontier.py --scale paper      # the paper's grid (GPU)
+    python ablations/state_size_frontier.py --scale medium     # the paper's grid for 8 epochs (one GPU)
+    python ablations/state_size_frontier.py --scale paper      # the paper's grid and recipe (GPU)
 
 paper: attention d ∈ {64, 128}; Based `conv3-taylor{d′}` d ∈ {48, 64, 128} × d′ ∈ {8, 16, 24};
        sliding window `conv3-sw{W}` d = 128 × W ∈ {8, …, 1024}; lr ∈ logspace(−3, −1.5, 4); paper MQAR data.
+medium: the paper's grid, learning rates and data, 8 epochs instead of 32 (76 runs).
 quick: attention d = 32; Based d = 32 × d′ ∈ {4, 8, 16}; sliding window d = 32 × W ∈ {8, 16, 32};
        lr ∈ {3.2e-3, 1e-2}; `mixerzoo.sweep.QUICK_TASK` (L = 64, 4–16 pairs, vocab 128, 8 epochs): 14 runs.
 """
@@ -15,12 +17,12 @@ quick: attention d = 32; Based d = 32 × d′ ∈ {4, 8, 16}; sliding window d =
 from __future__ import annotations
 
 from mixerzoo.sweep import grid as runs
-from mixerzoo.sweep import learning_rates, scale_settings, script_main
+from mixerzoo.sweep import learning_rates, paper_grid, scale_settings, script_main
 
 
 def grid(scale: str) -> list:
     settings, lrs = scale_settings(scale), learning_rates(scale)
-    paper = scale == "paper"
+    paper = paper_grid(scale)
     d_attention, d_based, d_window = ([64, 128], [48, 64, 128], [128]) if paper else ([32], [32], [32])
     feature_dims = [8, 16, 24] if paper else [4, 8, 16]
     windows = [8, 16, 32, 64, 128, 256, 512, 1024] if paper else [8, 16, 32]

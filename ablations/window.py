@@ -14,12 +14,12 @@ quick: W ∈ {4, 8, 16, 32}, d = 32, hybrid d′ = 4; lr = 1e-2; `mixerzoo.sweep
 from __future__ import annotations
 
 from mixerzoo.sweep import grid as runs
-from mixerzoo.sweep import learning_rates, scale_settings, script_main
+from mixerzoo.sweep import learning_rates, paper_grid, scale_settings, script_main
 
 
 def grid(scale: str) -> list:
     settings = scale_settings(scale)
-    paper = scale == "paper"
+    paper = paper_grid(scale)
     windows, d, feature_dim = ([16, 32, 64, 128, 256, 512], 128, 16) if paper else ([4, 8, 16, 32], 32, 4)
     lrs = learning_rates(scale) if paper else [1e-2]
     return runs([f"conv3-sw{w}" for w in windows], [d], lrs, family="Sliding window", **settings) + runs(

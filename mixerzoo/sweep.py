@@ -784,7 +784,7 @@ def _restore_terminate(previous: Any) -> None:
 # Sweep scripts and the command line
 # ----------------------------------------------------------------------------------------------------
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "medium", "paper")
 
 # The quick scale: a CPU-sized MQAR (vocab 128, L=64, 4 and 8 training pairs, 3,000 examples, 8 epochs,
 # batch 64; tested on 4, 8 and 16 pairs, 200 examples each) so a whole ablation script runs in a few minutes
@@ -795,6 +795,10 @@ QUICK_TASK = MQARTask(
     train_segments=(Segment(64, 4, 2_000), Segment(64, 8, 1_000)),
     test_segments=(Segment(64, 4, 200), Segment(64, 8, 200), Segment(64, 16, 200)),
 )
+# The medium scale: the paper's model grid, learning rates and data, for 8 epochs (early stop at 0.99 as in the
+# paper) and batch 256 for testing too: one H200 runs a whole ablation script in minutes (the frontier's 76 runs:
+# see benchmarks/results/mqar_medium_h200/).
+MEDIUM_EPOCHS = 8
 PAPER_LRS = tuple(float(x) for x in np.logspace(-3, -1.5, 4))  # 1e-3, 3.2e-3, 1e-2, 3.2e-2
 
 
@@ -806,15 +810,22 @@ def scale_settings(scale: str) -> dict[str, Any]:
     """
     if scale == "quick":
         return {"task": QUICK_TASK, "epochs": 8, "train_batch_size": 64, "test_batch_size": 200}
+    if scale == "medium":
+        return {"task": MQARTask(), "epochs": MEDIUM_EPOCHS, "train_batch_size": 256, "test_batch_size": 256}
     if scale == "paper":
         return {"task": MQARTask(), "epochs": 32, "train_batch_size": 256, "test_batch_size": 32}
     raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
 
 
+def paper_grid(scale: str) -> bool:
+    """Whether a scale sweeps the paper's models and learning rates (`paper` and `medium`), not the small ones."""
+    scale_settings(scale)  # validates
+    return scale != "quick"
+
+
 def learning_rates(scale: str) -> tuple[float, ...]:
     """The learning rates a scale sweeps: the paper's logspace(-3, -1.5, 4); its middle two for quick."""
-    scale_settings(scale)  # validates
-    return PAPER_LRS if scale == "paper" else PAPER_LRS[1:3]
+    return PAPER_LRS if paper_grid(scale) else PAPER_LRS[1:3]
 
 
 def load_script(path: str | os.PathLike) -> Any:
@@ -863,7 +874,10 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("script", help="a sweep script defining grid(scale), e.g. ablations/feature_maps.py")
     parser.add_argument(
-        "--scale", default="quick", choices=SCALES, help="quick: CPU minutes; paper: GPU (default: quick)"
+        "--scale",
+        default="quick",
+        choices=SCALES,
+        help="quick: CPU minutes; medium: the paper's grid, 8 epochs (one GPU, minutes); paper: GPU (default: quick)",
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite results database (default: {DEFAULT_DB})")
     parser.add_argument(

@@ -237,10 +237,10 @@ def train(
                 segment, begin = batches[index]
                 inputs = segment.inputs[begin : begin + config.train_batch_size].to(device)  # [B, L]
                 labels = segment.labels[begin : begin + config.train_batch_size].to(device)  # [B, L]
-                with autocast:
-                    logits = model(inputs)  # [B, L, V]
                 scored = labels != IGNORE_INDEX  # [B, L]
-                loss = F.cross_entropy(logits[scored].float(), labels[scored])  # mean over scored positions
+                with autocast:
+                    logits = scored_logits(model, inputs, scored)  # [N, V]
+                loss = F.cross_entropy(logits.float(), labels[scored])  # mean over scored positions
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -293,8 +293,11 @@ def evaluate(
         for begin in range(0, segment.inputs.shape[0], batch_size):
             inputs = segment.inputs[begin : begin + batch_size].to(device)  # [B, L]
             labels = segment.labels[begin : begin + batch_size].to(device)  # [B, L]
+            scored = labels != IGNORE_INDEX  # [B, L]
             with autocast:
-                predictions = model(inputs).argmax(-1)  # [B, L]
+                logits = scored_logits(model, inputs, scored)  # [N, V]
+            predictions = torch.full_like(labels, IGNORE_INDEX)  # never equal to a scored label
+            predictions[scored] = logits.argmax(-1)
             per_example.append(example_accuracy(predictions, labels).cpu())
             slice_of += [segment.segment.num_kv_pairs] * inputs.shape[0]
     model.train(was_training)
@@ -306,6 +309,19 @@ def evaluate(
             "num_kv_pairs": {str(k): accuracy[slices == k].mean().item() for k in sorted(set(slice_of))},
         },
     }
+
+
+def scored_logits(model: torch.nn.Module, inputs: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Logits ``[N, V]`` at the scored positions (``scored`` bool ``[B, L]``), in the order of ``labels[scored]``.
+
+    A zoo `LanguageModel` runs its head only there (MQAR scores ``num_kv_pairs`` of L positions, and the
+    head is most of a 2-layer model's work at vocabulary 8192); any other model's full logits are indexed.
+    """
+    from mixerzoo.models.lm import LanguageModel
+
+    if isinstance(model, LanguageModel):
+        return model(inputs, scored)
+    return model(inputs)[scored]
 
 
 def _batches(segments: Sequence[SegmentData], batch_size: int) -> list[tuple[SegmentData, int]]:

@@ -113,6 +113,19 @@ def test_build_errors_say_what_and_how_to_fix(kwargs, error, match):
         zoo.build(kwargs.pop("spec"), **kwargs)
 
 
+def test_head_at_masked_positions_equals_indexing_the_full_logits():
+    torch.manual_seed(0)
+    model = zoo.build("conv3-taylor4-sw8", d_model=16, vocab_size=11)
+    ids = torch.randint(0, 11, (3, 9))
+    mask = torch.rand(3, 9) < 0.4
+    torch.testing.assert_close(model(ids, mask), model(ids)[mask], rtol=1e-6, atol=1e-6)
+    assert model(ids, torch.zeros(3, 9, dtype=torch.bool)).shape == (0, 11)
+    with pytest.raises(ValueError, match="bool mask shaped like input_ids"):
+        model(ids, mask.long())
+    with pytest.raises(ValueError, match="bool mask shaped like input_ids"):
+        model(ids, mask[:, :4])
+
+
 def test_language_model_input_errors():
     model = zoo.build("conv3", d_model=16, vocab_size=10)
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 10\)"):

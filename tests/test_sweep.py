@@ -250,6 +250,19 @@ def test_two_concurrent_sweeps_run_each_config_once(tmp_path):
     assert len(rows) == runs and all(r["status"] == "done" and r["attempts"] == 1 for r in rows.values())
 
 
+def test_scales_share_the_paper_grid_except_quick():
+    from mixerzoo.sweep import MEDIUM_EPOCHS, PAPER_LRS, learning_rates, scale_settings
+
+    _, medium = script_grid(ROOT / "ablations" / "state_size_frontier.py", "medium")
+    _, paper = script_grid(ROOT / "ablations" / "state_size_frontier.py", "paper")
+    # Figure 2: attention 2 widths + Based 3 widths x 3 d' + sliding window 8 windows, at 4 learning rates.
+    assert len(medium) == len(paper) == (2 + 9 + 8) * 4
+    assert [(c.spec, c.d_model, c.lr) for c in medium] == [(c.spec, c.d_model, c.lr) for c in paper]
+    assert {c.epochs for c in medium} == {MEDIUM_EPOCHS} and {c.epochs for c in paper} == {32}
+    assert medium[0].task == paper[0].task == MQARTask()
+    assert learning_rates("medium") == PAPER_LRS and scale_settings("medium")["test_batch_size"] == 256
+
+
 def test_sweep_main_loads_script_and_validates(tmp_path, capsys):
     name, configs = script_grid(SCRIPT, "quick")
     assert name == "_sweep_grid:quick" and len(configs) == 6

@@ -17,7 +17,7 @@ __all__ = ["LanguageModel"]
 
 
 class LanguageModel(nn.Module):
-    """``forward(input_ids [B, L]) -> logits [B, L, vocab]``; ``generate`` decodes recurrently."""
+    """``forward(input_ids [B, L]) -> logits [B, L, vocab]`` (or at masked positions); ``generate`` decodes."""
 
     def __init__(self, stack: Stack, vocab_size: int, max_len: int) -> None:
         super().__init__()
@@ -51,10 +51,23 @@ class LanguageModel(nn.Module):
             if lo < 0 or hi >= self.vocab_size:
                 raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got values in [{lo}, {hi}]")
 
-    def forward(self, input_ids: Tensor) -> Tensor:
+    def forward(self, input_ids: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Logits ``[B, L, V]``; with a bool mask ``positions [B, L]``, only those rows ``[N, V]``.
+
+        The mask form runs the head (the largest matmul of a small model with a large vocabulary)
+        only where a loss or a prediction is needed: MQAR scores a few positions per example.
+        Rows come in row-major order of the mask, the order of ``labels[positions]``.
+        """
         self._check_ids(input_ids)
-        x = self.embed(input_ids)  # [B, L, D]
-        return self.head(self.norm(self.stack(x)))  # [B, L, V]
+        x = self.norm(self.stack(self.embed(input_ids)))  # [B, L, D]
+        if positions is None:
+            return self.head(x)  # [B, L, V]
+        if positions.dtype != torch.bool or positions.shape != input_ids.shape:
+            raise ValueError(
+                f"positions must be a bool mask shaped like input_ids {tuple(input_ids.shape)}, "
+                f"got {positions.dtype} {tuple(positions.shape)}"
+            )
+        return self.head(x[positions])  # [N, V]
 
     def prefill(
         self, input_ids: Tensor, capacity: int | None = None, batch_chunk: int | None = None
