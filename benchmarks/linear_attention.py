@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -260,49 +259,87 @@ def section_algo(quick: bool) -> None:
     T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = saved, None, None
 
 
-def section_decode(quick: bool) -> None:
-    """One token per sequence, H=16, dv=128, d′=16: CUDA-graph replay over rotating state sets."""
+def step_oracle_error(fm, q, k, v, kv, z, pos: int) -> tuple[float, float, float]:
+    """One Triton step (the current ``T.FORCE_STEP``) against the same step in fp64: rel. errors of (o, kv, z)."""
+    from mixerzoo.kernels.linear_attention.naive import linear_attention_step_torch
+
+    kv64, z64 = kv.double(), z.double()
+    p = torch.tensor([[pos]], device=DEV) if fm.position_dependent else None
+    ref = linear_attention_step_torch(fm(q.double(), p), fm(k.double(), p), v.double(), kv64, z64, True, 1e-6)
+    o, _ = linear_attention_step(q, k, v, (kv, z), fm, offset=pos)
+
+    def rel(a, b):
+        return float((a.double() - b).norm() / b.norm())
+
+    return rel(o, ref), rel(kv, kv64), rel(z, z64)
+
+
+DECODE_STEPS = 20  # steps per CUDA graph: a generation graph holds the whole model step, not one kernel
+
+
+def decode_one(name: str, b: int, config: str) -> None:
+    """One (map, B, candidate): oracle check, then per-step µs from a graph of ``DECODE_STEPS`` steps on distinct
+    state sets (like consecutive layers; L2 flushed before each replay) and from a graph of one step."""
     dv = 128
     copy = RESULTS["ceilings"]["copy_GBps"]
-    cases = [("taylor", b, 4) for b in (1, 16, 64, 256)] + [("taylor", b, 8) for b in (16, 64, 256)]
-    cases += [(n, 64, 4) for n in ("poselu", "performer", "cosformer")]
-    for name, b, warps in cases:
-        T.STEP_WARPS = warps
-        fm = feature_map(name, DK, **MAPS.get(name, {})).to(DEV)
-        D = fm.out_dim
-        set_bytes = 2 * b * H * (D * dv + D) * 4  # state read + written
-        n_sets = max(1, min(16, math.ceil(384e6 / set_bytes)))
-        try:
-            sets = []
-            for _ in range(n_sets):
-                kv = torch.randn(b, H, D, dv, device=DEV).abs_()
-                z = torch.rand(b, H, D, device=DEV)
-                q, k = (torch.randn(b, H, DK, device=DEV, dtype=torch.bfloat16) for _ in range(2))
-                v = torch.randn(b, H, dv, device=DEV, dtype=torch.bfloat16)
-                sets.append((q, k, v, kv, z))
-            pos = torch.tensor(100, device=DEV)
-            for q, k, v, kv, z in sets:  # compile + warm
-                linear_attention_step(q, k, v, (kv, z), fm, offset=pos)
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                for q, k, v, kv, z in sets:
-                    linear_attention_step(q, k, v, (kv, z), fm, offset=pos)
-            t = bench(graph.replay, rep=100) / n_sets
-            q, k, v, kv, z = sets[0]
-            cold = bench(
-                lambda q=q, k=k, v=v, s=(kv, z), fm=fm, pos=pos: linear_attention_step(q, k, v, s, fm, offset=pos)
-            )
-            gbps = set_bytes / (t * 1e6)
-            row = dict(kind=name, B=b, D=D, state_bytes=set_bytes, graph_us=t * 1e3, eager_us=cold * 1e3,
-                       GBps=gbps, frac_copy=gbps / copy, sets=n_sets, warps=warps)  # fmt: skip
-            RESULTS["decode"].append(row)
-            print(
-                f"decode {name} B={b} graph {t * 1e3:.1f} us ({gbps:.0f} GB/s, {gbps / copy:.0%} of copy)", flush=True
-            )
-        except Exception as e:  # noqa: BLE001
-            note_error(f"decode {name} B={b}", e)
-    T.STEP_WARPS = 4
+    T.FORCE_STEP = T.STEP_CONFIGS[config]
+    cfg = T._step_config(T.make_plan(name, DK, MAPS[name].get("m", 0), MAPS[name].get("max_len", 0)), b * H, dv)
+    fm = feature_map(name, DK, **MAPS[name]).to(DEV)
+    D = fm.out_dim
+    step_bytes = 2 * b * H * (D * dv + D) * 4  # state read + written
+    row = dict(kind=name, B=b, D=D, config=config, bv=cfg.bv, bf=cfg.bf, warps=cfg.warps, zmode=cfg.zmode,
+               state_bytes=step_bytes, steps=DECODE_STEPS)  # fmt: skip
+    try:
+        g = torch.Generator(device=DEV).manual_seed(b)
+        q, k = (torch.randn(b, H, DK, device=DEV, dtype=torch.bfloat16, generator=g) for _ in range(2))
+        v = torch.randn(b, H, dv, device=DEV, dtype=torch.bfloat16, generator=g)
+        kv, z = torch.rand(b, H, D, dv, device=DEV, generator=g), torch.rand(b, H, D, device=DEV, generator=g)
+        e_o, e_kv, e_z = step_oracle_error(fm, q, k, v, kv, z, 100)
+        row.update(err_o=e_o, err_kv=e_kv, err_z=e_z, ok=e_o < 1e-2 and e_kv < 1e-5 and e_z < 1e-5)
+        sets = [(torch.rand_like(kv), torch.rand_like(z)) for _ in range(DECODE_STEPS)]
+        pos = torch.tensor(100, device=DEV)
+        linear_attention_step(q, k, v, sets[0], fm, offset=pos)  # compile + the counter, outside the capture
+        torch.cuda.synchronize()
+        graphs = {}
+        for n in (DECODE_STEPS, 1):
+            graphs[n] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graphs[n]):
+                for state in sets[:n]:
+                    linear_attention_step(q, k, v, state, fm, offset=pos)
+        t_n = bench(graphs[DECODE_STEPS].replay, rep=100) / DECODE_STEPS
+        t_1 = bench(graphs[1].replay, rep=100)
+        gbps = step_bytes / (t_n * 1e6)
+        row.update(graph_us=t_n * 1e3, graph1_us=t_1 * 1e3, GBps=gbps, frac_copy=gbps / copy)
+        print(
+            f"decode {name} B={b} {config:11s} ok={row['ok']} {DECODE_STEPS}-step graph {t_n * 1e3:6.1f} us/step "
+            f"({gbps:.0f} GB/s, {gbps / copy:.0%} of copy), 1-step graph {t_1 * 1e3:6.1f} us",
+            flush=True,
+        )
+        del sets, graphs
+    except Exception as e:  # noqa: BLE001
+        note_error(f"decode {name} B={b} {config}", e)
+    RESULTS["decode"].append(row)
+
+
+def section_decode(quick: bool, configs: list[str] | None = None) -> None:
+    """Decode step, H=16, dv=128, d′=16: every candidate of ``T.STEP_CONFIGS`` (or ``configs``) for Taylor at
+    B = 1, 16, 64, 256 and for the other maps at B = 64, then the fastest correct candidate per (map, B)."""
+    configs = configs or list(T.STEP_CONFIGS)
+    cases = [("taylor", b) for b in ((64, 256) if quick else (1, 16, 64, 256))]
+    cases += [(n, 64) for n in ("poselu", "performer", "cosformer")]
+    try:
+        for name, b in cases:
+            for config in configs:
+                decode_one(name, b, config)
+    finally:
+        T.FORCE_STEP = None
+    for name, b in cases:
+        rows = [r for r in RESULTS["decode"] if r["kind"] == name and r["B"] == b and r.get("ok") and "graph_us" in r]
+        if rows:
+            best = min(rows, key=lambda r: r["graph_us"])
+            print(f"decode best {name} B={b} (B·H={b * H}): {best['config']} {best['graph_us']:.1f} us/step, "
+                  f"{best['frac_copy']:.0%} of copy; rule picks {T._step_config(T.make_plan(name, DK, MAPS[name].get('m', 0), MAPS[name].get('max_len', 0)), b * H, 128)}",
+                  flush=True)  # fmt: skip
 
 
 def section_checks() -> None:
@@ -416,11 +453,25 @@ def write_markdown(path: str) -> None:
                 line += " (kernels, ms: " + ", ".join(f"{k} {t:.3f}" for k, t in sorted(r["kernels_ms"].items())) + ")"
             lines.append(line)
     if RESULTS["decode"]:
-        lines += ["", "## Decode (H=16, dv=128, d′=16; CUDA-graph replay, rotating state sets)", "",
-                  "| map | warps | B | state bytes/step | graph µs | eager µs | GB/s | of copy |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"## Decode (H=16, dv=128, d′=16; per-step µs from a CUDA graph of {DECODE_STEPS} steps on distinct "
+                  "state sets, and from a graph of 1 step; L2 flushed before each replay)", "",
+                  "| map | B | config (BV, BF, warps, z) | fp64 check (o, kv) | state bytes/step | µs/step (20-step graph) "
+                  "| µs (1-step graph) | GB/s | of copy |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in RESULTS["decode"]:
-            lines.append(f"| {r['kind']} | {r.get('warps', 4)} | {r['B']} | {r['state_bytes'] / 1e6:.1f} MB | {r['graph_us']:.1f} | "
-                         f"{r['eager_us']:.1f} | {r['GBps']:.0f} | {r['frac_copy']:.0%} |")  # fmt: skip
+            check = "–" if "ok" not in r else f"{'ok' if r['ok'] else 'FAIL'} {r['err_o']:.0e}, {r['err_kv']:.0e}"
+            if "graph_us" not in r:
+                lines.append(f"| {r['kind']} | {r['B']} | {r['config']} | {check} | – | error | – | – | – |")
+                continue
+            lines.append(f"| {r['kind']} | {r['B']} | {r['config']} ({r['bv']}, {r['bf']}, {r['warps']}, {r['zmode']}) | "
+                         f"{check} | {r['state_bytes'] / 1e6:.1f} MB | {r['graph_us']:.1f} | {r['graph1_us']:.1f} | "
+                         f"{r['GBps']:.0f} | {r['frac_copy']:.0%} |")  # fmt: skip
+        lines += ["", "Fastest correct candidate per (map, B):", ""]
+        for key in dict.fromkeys((r["kind"], r["B"]) for r in RESULTS["decode"]):
+            rows = [r for r in RESULTS["decode"] if (r["kind"], r["B"]) == key and r.get("ok") and "graph_us" in r]
+            if rows:
+                best = min(rows, key=lambda r: r["graph_us"])
+                lines.append(f"- {key[0]} B={key[1]} (B·H={key[1] * H}): {best['config']}, {best['graph_us']:.1f} µs/step, "
+                             f"{best['frac_copy']:.0%} of copy")  # fmt: skip
     if RESULTS["checks"]:
         lines += ["", "## Accuracy at B=1, L=1024 vs fp64 (rel. error)", ""]
         for r in RESULTS["checks"]:
@@ -437,6 +488,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
     ap.add_argument("--sections", default="checks,decode,train,variants,algo")
+    ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument("--algo", choices=T.ALGORITHMS, default=None, help="chunked-mode state algorithm for every section")
     args = ap.parse_args()
     if args.algo is not None:
@@ -453,7 +505,7 @@ def main() -> None:
         t0 = time.time()
         try:
             {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
-             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick),
+             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
              "algo": lambda: section_algo(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001
             note_error(f"section {sec}", e)

@@ -81,6 +81,7 @@ def _kernel_settings():
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
+    T.FORCE_STEP = None
     T.FORCE_MODE = None
     T.FORCE_CHUNK = None
     T.ALGORITHM = algorithm
@@ -310,17 +311,21 @@ def test_initial_state_gradients(name, mode, algorithm):
             assert rel_err(a, b) < 1e-4, n
 
 
+def step_setup(name, B, H, d, dv, seed):
+    """A feature map, its normalize flag, a random state ``(kv, z)`` and the generator for the step inputs."""
+    fm = make_map(name, d).to(DEVICE)
+    g = torch.Generator().manual_seed(seed)
+    kv = torch.rand(B, H, fm.out_dim, dv, generator=g).to(DEVICE)
+    z = torch.rand(B, H, fm.out_dim, generator=g).to(DEVICE)
+    return fm, normalize_for(name), kv, z, g
+
+
 @pytest.mark.parametrize("name", MAPS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_step_matches_torch_step(name, dtype):
     """The decode kernel updates the canonical state in place exactly like the torch step, offset as a tensor too."""
     B, H, d, dv = 3, 2, 7, 9
-    fm = make_map(name, d).to(DEVICE)
-    norm = normalize_for(name)
-    D = fm.out_dim
-    g = torch.Generator().manual_seed(2)
-    kv = torch.rand(B, H, D, dv, generator=g).to(DEVICE)
-    z = torch.rand(B, H, D, generator=g).to(DEVICE)
+    fm, norm, kv, z, g = step_setup(name, B, H, d, dv, seed=2)
     q, k, v = (torch.randn(B, H, n, generator=g).to(dtype).to(DEVICE) for n in (d, d, dv))
     kv_t, z_t = kv.clone(), z.clone()
     for offset in (37, torch.tensor(38, device=DEVICE)):
@@ -331,6 +336,26 @@ def test_step_matches_torch_step(name, dtype):
         assert kv_out is kv and z_out is z  # in place
         assert o.dtype == dtype
         assert rel_err(o, o_t) < TOL[dtype][0] and rel_err(kv, kv_t) < 1e-6 and rel_err(z, z_t) < 1e-6
+
+
+SPLIT_STEPS = [T.StepConfig(16, 16, 4, "last"), T.StepConfig(16, 16, 4, "sep"), T.StepConfig(32, 64, 2, "last")]
+
+
+@pytest.mark.parametrize("name", MAPS)
+@pytest.mark.parametrize("cfg", SPLIT_STEPS, ids=lambda c: f"bv{c.bv}-bf{c.bf}-{c.zmode}")
+def test_step_value_split_matches_torch_step(name, cfg):
+    """The decode step with a head's value columns split over programs (ragged last tile, feature loop of several
+    iterations): every program reads the old z, z is written once (last arrival or a second launch); four steps in a
+    row so the arrival counter must be back at zero after each."""
+    T.FORCE_STEP = cfg
+    B, H, d, dv = 2, 3, 5, 40
+    fm, norm, kv, z, g = step_setup(name, B, H, d, dv, seed=4)
+    kv_t, z_t = kv.clone(), z.clone()
+    for t in range(4):
+        q, k, v = (torch.randn(B, H, n, generator=g).to(DEVICE) for n in (d, d, dv))
+        o, _ = linear_attention_step(q, k, v, (kv, z), fm, normalize=norm, offset=t, backend="triton")
+        o_t, _ = linear_attention_step(q, k, v, (kv_t, z_t), fm, normalize=norm, offset=t, backend="torch")
+        assert rel_err(o, o_t) < 2e-6 and rel_err(kv, kv_t) < 1e-6 and rel_err(z, z_t) < 1e-6, f"step {t}"
 
 
 def test_state_is_canonical():
@@ -458,6 +483,32 @@ def test_gpu_step_cuda_graph(name):
         graph.replay()
         o_e, _ = linear_attention_step(q, k, v, (kv_e, z_e), fm, normalize=norm, offset=5 + t, backend="torch")
         assert rel_err(o, o_e) < 1e-2 and rel_err(kv, kv_e) < 1e-6 and rel_err(z, z_e) < 1e-6
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("config", list(T.STEP_CONFIGS))
+@pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
+def test_gpu_step_configs(name, config):
+    """Every decode candidate at the benchmark's shape (B=64, H=16, d′=16, dv=128), captured in a CUDA graph of five
+    steps (the arrival counter is reused by every step), against the torch step."""
+    T.FORCE_STEP = T.STEP_CONFIGS[config]
+    B, H, d, dv = 64, 16, 16, 128
+    fm = make_map(name, d).to(DEVICE)
+    D = fm.out_dim
+    kv, z = torch.rand(B, H, D, dv, device=DEVICE), torch.rand(B, H, D, device=DEVICE)
+    kv_e, z_e = kv.clone(), z.clone()
+    q, k, v = (torch.randn(B, H, n, device=DEVICE, dtype=torch.bfloat16) for n in (d, d, dv))
+    pos = torch.tensor(5, device=DEVICE)
+    linear_attention_step(q, k, v, (kv.clone(), z.clone()), fm, offset=pos)  # compile first
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = [linear_attention_step(q, k, v, (kv, z), fm, offset=pos)[0] for _ in range(5)]
+    graph.replay()
+    for t in range(5):
+        o_e, _ = linear_attention_step(q, k, v, (kv_e, z_e), fm, offset=5, backend="torch")
+        assert rel_err(outs[t], o_e) < 1e-2, f"step {t}"
+    assert rel_err(kv, kv_e) < 1e-6 and rel_err(z, z_e) < 1e-6
 
 
 @pytest.mark.gpu

@@ -607,88 +607,123 @@ def _la_bwd_kernel(
 
 
 @triton.jit
+def _step_phi(
+    p_q, p_k, w, tab_i, tab_j, tab_s, o_f, b_qx, b_kx, b_qn, b_kn, pos, SC1, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, D: tl.constexpr, BK: tl.constexpr,
+):  # fmt: skip
+    """Canonical features ``o_f [BF]`` of one token's q and k: ``(φq, φk)`` fp32, zero past D.
+
+    Taylor via the tables ``φ_f = X[tab_i[f]]·X[tab_j[f]]·tab_s[f]`` (``X[−1] = 1``); performer from the scaled
+    ``b_qx, b_kx [BK]`` and their half squared norms; the other maps from their index rule.
+    """
+    m_f = o_f < D
+    o_k = tl.arange(0, BK)
+    if FM == 6:
+        o_i = tl.load(tab_i + o_f, mask=m_f, other=-1)
+        o_j = tl.load(tab_j + o_f, mask=m_f, other=-1)
+        b_sc = tl.load(tab_s + o_f, mask=m_f, other=0.0)
+        b_qi = tl.load(p_q + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
+        b_qj = tl.load(p_q + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
+        b_ki = tl.load(p_k + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
+        b_kj = tl.load(p_k + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
+        b_phq = b_qi * b_qj * b_sc
+        b_phk = b_ki * b_kj * b_sc
+    elif FM == 5:
+        m_w = m_f[:, None] & (o_k[None, :] < DK)
+        b_w = tl.load(w + o_f[:, None] * DK + o_k[None, :], mask=m_w, other=0.0)  # [BF, BK]
+        b_phq = tl.where(m_f, tl.exp(tl.sum(b_w * b_qx[None, :], axis=1) - b_qn) * MS, 0.0)
+        b_phk = tl.where(m_f, tl.exp(tl.sum(b_w * b_kx[None, :], axis=1) - b_kn) * MS, 0.0)
+    else:
+        o_x = o_f % DK
+        b_qx1 = tl.load(p_q + o_x, mask=m_f, other=0.0).to(tl.float32)
+        b_kx1 = tl.load(p_k + o_x, mask=m_f, other=0.0).to(tl.float32)
+        if FM == 0:
+            b_phq, b_phk = b_qx1, b_kx1
+        elif FM == 1:
+            b_phq, b_phk = tl.maximum(b_qx1, 0.0), tl.maximum(b_kx1, 0.0)
+        elif FM == 2:
+            b_phq = tl.where(b_qx1 > 0, b_qx1 + 1.0, tl.exp(tl.minimum(b_qx1, 0.0)))
+            b_phk = tl.where(b_kx1 > 0, b_kx1 + 1.0, tl.exp(tl.minimum(b_kx1, 0.0)))
+        elif FM == 3:
+            b_phq, b_phk = b_qx1 * b_qx1, b_kx1 * b_kx1
+        else:  # cosformer: [relu(x) cos, relu(x) sin]
+            b_ang = pos * ANG
+            b_trig = tl.where(o_f < DK, tl.cos(b_ang), tl.sin(b_ang))
+            b_phq, b_phk = tl.maximum(b_qx1, 0.0) * b_trig, tl.maximum(b_kx1, 0.0) * b_trig
+        b_phq = tl.where(m_f, b_phq, 0.0)
+        b_phk = tl.where(m_f, b_phk, 0.0)
+    return b_phq, b_phk
+
+
+@triton.jit
 def _la_step_kernel(
-    q, k, v, kv, z, o, w, tab_i, tab_j, tab_s, offset_ptr,
+    q, k, v, kv, z, o, w, tab_i, tab_j, tab_s, offset_ptr, count,
     H, offset, eps, SC1, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, D: tl.constexpr, BK: tl.constexpr, BF: tl.constexpr,
-    BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr,
+    BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr, ZMODE: tl.constexpr,
+    KV: tl.constexpr, NV: tl.constexpr,
 ):  # fmt: skip
     """One decode step on the canonical fp32 state, in place: ``kv += φk ⊗ v``, ``z += φk``, ``o = φq·kv / (φq·z + eps)``.
 
-    Grid ``(B·H,)``; one program owns one head's whole state (so z needs no cross-program ordering).
-    Feature ``f`` of the canonical order: Taylor via the tables ``φ_f = X[tab_i[f]]·X[tab_j[f]]·tab_s[f]``
-    (``X[−1] = 1``); the other maps from their index rule. q, k ``[B·H, DK]``, v, o ``[B·H, DV]``.
+    Grid ``(NV·B·H,)``, ``NV = cdiv(DV, BV)`` (1 with ``KV=False``; a head's tiles launch side by side; 1-D, as B·H may pass 65535):
+    program ``(i_v, i_bh)`` owns the value columns ``[i_v·BV, (i_v+1)·BV)`` of one head's ``kv`` and recomputes φq, φk itself (a few hundred FLOPs). Every program reads the old z for its
+    denominator, so only one may write z, and only after all have read it (``ZMODE``):
+    0 — nobody (the caller launches this kernel again with ``KV=False``, grid ``(B·H,)``, to update z);
+    1 — the program itself (only with one value tile per head);
+    2 — the last program of the head to finish: each bumps ``count[i_bh]`` after its z reads; the one that sees
+    ``NV − 1`` writes z and resets the counter (no spinning, so no program waits on one not yet scheduled).
+    q, k ``[B·H, DK]``, v, o ``[B·H, DV]``.
     """
-    i_bh = tl.program_id(0)
+    i_v, i_bh = tl.program_id(0) % NV, tl.program_id(0) // NV
     o_f0 = tl.arange(0, BF)
     o_k = tl.arange(0, BK)
-    o_v = tl.arange(0, BV)
+    o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < DV
     p_q = q + i_bh.to(tl.int64) * DK
     p_k = k + i_bh.to(tl.int64) * DK
-    b_v = tl.load(v + i_bh.to(tl.int64) * DV + o_v, mask=m_v, other=0.0).to(tl.float32)
+    p_z = z + i_bh.to(tl.int64) * D
     if OFFSET_PTR:
         pos = tl.load(offset_ptr).to(tl.float32)
     else:
         pos = offset * 1.0
-    if FM == 5:  # performer needs ‖x̃‖²
-        b_qx = tl.load(p_q + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1
-        b_kx = tl.load(p_k + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1
-        b_qn = 0.5 * tl.sum(b_qx * b_qx, axis=0)
-        b_kn = 0.5 * tl.sum(b_kx * b_kx, axis=0)
-    b_num = tl.zeros([BV], dtype=tl.float32)
-    b_den = tl.zeros([BF], dtype=tl.float32)
-    for i_f in range(tl.cdiv(D, BF)):
-        o_f = i_f * BF + o_f0
-        m_f = o_f < D
-        if FM == 6:
-            o_i = tl.load(tab_i + o_f, mask=m_f, other=-1)
-            o_j = tl.load(tab_j + o_f, mask=m_f, other=-1)
-            b_sc = tl.load(tab_s + o_f, mask=m_f, other=0.0)
-            b_qi = tl.load(p_q + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
-            b_qj = tl.load(p_q + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
-            b_ki = tl.load(p_k + o_i, mask=m_f & (o_i >= 0), other=1.0).to(tl.float32)
-            b_kj = tl.load(p_k + o_j, mask=m_f & (o_j >= 0), other=1.0).to(tl.float32)
-            b_phq = b_qi * b_qj * b_sc
-            b_phk = b_ki * b_kj * b_sc
-        elif FM == 5:
-            m_w = m_f[:, None] & (o_k[None, :] < DK)
-            b_w = tl.load(w + o_f[:, None] * DK + o_k[None, :], mask=m_w, other=0.0)  # [BF, BK]
-            b_phq = tl.where(m_f, tl.exp(tl.sum(b_w * b_qx[None, :], axis=1) - b_qn) * MS, 0.0)
-            b_phk = tl.where(m_f, tl.exp(tl.sum(b_w * b_kx[None, :], axis=1) - b_kn) * MS, 0.0)
-        else:
-            o_x = o_f % DK
-            m_x = m_f & (o_x < DK)
-            b_qx1 = tl.load(p_q + o_x, mask=m_x, other=0.0).to(tl.float32)
-            b_kx1 = tl.load(p_k + o_x, mask=m_x, other=0.0).to(tl.float32)
-            if FM == 0:
-                b_phq, b_phk = b_qx1, b_kx1
-            elif FM == 1:
-                b_phq, b_phk = tl.maximum(b_qx1, 0.0), tl.maximum(b_kx1, 0.0)
-            elif FM == 2:
-                b_phq = tl.where(b_qx1 > 0, b_qx1 + 1.0, tl.exp(tl.minimum(b_qx1, 0.0)))
-                b_phk = tl.where(b_kx1 > 0, b_kx1 + 1.0, tl.exp(tl.minimum(b_kx1, 0.0)))
-            elif FM == 3:
-                b_phq, b_phk = b_qx1 * b_qx1, b_kx1 * b_kx1
-            else:  # cosformer: [relu(x) cos, relu(x) sin]
-                b_ang = pos * ANG
-                b_trig = tl.where(o_f < DK, tl.cos(b_ang), tl.sin(b_ang))
-                b_phq, b_phk = tl.maximum(b_qx1, 0.0) * b_trig, tl.maximum(b_kx1, 0.0) * b_trig
-            b_phq = tl.where(m_f, b_phq, 0.0)
-            b_phk = tl.where(m_f, b_phk, 0.0)
-        p_s = kv + i_bh.to(tl.int64) * D * DV + o_f[:, None] * DV + o_v[None, :]
-        m_s = m_f[:, None] & m_v[None, :]
-        b_s = tl.load(p_s, mask=m_s, other=0.0) + b_phk[:, None] * b_v[None, :]
-        tl.store(p_s, b_s, mask=m_s)
-        b_num += tl.sum(b_phq[:, None] * b_s, axis=0)
+    b_qx = tl.load(p_q + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1  # performer's x̃ (others ignore it)
+    b_kx = tl.load(p_k + o_k, mask=o_k < DK, other=0.0).to(tl.float32) * SC1
+    b_qn = 0.5 * tl.sum(b_qx * b_qx, axis=0)
+    b_kn = 0.5 * tl.sum(b_kx * b_kx, axis=0)
+    if KV:
+        b_v = tl.load(v + i_bh.to(tl.int64) * DV + o_v, mask=m_v, other=0.0).to(tl.float32)
+        b_num = tl.zeros([BV], dtype=tl.float32)
+        b_den = tl.zeros([BF], dtype=tl.float32)
+        for i_f in range(tl.cdiv(D, BF)):
+            o_f = i_f * BF + o_f0
+            m_f = o_f < D
+            b_phq, b_phk = _step_phi(
+                p_q, p_k, w, tab_i, tab_j, tab_s, o_f, b_qx, b_kx, b_qn, b_kn, pos, SC1, ANG, MS, FM, DK, D, BK
+            )
+            p_s = kv + i_bh.to(tl.int64) * D * DV + o_f[:, None] * DV + o_v[None, :]
+            m_s = m_f[:, None] & m_v[None, :]
+            b_s = tl.load(p_s, mask=m_s, other=0.0) + b_phk[:, None] * b_v[None, :]
+            tl.store(p_s, b_s, mask=m_s)
+            b_num += tl.sum(b_phq[:, None] * b_s, axis=0)
+            if NORMALIZE or ZMODE == 1:
+                b_z = tl.load(p_z + o_f, mask=m_f, other=0.0) + b_phk
+                b_den += b_phq * b_z
+                if ZMODE == 1:
+                    tl.store(p_z + o_f, b_z, mask=m_f)
         if NORMALIZE:
-            p_z = z + i_bh.to(tl.int64) * D + o_f
-            b_z = tl.load(p_z, mask=m_f, other=0.0) + b_phk
-            tl.store(p_z, b_z, mask=m_f)
-            b_den += b_phq * b_z
-        else:
-            p_z = z + i_bh.to(tl.int64) * D + o_f
-            tl.store(p_z, tl.load(p_z, mask=m_f, other=0.0) + b_phk, mask=m_f)
-    if NORMALIZE:
-        b_num = b_num / (tl.sum(b_den, axis=0) + eps)
-    tl.store(o + i_bh.to(tl.int64) * DV + o_v, b_num.to(o.dtype.element_ty), mask=m_v)
+            b_num = b_num / (tl.sum(b_den, axis=0) + eps)
+        tl.store(o + i_bh.to(tl.int64) * DV + o_v, b_num.to(o.dtype.element_ty), mask=m_v)
+    if ZMODE == 2:
+        tl.debug_barrier()  # every thread's z reads have returned before the counter says so
+        last = tl.atomic_add(count + i_bh, 1, sem="acq_rel") == NV - 1
+    else:
+        last = not KV
+    if last:
+        for i_f in range(tl.cdiv(D, BF)):
+            o_f = i_f * BF + o_f0
+            _, b_phk = _step_phi(
+                p_q, p_k, w, tab_i, tab_j, tab_s, o_f, b_qx, b_kx, b_qn, b_kn, pos, SC1, ANG, MS, FM, DK, D, BK
+            )
+            tl.store(p_z + o_f, tl.load(p_z + o_f, mask=o_f < D, other=0.0) + b_phk, mask=o_f < D)
+        if ZMODE == 2:
+            tl.atomic_xchg(count + i_bh, 0, sem="acq_rel")

@@ -61,7 +61,6 @@ PARALLEL_MAX_L: dict[str, int] = {"taylor": 2048, "default": 1024}
 # Test hooks: fill kernel outputs with NaN before the launch (to prove every element is written), and
 # force the chunk size / algorithm. ``None`` means the tuned default.
 POISON_OUTPUTS = False
-STEP_WARPS = 4  # warps per decode-step program (benchmarks/linear_attention.py measures 4 and 8)
 FORCE_CHUNK: int | None = None
 FORCE_MODE: str | None = None  # "chunk" | "parallel"
 
@@ -520,6 +519,57 @@ def _backward(ctx, do, _do_res, _dden, dsT, dzT):
 _op_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+@dataclass(frozen=True)
+class StepConfig:
+    """Launch configuration of the decode step: value columns per program, features per loop step, warps, and
+    how z is written when a head's value columns are split over several programs (``_la_step_kernel``)."""
+
+    bv: int  # value columns per program (>= dv: one program per head)
+    bf: int  # features per loop iteration (>= D: the whole head tile loaded at once)
+    warps: int
+    zmode: str = "last"  # "last": the last program of the head (atomic counter) | "sep": a second tiny launch
+
+
+# Candidate decode configurations; the benchmark's decode section times each (after an oracle check).
+STEP_CONFIGS: dict[str, StepConfig] = {
+    "head": StepConfig(bv=128, bf=32, warps=4),  # v1: one program per head (70% / 79% of copy at B=64 / 256)
+    "v64": StepConfig(bv=64, bf=64, warps=4),
+    "v32": StepConfig(bv=32, bf=128, warps=4),
+    "v32-all": StepConfig(bv=32, bf=256, warps=4),
+    "v32-all-w8": StepConfig(bv=32, bf=256, warps=8),
+    "v16-all": StepConfig(bv=16, bf=256, warps=4),
+    "v32-sep": StepConfig(bv=32, bf=128, warps=4, zmode="sep"),
+}
+FORCE_STEP: StepConfig | None = None  # test/benchmark hook: use this configuration for every step
+
+
+# Which candidate serves ``B·H`` heads: the first entry whose bound is >= B·H. Predicted, not yet measured (notes,
+# "Decode v2"): few heads want more programs per head (B=1: 16 heads), many heads fill the card with 4 per head.
+STEP_RULE: tuple[tuple[int, str], ...] = ((256, "v16-all"), (1 << 62, "v32"))
+
+
+def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
+    """The decode configuration for ``bh = B·H`` heads (``FORCE_STEP``, else ``STEP_RULE``), clipped to dv and D."""
+    cfg = FORCE_STEP or STEP_CONFIGS[next(name for bound, name in STEP_RULE if bh <= bound)]
+    bv = min(cfg.bv, max(16, triton.next_power_of_2(dv)))
+    bf = min(cfg.bf, max(16, triton.next_power_of_2(plan.out_dim)))
+    return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
+
+
+_STEP_COUNTERS: dict[torch.device, Tensor] = {}
+
+
+def _step_counter(device: torch.device, n: int) -> Tensor:
+    """Per-head arrival counters of ``zmode="last"`` (int32, zero between steps: the last arrival resets its slot).
+    One buffer per device, grown on demand: steps of one device must run in stream order (as a model's layers do).
+    Allocate it before a CUDA-graph capture (any eager step does), or the capture records its memset."""
+    buf = _STEP_COUNTERS.get(device)
+    if buf is None or buf.numel() < n:
+        buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+        _STEP_COUNTERS[device] = buf
+    return buf
+
+
 @torch.library.custom_op("mixerzoo::linear_attention_step", mutates_args=("kv", "z"))
 def _op_step(
     q: Tensor, k: Tensor, v: Tensor, kv: Tensor, z: Tensor, w: Tensor | None, offset_t: Tensor | None,
@@ -535,14 +585,21 @@ def _op_step(
     else:
         ti = tj = torch.empty(1, dtype=torch.int32, device=dev)
         ts = _dummy(dev)
-    bv = max(16, triton.next_power_of_2(dv))
-    bf = max(16, min(64, 4096 // bv))
-    _la_step_kernel[(B * H,)](
+    cfg = _step_config(plan, B * H, dv)
+    nv = triton.cdiv(dv, cfg.bv)
+    zmode = 1 if nv == 1 else (2 if cfg.zmode == "last" else 0)
+    count = _step_counter(dev, B * H) if zmode == 2 else ti
+    args = (
         q, k, v, kv, z, o, w if w is not None else _dummy(dev), ti, tj, ts,
-        offset_t if offset_t is not None else _dummy(dev), H, offset, eps, plan.sc1, plan.ang, plan.ms,
-        FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=bf, BV=bv, M=plan.m, NORMALIZE=normalize,
-        OFFSET_PTR=offset_t is not None, num_warps=STEP_WARPS,
+        offset_t if offset_t is not None else _dummy(dev), count, H, offset, eps, plan.sc1, plan.ang, plan.ms,
     )  # fmt: skip
+    statics = dict(
+        FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=cfg.bf, BV=cfg.bv, M=plan.m, NORMALIZE=normalize,
+        OFFSET_PTR=offset_t is not None,
+    )  # fmt: skip
+    _la_step_kernel[(nv * B * H,)](*args, **statics, ZMODE=zmode, KV=True, NV=nv, num_warps=cfg.warps)
+    if zmode == 0:  # z after every program has read it: a second launch that only updates z
+        _la_step_kernel[(B * H,)](*args, **statics, ZMODE=0, KV=False, NV=1, num_warps=1)
     return o
 
 
