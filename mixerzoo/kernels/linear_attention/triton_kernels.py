@@ -21,7 +21,8 @@ Feature maps (each a branch of ``_phi_fwd`` / ``_phi_bwd``; ``SC1 = d′^-¼``, 
 - identity ``x``; relu ``max(x, 0)``; poselu ``x + 1 if x > 0 else exp(x)`` (= elu + 1, no
   cancellation); square ``x²``; cosformer tile 0 ``relu(x)·cos(π i/2M)``, tile 1 ``relu(x)·sin(π i/2M)``
   with i = offset + t the absolute position; performer ``exp(W x̃ − ‖x̃‖²/2)/√m`` with ``x̃ = x·SC1``, the
-  projection tile ``[BD, BK]`` loaded once per tile and the exp in fp32.
+  projection tile ``[BD, BK]`` loaded once per tile, the projection a ``tf32x3`` tensor-core dot (``ieee`` for fp32
+  inputs; ``_dot_f32``) and the exp in fp32.
 - taylor: first-order tiles ``[x·SC1 (columns < DK), 1 (column DK)]``; second-order tiles hold the full
   d′×d′ block ``x_i x_j·SC2`` (``R = BD // BK`` rows of i per tile), so ``φq·φk = 1 + s + s²/2`` with
   ``s = q·k/√d′`` (BASED, arXiv 2402.18668). Columns are gathered with exact 0/1 selection matmuls
@@ -73,6 +74,16 @@ def _load_w(p_w, i_d, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, M: t
 
 
 @triton.jit
+def _dot_f32(a, b, PREC: tl.constexpr):
+    """A product that must keep ~fp32 accuracy (performer's projection, whose error the exp amplifies): ``ieee``
+    (FMA) with fp32 inputs, else ``tf32x3`` (three tensor-core tf32 products of the hi/lo split, error ~fp32)."""
+    if PREC == "ieee":
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision="tf32x3")
+
+
+@triton.jit
 def _phi_fwd(
     b_x, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
@@ -92,9 +103,9 @@ def _phi_fwd(
         b_ang = b_pos.to(tl.float32) * ANG
         b_trig = tl.where(i_d == 0, tl.cos(b_ang), tl.sin(b_ang))
         b_phi = tl.maximum(b_x, 0.0) * b_trig[:, None]
-    elif FM == 5:  # performer (FAVOR+): exp(W x̃ − ‖x̃‖²/2)/√m, projection in full fp32
+    elif FM == 5:  # performer (FAVOR+): exp(W x̃ − ‖x̃‖²/2)/√m, projection to ~fp32 accuracy
         b_xs = b_x * SC1
-        b_u = tl.dot(b_xs, tl.trans(b_w), input_precision="ieee")  # [BT, BD]
+        b_u = _dot_f32(b_xs, tl.trans(b_w), PREC)  # [BT, BD]
         b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
         o_c = i_d * BD + tl.arange(0, BD)
         b_phi = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0)
@@ -135,11 +146,11 @@ def _phi_bwd(
         b_dx = tl.where(b_x > 0, b_g * b_trig[:, None], 0.0)
     elif FM == 5:
         b_xs = b_x * SC1
-        b_u = tl.dot(b_xs, tl.trans(b_w), input_precision="ieee")
+        b_u = _dot_f32(b_xs, tl.trans(b_w), PREC)
         b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
         o_c = i_d * BD + tl.arange(0, BD)
         b_h = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0) * b_g  # dφ ⊙ φ
-        b_dxs = tl.dot(b_h, b_w, input_precision="ieee") - tl.sum(b_h, axis=1)[:, None] * b_xs
+        b_dxs = _dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * b_xs
         b_dx = b_dxs * SC1
     else:
         o_d = tl.arange(0, BD)
