@@ -107,10 +107,22 @@ def test_rectangular_tiles(monkeypatch, fwd, dkdv, dq):
     """The GPU tiles are rectangular (BM != BN); the interpreter's default 16×16 would not exercise that."""
     tiles = {"fwd": fwd, "dkdv": dkdv, "dq": dq}
     monkeypatch.setattr(
-        T, "_cfg", lambda kind, bd: dict(BM=tiles[kind][0], BN=tiles[kind][1], num_warps=4, num_stages=1)
+        T, "_cfg", lambda kind, bd, window: dict(BM=tiles[kind][0], BN=tiles[kind][1], num_warps=4, num_stages=1)
     )
     check_fwd_bwd(2, 45, 58, 4, 2, 16, 24, 19, torch.float32, "cpu", seed=5)
     check_fwd_bwd(1, 70, 70, 2, 2, 16, 16, 40, torch.bfloat16, "cpu", seed=6)
+
+
+@cpu_only
+@pytest.mark.parametrize("align", [True, False])
+@pytest.mark.parametrize("bm,bn,W", [(32, 16, 64), (16, 16, 40), (32, 16, 33), (16, 16, 16), (32, 32, 17)])
+def test_aligned_key_blocks(monkeypatch, align, bm, bn, W):
+    """The forward's aligned path (key blocks on multiples of BN; the interior ones unmasked, NU = (W − BM) // BN of
+    them) against the general one; Lk − Lq = 0 and 2·BN take it (query blocks past the first W keys), 5 does not."""
+    tiles = dict(BM=bm, BN=bn, num_warps=4, num_stages=1)
+    monkeypatch.setattr(T, "_cfg", lambda kind, bd, window: dict(tiles, ALIGN=align) if kind == "fwd" else tiles)
+    for extra in (0, 2 * bn, 5):
+        check_fwd_bwd(1, 2 * W + 37, 2 * W + 37 + extra, 2, 1, 16, 8, W, torch.float32, "cpu", seed=W + extra)
 
 
 @cpu_only
@@ -179,6 +191,17 @@ def test_step_matches_oracle_and_fills_the_ring(B, heads, d, dv, W, start, steps
     P = {"empty": 0, "partial": W // 2, "full": 2 * W + 1}[start]
     H, Hkv = heads
     check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, "cpu", as_tensor, seed)
+
+
+@cpu_only
+@pytest.mark.parametrize(
+    "cfg", [dict(S=1, BW=4, num_warps=1, PREFETCH=True), dict(S=2, BW=2, num_warps=1, PREFETCH=True)]
+)
+def test_step_prefetch(monkeypatch, cfg):
+    """The decode loop that loads chunk j + 1 before reducing chunk j (the last load is past the split: masked)."""
+    monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    for W, P in ((9, 20), (8, 3), (1, 0)):
+        check_steps(2, 4, 2, 16, 8, W, P, 3, torch.float32, "cpu", as_tensor=True, seed=W)
 
 
 @cpu_only
@@ -253,6 +276,30 @@ def test_gpu_forward_backward(B, Lq, Lk, H, Hkv, d, dv, W, dtype):
 @pytest.mark.parametrize("W,H,Hkv,d", [(64, 16, 16, 128), (512, 8, 2, 64), (7, 4, 1, 80)])
 def test_gpu_step(W, H, Hkv, d, dtype):
     check_steps(4, H, Hkv, d, d, W, W - 3, 6, dtype, "cuda", as_tensor=True)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize(
+    "kind,bd,i", [(kind, bd, i) for (kind, bd), cfgs in T.TILE_CANDIDATES.items() for i in range(len(cfgs))]
+)
+def test_gpu_tile_candidates(monkeypatch, kind, bd, i):
+    """Every tile the benchmark's sweep may pick, at its head dim, W = 64 and 128, Lk − Lq = 0 and 64. The benchmark's
+    H, W and lengths divisible by 16 (Triton specializes on that): its sweep then finds these kernels compiled."""
+    default = T._cfg
+    cand = T.TILE_CANDIDATES[(kind, bd)][i]
+    monkeypatch.setattr(T, "_cfg", lambda k, b, w: dict(cand) if k == kind else default(k, b, w))
+    for W, extra in ((64, 0), (128, 64), (128, 0)):
+        check_fwd_bwd(1, 1024, 1024 + extra, 16, 16, bd, bd, W, torch.bfloat16, "cuda", seed=W + i)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("i", range(len(T.STEP_CANDIDATES)))
+@pytest.mark.parametrize("W,H,Hkv,d", [(64, 16, 16, 128), (37, 8, 2, 64)])
+def test_gpu_step_candidates(monkeypatch, i, W, H, Hkv, d):
+    monkeypatch.setattr(T, "_step_cfg", lambda *a: T.STEP_CANDIDATES[i])
+    check_steps(4, H, Hkv, d, d, W, W - 3, 6, torch.bfloat16, "cuda", as_tensor=True, seed=i)
 
 
 @gpu

@@ -51,11 +51,43 @@ def _dot(a, b, PREC: tl.constexpr):
 
 
 @triton.jit
+def _fwd_block(
+    b_q, p_kb, p_vb, n0, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+    HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK = False``: the caller knows every key of
+    the block is in every query's window (no bounds, causal or window test: the elementwise work of a tile)."""
+    o_n = n0 + tl.arange(0, BN)
+    if MASK:
+        m_n = (o_n < Lk) & (o_n >= 0)
+        b_k = tl.load(p_kb + o_n[:, None] * (HKV * D) + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0.0)
+    else:
+        b_k = tl.load(p_kb + o_n[:, None] * (HKV * D) + o_d[None, :], mask=m_d[None, :], other=0.0)
+    b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2  # [BM, BN]
+    if MASK:
+        b_s = tl.where((o_n[None, :] <= pos[:, None]) & (o_n[None, :] > pos[:, None] - W), b_s, float("-inf"))
+    b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
+    b_p = tl.exp2(b_s - b_mn[:, None])
+    b_alpha = tl.exp2(b_mi - b_mn)
+    b_li = b_li * b_alpha + tl.sum(b_p, 1)
+    if MASK:
+        b_v = tl.load(p_vb + o_n[:, None] * (HKV * DV) + o_dv[None, :], mask=m_n[:, None] & m_dv[None, :], other=0.0)
+    else:
+        b_v = tl.load(p_vb + o_n[:, None] * (HKV * DV) + o_dv[None, :], mask=m_dv[None, :], other=0.0)
+    b_acc = b_acc * b_alpha[:, None] + _dot(b_p.to(b_v.dtype), b_v, PREC)
+    return b_mn, b_li, b_acc
+
+
+@triton.jit
 def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
+    """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
+    before the query block, the NU nearest are inside every query's window and skip the mask; the BM/BN diagonal
+    blocks and the NL − NU oldest are masked. Query blocks whose band starts before key 0 take the general loop:
+    NB blocks of BN from the band's first key, all masked."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hk = i_h // (H // HKV)
@@ -68,25 +100,34 @@ def sliding_window_fwd_kernel(
     b_q = tl.load(p_qb + o_m[:, None] * (H * D) + o_d[None, :], mask=m_m[:, None] & m_d[None, :], other=0.0)
     p_kb = p_k + (i_b * Lk).to(tl.int64) * (HKV * D) + i_hk * D
     p_vb = p_v + (i_b * Lk).to(tl.int64) * (HKV * DV) + i_hk * DV
-    # the band of this block: keys t0 … m0 + off + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
-    t0 = tl.maximum(i_m * BM + off - W + 1, 0)
     b_mi = tl.full([BM], -1e30, dtype=tl.float32)
     b_li = tl.zeros([BM], dtype=tl.float32)
     b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
-    for j in range(0, NB):
-        o_n = t0 + j * BN + tl.arange(0, BN)
-        m_n = o_n < Lk
-        b_k = tl.load(p_kb + o_n[:, None] * (HKV * D) + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0.0)
-        b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2  # [BM, BN]
-        m_s = (o_n[None, :] <= pos[:, None]) & (o_n[None, :] > pos[:, None] - W)
-        b_s = tl.where(m_s, b_s, float("-inf"))
-        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
-        b_p = tl.exp2(b_s - b_mn[:, None])
-        b_alpha = tl.exp2(b_mi - b_mn)
-        b_li = b_li * b_alpha + tl.sum(b_p, 1)
-        b_v = tl.load(p_vb + o_n[:, None] * (HKV * DV) + o_dv[None, :], mask=m_n[:, None] & m_dv[None, :], other=0.0)
-        b_acc = b_acc * b_alpha[:, None] + _dot(b_p.to(b_v.dtype), b_v, PREC)
-        b_mi = b_mn
+    p0 = i_m * BM + off  # the first query's position
+    if NL > 0 and p0 >= NL * BN:
+        for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                HKV, D, DV, BN, True, PREC,
+            )  # fmt: skip
+        for j in range(0, NU):  # interior blocks: no mask
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                HKV, D, DV, BN, False, PREC,
+            )  # fmt: skip
+        for j in range(0, BM // BN):  # diagonal blocks: causal
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                HKV, D, DV, BN, True, PREC,
+            )  # fmt: skip
+    else:
+        # the band of this block: keys t0 … p0 + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
+        t0 = tl.maximum(p0 - W + 1, 0)
+        for j in range(0, NB):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, t0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                HKV, D, DV, BN, True, PREC,
+            )  # fmt: skip
     b_li = tl.where(b_li > 0, b_li, 1.0)  # only rows past Lq (never stored) have no key
     b_o = b_acc / b_li[:, None]
     p_ob = p_o + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
@@ -199,11 +240,24 @@ def sliding_window_bwd_dq_kernel(
     tl.store(p_dq + o_q, (b_dq * scale).to(p_dq.dtype.element_ty), mask=m_m[:, None] & m_d[None, :])
 
 
+@triton.jit
+def _step_load(p_ckb, p_cvb, n0, w1, o_d, o_dv, m_d, m_dv, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
+               BW: tl.constexpr):  # fmt: skip
+    """Ring slots ``n0 … n0 + BW − 1`` (below w1) of v and k. Their addresses do not depend on pos: the loads go out
+    before pos arrives. v first in the source: else ptxas sank the v loads below the first reduction (two serial DRAM
+    latencies)."""
+    o_w = n0 + tl.arange(0, BW)
+    m_w = o_w < w1
+    b_v = tl.load(p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0)
+    b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
+    return b_v, b_k
+
+
 @triton.jit(do_not_specialize=["pos_int"])
 def sliding_window_step_kernel(
     p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, W, WS, scale_log2,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr,
+    BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
@@ -231,17 +285,18 @@ def sliding_window_step_kernel(
         b_mi = tl.full([], -1e30, dtype=tl.float32)
         b_li = tl.full([], 0.0, dtype=tl.float32)
         b_acc = tl.zeros([BDV], dtype=tl.float32)
+        if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
+            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
         for j in range(0, NW):
+            if PREFETCH:
+                b_v, b_k = b_vx, b_kx
+                b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+            else:
+                b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
             o_w = w0 + j * BW + tl.arange(0, BW)
-            m_w = o_w < w1
-            # the ring's addresses do not depend on pos: these loads go out before pos arrives. Unwritten slots
-            # (garbage, NaN) are masked after the load; the slot being replaced takes the new token from registers
-            b_v = tl.load(
-                p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0
-            )
-            b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
             m_new = (o_w == slot)[:, None]
-            m_ok = (o_w < n_valid) & m_w
+            m_ok = (o_w < n_valid) & (o_w < w1)
+            # unwritten slots (garbage, NaN) are masked after the load; the slot being replaced takes the new token
             b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
             b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
             b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
@@ -289,6 +344,14 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _cdiv(a: int, b: int) -> int:  # host arithmetic: triton.cdiv is a constexpr function (~9 µs per host call)
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:  # triton.next_power_of_2 without its call overhead
+    return 1 << max(0, n - 1).bit_length()
+
+
 def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     t = torch.empty(shape, device=like.device, dtype=like.dtype if dtype is None else dtype)
     return t.fill_(float("nan")) if POISON_OUTPUTS else t
@@ -301,7 +364,7 @@ def _dims(q: Tensor, v: Tensor) -> tuple[int, int, int, int]:
             f"sliding_window_attention (triton): head dims up to {MAX_HEAD_DIM} are supported, got d={D}, dv={DV}; "
             "use backend='torch' or split the heads"
         )
-    return D, DV, max(16, triton.next_power_of_2(D)), max(16, triton.next_power_of_2(DV))
+    return D, DV, max(16, _pow2(D)), max(16, _pow2(DV))
 
 
 def _prec(q: Tensor) -> str:
@@ -311,8 +374,9 @@ def _prec(q: Tensor) -> str:
     return "ieee" if q.dtype == torch.float32 else "tf32"
 
 
-def _cfg(kind: str, bd: int) -> dict:
-    """Block sizes per kernel and padded head dim (~64 fp32 accumulator registers per thread)."""
+def _cfg(kind: str, bd: int, window: int) -> dict:
+    """Block sizes per kernel, padded head dim and window (~64 fp32 accumulator registers per thread). Forward:
+    ``ALIGN`` (default on) aligns the key blocks to BN so that interior blocks skip the mask (see the kernel)."""
     if _interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
     big = bd > 128
@@ -343,11 +407,39 @@ def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
         return dict(S=2 if W > 8 else 1, BW=4, num_warps=4)  # small chunks: several chunks per split, 2 splits
     n_prog = B * HKV
     if n_prog >= 528:
-        return dict(S=1, BW=min(triton.next_power_of_2(W), max(8, 2048 // bd)), num_warps=1)
+        return dict(S=1, BW=min(_pow2(W), max(8, 2048 // bd)), num_warps=1)
     bw_cap = max(16, 8192 // bd)
-    chunks = triton.cdiv(W, bw_cap)
-    S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, triton.cdiv(264, n_prog), 16))
-    return dict(S=S, BW=min(triton.next_power_of_2(triton.cdiv(W, S)), bw_cap), num_warps=4)
+    chunks = _cdiv(W, bw_cap)
+    S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, _cdiv(264, n_prog), 16))
+    return dict(S=S, BW=min(_pow2(_cdiv(W, S)), bw_cap), num_warps=4)
+
+
+def _c(BM: int, BN: int, w: int, s: int, **kw) -> dict:
+    return dict(BM=BM, BN=BN, num_warps=w, num_stages=s, **kw)
+
+
+# Configs that benchmarks/sliding_window.py --sweep times on the GPU (each checked against the fp64 oracle first,
+# and by the `gpu` tests); the first of each list is the default of `_cfg` / `_step_cfg`. Keys: (kind, padded head dim).
+TILE_CANDIDATES = {
+    ("fwd", 64): [_c(128, 64, 4, 3), _c(128, 64, 4, 3, ALIGN=False), _c(128, 64, 8, 3), _c(64, 64, 4, 3),
+                  _c(64, 32, 4, 3), _c(128, 32, 8, 3), _c(32, 32, 4, 3)],
+    ("fwd", 128): [_c(128, 64, 8, 3), _c(128, 64, 8, 3, ALIGN=False), _c(64, 64, 4, 3), _c(64, 32, 4, 3),
+                   _c(128, 32, 8, 3), _c(64, 64, 8, 2)],
+    ("dkdv", 64): [_c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(64, 64, 4, 2), _c(32, 64, 4, 3), _c(128, 64, 8, 2)],
+    ("dkdv", 128): [_c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 64, 4, 2), _c(64, 32, 4, 2)],
+    ("dq", 64): [_c(128, 32, 4, 3), _c(64, 64, 4, 2), _c(64, 32, 4, 3), _c(128, 64, 8, 2)],
+    ("dq", 128): [_c(64, 64, 4, 2), _c(64, 32, 4, 2), _c(128, 64, 8, 2), _c(32, 64, 4, 2)],
+}  # fmt: skip
+STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps, next chunk loaded ahead)
+    dict(S=1, BW=16, num_warps=1),
+    dict(S=1, BW=16, num_warps=1, PREFETCH=True),
+    dict(S=1, BW=8, num_warps=1, PREFETCH=True),
+    dict(S=1, BW=8, num_warps=1),
+    dict(S=2, BW=16, num_warps=1),
+    dict(S=2, BW=8, num_warps=1, PREFETCH=True),
+    dict(S=1, BW=32, num_warps=2, PREFETCH=True),
+    dict(S=1, BW=64, num_warps=4),
+]
 
 
 @torch.library.custom_op("mixerzoo::sliding_window_fwd", mutates_args=())
@@ -359,8 +451,10 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
     D, DV, BD, BDV = _dims(q, v)
     o = _empty(B, Lq, H, DV, like=q)
     lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
-    cfg = _cfg("fwd", max(BD, BDV))
-    grid = (triton.cdiv(Lq, cfg["BM"]), B * H)
+    cfg = dict(_cfg("fwd", max(BD, BDV), window))
+    BM, BN = cfg["BM"], cfg["BN"]
+    aligned = cfg.pop("ALIGN", True) and (Lk - Lq) % BN == 0 and BM % BN == 0
+    grid = (_cdiv(Lq, BM), B * H)
     sliding_window_fwd_kernel[grid](
         q,
         k,
@@ -378,7 +472,9 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
         BD=BD,
         BDV=BDV,
         PREC=_prec(q),
-        NB=triton.cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
+        NB=_cdiv(min(BM + window - 1, Lk), BN),
+        NL=_cdiv(window - 1, BN) if aligned else 0,
+        NU=max(0, (window - BM) // BN) if aligned else 0,
         **cfg,
     )
     return o, lse
@@ -401,11 +497,11 @@ def sliding_window_bwd(
     D, DV, BD, BDV = _dims(q, v)
     delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
     BMD = 16 if _interpreting() else 64
-    sliding_window_bwd_delta_kernel[(triton.cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
+    sliding_window_bwd_delta_kernel[(_cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
     dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
     common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
-    cfg = _cfg("dkdv", max(BD, BDV))
-    sliding_window_bwd_dkdv_kernel[(triton.cdiv(Lk, cfg["BN"]), B * HKV)](
+    cfg = _cfg("dkdv", max(BD, BDV), window)
+    sliding_window_bwd_dkdv_kernel[(_cdiv(Lk, cfg["BN"]), B * HKV)](
         q,
         k,
         v,
@@ -419,12 +515,12 @@ def sliding_window_bwd(
         window,
         scale,
         scale * LOG2E,
-        NB=triton.cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]),
+        NB=_cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]),
         **common,
         **cfg,
     )
-    cfg = _cfg("dq", max(BD, BDV))
-    sliding_window_bwd_dq_kernel[(triton.cdiv(Lq, cfg["BM"]), B * H)](
+    cfg = _cfg("dq", max(BD, BDV), window)
+    sliding_window_bwd_dq_kernel[(_cdiv(Lq, cfg["BM"]), B * H)](
         q,
         k,
         v,
@@ -437,7 +533,7 @@ def sliding_window_bwd(
         window,
         scale,
         scale * LOG2E,
-        NB=triton.cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
+        NB=_cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
         **common,
         **cfg,
     )
@@ -487,8 +583,8 @@ def sliding_window_step(
     W, HKV = cache_k.shape[1], cache_k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
     cfg = _step_cfg(B, HKV, W, max(BD, BDV))
-    S, BW, nw = cfg["S"], cfg["BW"], cfg["num_warps"]
-    WS = triton.cdiv(W, S)  # slots per split
+    S, BW, nw, prefetch = cfg["S"], cfg["BW"], cfg["num_warps"], cfg.get("PREFETCH", False)
+    WS = _cdiv(W, S)  # slots per split
     o = _empty(B, H, DV, like=q)
     if S > 1:
         pm, pl = _empty(B * H, S, like=q, dtype=torch.float32), _empty(B * H, S, like=q, dtype=torch.float32)
@@ -497,13 +593,11 @@ def sliding_window_step(
         pm = pl = pacc = o
     sliding_window_step_kernel[(B * HKV, S)](
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
-        scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=triton.cdiv(WS, BW), S=S,
-        POS_TENSOR=position is not None, num_warps=nw,
+        scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=_cdiv(WS, BW), S=S,
+        POS_TENSOR=position is not None, PREFETCH=prefetch, num_warps=nw,
     )  # fmt: skip
     if S > 1:
-        sliding_window_step_combine_kernel[(B * H,)](
-            pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=triton.next_power_of_2(S), num_warps=4
-        )
+        sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=_pow2(S), num_warps=4)
     return o
 
 
