@@ -187,6 +187,8 @@ def main() -> None:
         "v1": conv_fwd_v1,
         # the same kernel on inputs that need no grad: the gap to the row above is host-side autograd overhead
         "nograd": lambda u, g, w, b: T.gated_short_conv_triton(u.detach(), g.detach(), w.detach(), b.detach())[0],
+        # the path of the previous commit (the custom op's dispatcher and autograd wrapper): host time before/after
+        "custom_op": lambda u, g, w, b: torch.ops.mixerzoo.gated_short_conv_fwd(u, g, w, b, None)[0],
         "conv1d_eager": conv1d_gate,
     }
     if not args.no_compiled:
@@ -218,10 +220,7 @@ def main() -> None:
                     row[f"{name}_rel_vs_mixerzoo"] = rel(f(u, gate, w, b).float(), y_ours.float())
                 row[f"{name}_fwd_ms"] = ms = bench(lambda f=f: f(u, gate, w, b))
                 row[f"{name}_fwd_GBps"] = 3 * n / (ms * 1e-3) / 1e9
-                if name in (
-                    "v1",
-                    "nograd",
-                ):  # forward only: v1's backward is the library's with the old tiles (see the sweep)
+                if name in ("v1", "nograd", "custom_op"):  # forward only (v1's backward is the library's)
                     continue
                 row[f"{name}_fwdbwd_ms"] = ms = bench(
                     lambda f=f: torch.autograd.grad(f(u, gate, w, b), (u, gate, w, b), dy)
@@ -282,16 +281,21 @@ def main() -> None:
         "",
         "bf16. ms = do_bench median (cold L2); GB/s of minimal bytes (fwd: u, gate, y; fwd+bwd: 8 tensors).",
         "",
-        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | no-grad fwd ms | v1 fwd ms | v1 / copy bw | conv1d eager | "
-        "conv1d compiled | "
+        "`ours` = the public eager path with inputs that need grad (one autograd.Function); `no-grad` = the same on "
+        "detached inputs (the bare launch); `custom op` = the dispatcher path of the previous commit (the same kernel).",
+        "",
+        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | no-grad fwd ms | no-grad / copy bw | custom op fwd ms | "
+        "v1 fwd ms | v1 / copy bw | conv1d eager | conv1d compiled | "
         "ours f+b ms | GB/s | conv1d eager f+b | conv1d compiled f+b |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         gbps = r.get("mixerzoo_triton_fwd_GBps")
         lines.append(
             f"| {r['B']} | {r['L']} | {r['C']} | {r['K']} | {fmt(r.get('mixerzoo_triton_fwd_ms'))} | {fmt(gbps)} | "
-            f"{fmt(gbps / bw if gbps else None)} | {fmt(r.get('nograd_fwd_ms'))} | {fmt(r.get('v1_fwd_ms'))} | "
+            f"{fmt(gbps / bw if gbps else None)} | {fmt(r.get('nograd_fwd_ms'))} | "
+            f"{fmt(r['nograd_fwd_GBps'] / bw if r.get('nograd_fwd_GBps') else None)} | "
+            f"{fmt(r.get('custom_op_fwd_ms'))} | {fmt(r.get('v1_fwd_ms'))} | "
             f"{fmt(r['v1_fwd_GBps'] / bw if r.get('v1_fwd_GBps') else None)} | {fmt(r.get('conv1d_eager_fwd_ms'))} | "
             f"{fmt(r.get('conv1d_compiled_fwd_ms'))} | {fmt(r.get('mixerzoo_triton_fwdbwd_ms'))} | "
             f"{fmt(r.get('mixerzoo_triton_fwdbwd_GBps'))} | {fmt(r.get('conv1d_eager_fwdbwd_ms'))} | "

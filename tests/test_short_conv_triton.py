@@ -166,6 +166,36 @@ def test_custom_ops_pass_opcheck_and_compile():
 
 
 @cpu_only
+@pytest.mark.parametrize("used", ["y", "state", "both"])
+def test_eager_path_equals_the_custom_op(used):
+    """The eager autograd.Function (no dispatcher) against the custom op and the oracle, when only y, only the final
+    state, or both reach the loss (an unused output brings a None gradient, not zeros)."""
+    u, gate, w, b, h0 = make(2, 19, 6, 3, torch.float32, "cpu", True, True, seed=4)
+    inputs = (u, gate, w, b, h0)
+    g = torch.Generator().manual_seed(1)
+    dy, dht = torch.randn(2, 19, 6, generator=g), torch.randn(2, 2, 6, generator=g)
+
+    def loss(y, ht):
+        return {"y": 0.0, "state": 1.0, "both": 1.0}[used] * (ht * dht).sum() + (
+            (y * dy).sum() if used != "state" else 0.0
+        )
+
+    y, ht = T.gated_short_conv_triton(u, gate, w, b, initial_state=h0, output_final_state=True)
+    y_op, ht_op = torch.ops.mixerzoo.gated_short_conv_fwd(u, gate, w, b, h0)
+    assert torch.equal(y, y_op) and torch.equal(ht, ht_op)
+    grads = torch.autograd.grad(loss(y, ht), inputs, materialize_grads=True)
+    grads_op = torch.autograd.grad(loss(y_op, ht_op), inputs, materialize_grads=True)
+    y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+    grads_ref = torch.autograd.grad(loss(y_ref, ht_ref), inputs, materialize_grads=True)
+    for name, gr, gr_op, gr_ref in zip(("u", "gate", "weight", "bias", "state"), grads, grads_op, grads_ref):
+        assert torch.equal(gr, gr_op), name
+        if gr_ref.abs().max() > 0:
+            assert_close(f"d{name}", gr, gr_ref, torch.float32)
+        else:
+            assert gr.abs().max() == 0, name
+
+
+@cpu_only
 def test_dtype_passthrough_and_causality():
     """Changing token t changes no output before t."""
     u, gate, w, b, _ = make(1, 20, 4, 4, torch.float32, "cpu", True, False)

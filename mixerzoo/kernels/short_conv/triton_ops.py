@@ -160,7 +160,7 @@ def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
     """Backward (BT, BC, num_warps): 16-byte channel vectors; BT shrinks with K so the K² recomputed tiles of
     ``dz`` fit in registers. H200, B=4 L=16384 C=4096 fwd+bwd: K=3 BT=64 3.70 ms, 32 3.29, 16 4.23; K=4 BT=64
     16.2 ms (2 KB/thread spilled), 32 4.72 (56 B spilled), 16 6.71."""
-    BC = min(triton.next_power_of_2(C), 128)
+    BC = min(_pow2(C), 128)
     BT = max(8, min(64 if K <= 2 else 32 if K <= 4 else 16, 8192 // BC))
     return BT, BC, 4
 
@@ -170,17 +170,25 @@ def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
     --sweep, B=4 L=16384 K=3): [32, 256] with 8 warps 81% of copy bw at C=4096, 77% at C=1024; [64, 128]
     4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. K ≥ 4 keeps [64, 128] (fewer live registers)."""
     if _interpreting():
-        return dict(BT=16, BC=min(triton.next_power_of_2(C), 128), NT=2, num_warps=4)
+        return dict(BT=16, BC=min(_pow2(C), 128), NT=2, num_warps=4)
     if K >= 4:
-        BC = min(triton.next_power_of_2(C), 128)
+        BC = min(_pow2(C), 128)
         return dict(BT=max(8, min(64, 8192 // BC)), BC=BC, NT=1, num_warps=4)
-    BC = min(triton.next_power_of_2(C), 256)
+    BC = min(_pow2(C), 256)
     BT = max(8, min(32, 8192 // BC))
     return dict(BT=BT, BC=BC, NT=1, num_warps=8 if BT * BC >= 8192 else 4)
 
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _cdiv(a: int, b: int) -> int:  # host arithmetic: triton.cdiv is a constexpr function (~9 µs per host call)
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:  # triton.next_power_of_2 without its call overhead
+    return 1 << max(0, n - 1).bit_length()
 
 
 def _contig(t: Tensor | None) -> Tensor | None:
@@ -195,6 +203,46 @@ def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tenso
     return t.fill_(float("nan")) if POISON_OUTPUTS else t
 
 
+def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The forward launch, shared by the custom op (torch.compile) and the eager path."""
+    u, gate, weight, bias, h0 = (_contig(t) for t in (u, gate, weight, bias, h0))
+    B, L, C = u.shape
+    K = weight.shape[1]
+    y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
+    cfg = _fwd_tiles(C, L, K)
+    grid = (_cdiv(C, cfg["BC"]), _cdiv(L, cfg["BT"] * cfg["NT"]), B)
+    gated_short_conv_fwd_kernel[grid](
+        u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
+        K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, **cfg,
+    )  # fmt: skip
+    return y, ht
+
+
+def _bwd(
+    dy: Tensor, dht: Tensor | None, u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The backward launch and the dweight/dbias reduction, shared by the custom op and the eager path."""
+    dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, dht, u, gate, weight, bias, h0))
+    B, L, C = u.shape
+    K = weight.shape[1]
+    BT, BC, nw = _tiles(C, K)
+    rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
+    NT = _cdiv(rows, BT)
+    du, dg = _empty(B, L, C, like=u), _empty(B, L, C, like=gate)
+    dh0 = _empty(*h0.shape, like=h0) if h0 is not None else u.new_empty(0)
+    dwp = _empty(B, NT, C, K, like=u, dtype=torch.float32)
+    dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
+    gated_short_conv_bwd_kernel[(NT, _cdiv(C, BC), B)](
+        u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
+        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
+        K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
+        num_warps=nw,
+    )  # fmt: skip
+    dw = dwp.sum((0, 1)).to(weight.dtype)
+    db = dbp.sum((0, 1)).to(bias.dtype) if bias is not None else weight.new_zeros(C)
+    return du, dg, dw, db, dh0
+
+
 @torch.library.custom_op("mixerzoo::gated_short_conv_fwd", mutates_args=())
 def gated_short_conv_fwd(
     u: Tensor,
@@ -204,17 +252,7 @@ def gated_short_conv_fwd(
     initial_state: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """``(y [B, L, C], final_state [B, K−1, C])``, both in u's dtype."""
-    u, gate, weight, bias, initial_state = (_contig(t) for t in (u, gate, weight, bias, initial_state))
-    B, L, C = u.shape
-    K = weight.shape[1]
-    y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
-    cfg = _fwd_tiles(C, L, K)
-    grid = (triton.cdiv(C, cfg["BC"]), triton.cdiv(L, cfg["BT"] * cfg["NT"]), B)
-    gated_short_conv_fwd_kernel[grid](
-        u, gate, weight, bias if bias is not None else u, initial_state if initial_state is not None else u, y, ht, L, C,
-        K=K, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, **cfg,
-    )  # fmt: skip
-    return y, ht
+    return _fwd(u, gate, weight, bias, initial_state)
 
 
 @gated_short_conv_fwd.register_fake
@@ -233,25 +271,7 @@ def gated_short_conv_bwd(
     initial_state: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(du, dgate, dweight, dbias [C] (zeros-shaped even without a bias), dinitial_state ([0] without one))``."""
-    dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, d_final_state, u, gate, weight, bias, initial_state))
-    B, L, C = u.shape
-    K = weight.shape[1]
-    BT, BC, nw = _tiles(C, K)
-    rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
-    NT = triton.cdiv(rows, BT)
-    du, dg = _empty(B, L, C, like=u), _empty(B, L, C, like=gate)
-    dh0 = _empty(*h0.shape, like=h0) if h0 is not None else u.new_empty(0)
-    dwp = _empty(B, NT, C, K, like=u, dtype=torch.float32)
-    dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
-    gated_short_conv_bwd_kernel[(NT, triton.cdiv(C, BC), B)](
-        u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
-        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
-        K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
-        num_warps=nw,
-    )  # fmt: skip
-    dw = dwp.sum((0, 1)).to(weight.dtype)
-    db = dbp.sum((0, 1)).to(bias.dtype) if bias is not None else weight.new_zeros(C)
-    return du, dg, dw, db, dh0
+    return _bwd(dy, d_final_state, u, gate, weight, bias, initial_state)
 
 
 @gated_short_conv_bwd.register_fake
@@ -276,6 +296,24 @@ def _fwd_backward(ctx, dy, d_final_state):
 gated_short_conv_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 
 
+class _GatedShortConv(torch.autograd.Function):
+    """The eager path: the same launches as the custom ops without the dispatcher (~2× less host time per call,
+    which is the whole cost of a call at small shapes; benchmarks/notes/window_conv.md)."""
+
+    @staticmethod
+    def forward(ctx, u, gate, weight, bias, h0):
+        ctx.set_materialize_grads(False)  # an unused final state brings no zeros tensor (and no dht pass)
+        y, ht = _fwd(u, gate, weight, bias, h0)
+        ctx.save_for_backward(u, gate, weight, bias, h0)
+        return y, ht
+
+    @staticmethod
+    def backward(ctx, dy, dht):
+        u, gate, weight, bias, h0 = ctx.saved_tensors
+        du, dg, dw, db, dh0 = _bwd(dy if dy is not None else torch.zeros_like(u), dht, u, gate, weight, bias, h0)
+        return du, dg, dw, (db if bias is not None else None), (dh0 if h0 is not None else None)
+
+
 @torch.library.custom_op("mixerzoo::gated_short_conv_step", mutates_args=("state",))
 def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """One token, ``u, gate [B, C]``; ``state [B, K−1, C]`` shifted and updated in place."""
@@ -285,8 +323,8 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
     B, C = u.shape
     K = weight.shape[1]
     y = _empty(B, C, like=u)
-    BC = min(triton.next_power_of_2(C), 1024)
-    gated_short_conv_step_kernel[(triton.cdiv(C, BC), B)](
+    BC = min(_pow2(C), 1024)
+    gated_short_conv_step_kernel[(_cdiv(C, BC), B)](
         u,
         gate,
         state,
@@ -316,8 +354,18 @@ def gated_short_conv_triton(
     initial_state: Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Fused conv + bias + SiLU + gate; returns ``(y, final_state or None)``. Differentiable in every tensor."""
-    y, ht = torch.ops.mixerzoo.gated_short_conv_fwd(u, gate, weight, bias, initial_state)
+    """Fused conv + bias + SiLU + gate; returns ``(y, final_state or None)``. Differentiable in every tensor.
+
+    Under torch.compile: the registered custom op. Eager: the launch itself when no input needs a gradient, else one
+    ``torch.autograd.Function`` (the custom op's dispatch costs as much host time as the kernel at small shapes)."""
+    if torch.compiler.is_compiling():
+        y, ht = torch.ops.mixerzoo.gated_short_conv_fwd(u, gate, weight, bias, initial_state)
+    elif torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, gate, weight, bias, initial_state)
+    ):
+        y, ht = _GatedShortConv.apply(u, gate, weight, bias, initial_state)
+    else:
+        y, ht = _fwd(u, gate, weight, bias, initial_state)
     return y, (ht if output_final_state else None)
 
 
