@@ -369,6 +369,102 @@ def check_one(name: str, opts: dict) -> None:
     print("check", row, flush=True)
 
 
+class _NoLaunch:
+    """Stands in for a Triton kernel: ``kernel[grid](...)`` does nothing but count the launch."""
+
+    launches = 0
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            _NoLaunch.launches += 1
+
+        return launch
+
+
+def host_overhead(reps: int = 500, profile: bool = False, device: str = "cpu", stub: bool = True) -> list[dict]:
+    """CPU microbenchmark of the Python path: every Triton launch of ``triton_ops`` replaced by a no-op, the median µs
+    per forward (no grad) and per forward + backward (``autograd.grad``) call (best of 5 batch medians), B=4, H=16, d′=16, dv=64, bf16 on the CPU.
+
+    What it counts: validation, the custom-op dispatch, autograd, allocations, launch-argument setup (not Triton's own
+    launcher, nor the CUDA launch itself, ~5 µs per launch on the GPU). Run: ``python benchmarks/linear_attention.py
+    --host-overhead`` (no GPU needed; ``--host-profile`` adds a cProfile of the chunked Taylor fwd+bwd). The GPU
+    benchmark's ``host`` section runs it on CUDA tensors, with stubs and with the real launches (back to back, no
+    sync: while the host is the bottleneck that is the host time per call).
+    """
+    if device == "cpu":
+        os.environ["TRITON_INTERPRET"] = "1"  # lets backend="triton" run on CPU tensors; the launches are stubs
+        T._INTERPRET = False  # the GPU's launch configuration (chunk sizes, 16-bit dots)
+    kernels = {n: getattr(T, n) for n in dir(T) if n.startswith("_la_") and n.endswith("_kernel")} if stub else {}
+    for n in kernels:
+        setattr(T, n, _NoLaunch())
+    rows = []
+    try:
+        for name in ("taylor", "poselu", "performer"):
+            fm = feature_map(name, DK, **MAPS[name]).to(device)
+            for mode, L in (("parallel", 1024), ("chunk", 4096)):
+                T.FORCE_MODE = mode
+                q, k, v, do = (torch.randn(B, L, H, n, dtype=torch.bfloat16, device=device) for n in (DK, DK, DV, DV))
+                leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+
+                def fwd(q=q, k=k, v=v, fm=fm):
+                    with torch.no_grad():
+                        linear_attention(q, k, v, fm, backend="triton")
+
+                def fwd_bwd(leaves=leaves, fm=fm, do=do):
+                    o = linear_attention(*leaves, fm, backend="triton")
+                    torch.autograd.grad(o, leaves, do)
+
+                row = dict(kind=name, mode=mode, L=L)
+                for label, f in (("fwd_us", fwd), ("fwdbwd_us", fwd_bwd)):
+                    for _ in range(20):
+                        f()
+                    _NoLaunch.launches = 0
+                    medians = []  # the best of 5 batch medians: the CPU is shared, noise only adds time
+                    for _ in range(5):
+                        times = []
+                        for _ in range(reps // 5):
+                            t0 = time.perf_counter()
+                            f()
+                            times.append(time.perf_counter() - t0)
+                        medians.append(sorted(times)[len(times) // 2])
+                    row[label] = min(medians) * 1e6
+                    row[label.replace("_us", "_launches")] = _NoLaunch.launches / (reps // 5 * 5)
+                    if device != "cpu":
+                        torch.cuda.synchronize()
+                row.update(device=device, stub=stub)
+                rows.append(row)
+                print(
+                    f"host {device} {'stub' if stub else 'real'} {name:10s} {mode:8s} L={L}: fwd {row['fwd_us']:6.1f} us ({row['fwd_launches']:.0f} launches), "
+                    f"fwd+bwd {row['fwdbwd_us']:6.1f} us ({row['fwdbwd_launches']:.0f} launches)",
+                    flush=True,
+                )
+        if profile:
+            import cProfile
+            import pstats
+
+            T.FORCE_MODE = "chunk"
+            fm = feature_map("taylor", DK)
+            leaves = [torch.randn(B, 4096, H, n, dtype=torch.bfloat16).requires_grad_() for n in (DK, DK, DV)]
+            do = torch.randn(B, 4096, H, DV, dtype=torch.bfloat16)
+            with cProfile.Profile() as prof:
+                for _ in range(200):
+                    torch.autograd.grad(linear_attention(*leaves, fm, backend="triton"), leaves, do)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    finally:
+        for n, kern in kernels.items():
+            setattr(T, n, kern)
+        T.FORCE_MODE = None
+    return rows
+
+
+def section_host(quick: bool) -> None:
+    """Host time per call on the GPU machine: the Python path alone (launches stubbed) and with the real launches
+    (calls back to back, no sync; host-bound at these sizes), so the launches' own host cost is the difference."""
+    RESULTS.setdefault("host", [])
+    for stub in (True, False):
+        RESULTS["host"] += host_overhead(reps=100, device=DEV, stub=stub)
+
+
 def write_markdown(path: str) -> None:
     m = RESULTS["meta"]
     lines = [
@@ -472,6 +568,12 @@ def write_markdown(path: str) -> None:
                 best = min(rows, key=lambda r: r["graph_us"])
                 lines.append(f"- {key[0]} B={key[1]} (B·H={key[1] * H}): {best['config']}, {best['graph_us']:.1f} µs/step, "
                              f"{best['frac_copy']:.0%} of copy")  # fmt: skip
+    if RESULTS.get("host"):
+        lines += ["", "## Host µs per call (launches stubbed vs real, calls back to back; best of 5 batch medians)", "",
+                  "| map | mode | L | kernels | fwd µs | fwd+bwd µs |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in RESULTS["host"]:
+            lines.append(f"| {r['kind']} | {r['mode']} | {r['L']} | {'stubbed' if r['stub'] else 'real'} | "
+                         f"{r['fwd_us']:.0f} | {r['fwdbwd_us']:.0f} |")  # fmt: skip
     if RESULTS["checks"]:
         lines += ["", "## Accuracy at B=1, L=1024 vs fp64 (rel. error)", ""]
         for r in RESULTS["checks"]:
@@ -487,10 +589,15 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
-    ap.add_argument("--sections", default="checks,decode,train,variants,algo")
+    ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument("--algo", choices=T.ALGORITHMS, default=None, help="chunked-mode state algorithm for every section")
+    ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
+    ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile")
     args = ap.parse_args()
+    if args.host_overhead:
+        host_overhead(profile=args.host_profile)
+        return
     if args.algo is not None:
         T.ALGORITHM = args.algo
     os.makedirs(args.out, exist_ok=True)
@@ -506,7 +613,7 @@ def main() -> None:
         try:
             {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
              "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
-             "algo": lambda: section_algo(args.quick)}[sec]()  # fmt: skip
+             "algo": lambda: section_algo(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001
             note_error(f"section {sec}", e)
         print(f"section {sec} took {time.time() - t0:.1f}s", flush=True)

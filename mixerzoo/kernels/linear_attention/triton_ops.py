@@ -2,8 +2,8 @@
 
 ``linear_attention_triton`` and ``linear_attention_step_triton`` are what
 ``mixerzoo.kernels.linear_attention`` calls on ``backend="triton"``. Both are ``torch.library``
-custom ops (``mixerzoo::linear_attention_fwd`` / ``_bwd`` / ``_step``) with fake (meta) kernels and a
-registered autograd formula, so ``torch.compile`` traces through them without a graph break.
+custom ops (``mixerzoo::linear_attention_fwd`` / ``_bwd`` / ``_step``) with fake (meta) kernels, the training
+pair joined by a ``torch.autograd.Function``, so ``torch.compile`` traces through them without a graph break.
 
 Layout legend: ``q, k [B, L, H, d′]``, ``v, o [B, L, H, dv]``; canonical state ``kv [B, H, D, dv]``,
 ``z [B, H, D]`` fp32 (D = ``feature_map.out_dim``, the torch map's feature order); the kernels keep an
@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-import triton
 from torch import Tensor
 
 from mixerzoo.kernels.linear_attention.triton_kernels import (
@@ -112,17 +111,17 @@ def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
         )
     if not 1 <= dk <= 64:
         raise ValueError(f"linear_attention (triton): d′ must be in 1..64 for the fused kernels, got {dk}")
-    bk = max(16, triton.next_power_of_2(dk))
+    bk = max(16, _pow2(dk))
     nt1, mm, out_dim = 0, 0, dk
     if kind == "taylor":
         bd = 64
-        nt1 = triton.cdiv(dk + 1, bd)
-        ndt = nt1 + triton.cdiv(dk, bd // bk)
+        nt1 = _cdiv(dk + 1, bd)
+        ndt = nt1 + _cdiv(dk, bd // bk)
         out_dim = 1 + dk + dk * (dk + 1) // 2
     elif kind == "performer":
         mm = m
-        bd = min(64, max(16, triton.next_power_of_2(m)))
-        ndt = triton.cdiv(m, bd)
+        bd = min(64, max(16, _pow2(m)))
+        ndt = _cdiv(m, bd)
         out_dim = m
     elif kind == "cosformer":
         bd, ndt, out_dim = bk, 2, 2 * dk
@@ -203,6 +202,16 @@ def _plan_of(fm) -> tuple[Plan, Tensor | None]:
 # launch helpers (plain functions over contiguous tensors)
 
 
+def _cdiv(a: int, b: int) -> int:
+    """``triton.cdiv`` without its host cost (a ``constexpr_function`` in triton 3.6: ~5 µs a call)."""
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:
+    """``triton.next_power_of_2`` for ``n >= 1``, as plain Python."""
+    return 1 << (n - 1).bit_length()
+
+
 def _prec(dtype: torch.dtype) -> str:
     """Dot precision: fp32 inputs get full fp32 (ieee); 16-bit inputs tf32 (their values are exact in tf32)."""
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -230,8 +239,8 @@ def _warps(bt: int) -> int:
 
 
 def _state_bv(plan: Plan, dv: int, bh: int) -> int:
-    bv = min(64, max(16, triton.next_power_of_2(dv)))
-    while bv > 16 and plan.ndt * triton.cdiv(dv, bv) * bh < 264:
+    bv = min(64, max(16, _pow2(dv)))
+    while bv > 16 and plan.ndt * _cdiv(dv, bv) * bh < 264:
         bv //= 2
     return bv
 
@@ -253,21 +262,53 @@ def _use_parallel(plan: Plan, L: int) -> bool:
     return L <= PARALLEL_MAX_L.get(plan.kind, PARALLEL_MAX_L["default"])
 
 
-def _launch_setup(plan: Plan, q: Tensor, v: Tensor, w: Tensor | None):
-    """What the forward and backward launches share: ``(quadratic?, chunk, chunks, precision, static kernel
-    arguments, feature-map constants, projection or dummy, dummy)``."""
-    L = q.shape[1]
-    bt = _chunk_size(plan, L, v.shape[-1])
-    prec = _prec(q.dtype)
-    dum = _dummy(q.device)
-    return (
-        _use_parallel(plan, L), bt, triton.cdiv(L, bt), prec, _statics(plan, v.shape[-1], bt, prec), _consts(plan),
-        w if w is not None else dum, dum,
+@dataclass(frozen=True)
+class Launch:
+    """The launch configuration shared by the forward and backward of one (map, shape, dtype): computed once."""
+
+    parallel: bool  # the quadratic mode
+    bt: int  # chunk
+    nc: int  # chunks
+    st: dict  # static kernel arguments
+    cs: dict  # feature-map constants
+    bv: int  # value tile of the output and gradient kernels (all of dv)
+    bv_s: int  # value tile of the serial state scans
+    st_s: dict  # st with BV = bv_s
+    warps: int
+    dot16: bool
+
+
+@cache
+def _launch_config(plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, parallel: bool, chunk: int) -> Launch:
+    prec = _prec(dtype)
+    st = _statics(plan, dv, chunk, prec)
+    bv_s = _state_bv(plan, dv, bh)
+    return Launch(
+        parallel=parallel, bt=chunk, nc=_cdiv(L, chunk), st=st, cs=_consts(plan), bv=max(16, _pow2(dv)), bv_s=bv_s,
+        st_s=dict(st, BV=bv_s), warps=_warps(chunk), dot16=_dot16(dtype),
     )  # fmt: skip
 
 
-def _dummy(device) -> Tensor:
-    return torch.empty(1, dtype=torch.float32, device=device)
+def _launch_setup(plan: Plan, q: Tensor, v: Tensor, w: Tensor | None) -> tuple[Launch, Tensor, Tensor]:
+    """``(launch configuration, projection or dummy, dummy)``; the configuration is cached per shape (the test
+    hooks ``FORCE_MODE``/``FORCE_CHUNK`` are read here, every call)."""
+    B, L, H, _ = q.shape
+    dv = v.shape[-1]
+    cfg = _launch_config(plan, L, dv, B * H, q.dtype, _use_parallel(plan, L), _chunk_size(plan, L, dv))
+    dum = _dummy(q.device)
+    return cfg, (w if w is not None else dum), dum
+
+
+_DUMMIES: dict[torch.device, Tensor] = {}
+
+
+def _dummy(device: torch.device) -> Tensor:
+    """A 1-element fp32 tensor for pointer arguments a launch does not touch (never written: the kernels' flags
+    turn those accesses off). One per device."""
+    d = _DUMMIES.get(device)
+    if d is None:
+        d = _DUMMIES[device] = torch.empty(1, dtype=torch.float32, device=device)
+    return d
 
 
 def _parallel_states() -> bool:
@@ -282,7 +323,7 @@ def _parallel_states() -> bool:
 def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
     """Tile ``(BS rows, BV columns)`` of the prefix-sum kernel: small (<= 32×32 fp32 = 4 KB), so that even one
     head's state splits over many programs and enough loads are in flight to reach copy bandwidth."""
-    return min(plan.bd, 32), min(32, max(16, triton.next_power_of_2(dv)))
+    return min(plan.bd, 32), min(32, max(16, _pow2(dv)))
 
 
 def _states_parallel(
@@ -295,15 +336,15 @@ def _states_parallel(
     ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``."""
     B, L, H, _ = x.shape
     dv, nc = y.shape[-1], s_all.shape[1]
-    bv = min(64, max(16, triton.next_power_of_2(dv)))
-    _la_chunk_state_kernel[(nc, plan.ndt * triton.cdiv(dv, bv), B * H)](
+    bv = min(64, max(16, _pow2(dv)))
+    _la_chunk_state_kernel[(nc, plan.ndt * _cdiv(dv, bv), B * H)](
         x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
         num_warps=4,
     )  # fmt: skip
     bs, bvs = _scan_tiles(plan, dv)
     use_s0 = s0 is not None
     dum = _dummy(x.device)
-    _la_state_scan_kernel[(plan.di // bs, triton.cdiv(dv, bvs), B * H)](
+    _la_state_scan_kernel[(plan.di // bs, _cdiv(dv, bvs), B * H)](
         s_all, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
         zT if store_final else dum, nc, plan.di, DV=dv, BS=bs, BV=bvs, USE_S0=use_s0, STORE_FINAL=store_final,
         REVERSE=grad, num_warps=4,
@@ -320,7 +361,8 @@ def _fwd_impl(
     B, L, H, _ = q.shape
     dv = v.shape[-1]
     dev = q.device
-    parallel, bt, nc, prec, st, cs, w_, dum = _launch_setup(plan, q, v, w)
+    cfg, w_, dum = _launch_setup(plan, q, v, w)
+    parallel, nc, st, cs, st_s = cfg.parallel, cfg.nc, cfg.st, cfg.cs, cfg.st_s
     o = _empty((B, L, H, dv), v.dtype, dev)
     den = _empty((B * H, L), torch.float32, dev) if normalize else dum
     store_res = normalize and v.dtype != torch.float32
@@ -328,9 +370,7 @@ def _fwd_impl(
     sT = _empty((B, H, plan.di, dv), torch.float32, dev) if want_state else dum
     zT = _empty((B, H, plan.di), torch.float32, dev) if want_state else dum
     use_s0 = s0 is not None
-    bv_s = _state_bv(plan, dv, B * H)
-    grid_s = (plan.ndt, triton.cdiv(dv, bv_s), B * H)
-    st_s = dict(st, BV=bv_s)
+    grid_s = (plan.ndt, _cdiv(dv, cfg.bv_s), B * H)
     if parallel:
         s_all, z_all = (s0, z0) if use_s0 else (dum, dum)  # the initial state serves every chunk
         strides = (plan.di, 0)
@@ -355,8 +395,8 @@ def _fwd_impl(
     has_s = use_s0 or not parallel
     _la_out_fwd_kernel[(nc, B * H)](
         q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
-        **cs, SQ=plan.sq, **st, BV=max(16, triton.next_power_of_2(dv)), SCORE=plan.kind == "taylor",
-        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=_dot16(q.dtype), num_warps=_warps(bt),
+        **cs, SQ=plan.sq, **st, BV=cfg.bv, SCORE=plan.kind == "taylor",
+        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=cfg.dot16, num_warps=cfg.warps,
     )  # fmt: skip
     if not store_res:
         o_res = q.new_empty(0)
@@ -375,22 +415,20 @@ def _bwd_impl(
     B, L, H, _ = q.shape
     dv_ = v.shape[-1]
     dev = q.device
-    parallel, bt, nc, prec, st, cs, w_, dum = _launch_setup(plan, q, v, w)
+    cfg, w_, dum = _launch_setup(plan, q, v, w)
+    parallel, nc, st, cs, st_s, bv = cfg.parallel, cfg.nc, cfg.st, cfg.cs, cfg.st_s, cfg.bv
     use_s0 = s0 is not None
     use_dst = dsT is not None
-    bv = max(16, triton.next_power_of_2(dv_))
     if normalize:
         dden = _empty((B * H, L), torch.float32, dev)
         use_res = o_res.numel() > 0
-        _la_bwd_pre_kernel[(triton.cdiv(L, 64), B * H)](
+        _la_bwd_pre_kernel[(_cdiv(L, 64), B * H)](
             o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
         )
     else:
         dden = dum
         den = dum
-    bv_s = _state_bv(plan, dv_, B * H)
-    grid_s = (plan.ndt, triton.cdiv(dv_, bv_s), B * H)
-    st_s = dict(st, BV=bv_s)
+    grid_s = (plan.ndt, _cdiv(dv_, cfg.bv_s), B * H)
     ds0 = _empty((B, H, plan.di, dv_), torch.float32, dev) if use_s0 else None
     dz0 = _empty((B, H, plan.di), torch.float32, dev) if use_s0 else None
     if parallel:
@@ -434,14 +472,14 @@ def _bwd_impl(
     _la_bwd_kernel[(nc, B * H)](
         q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
         offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=_dot16(q.dtype), num_warps=_warps(bt),
+        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, num_warps=cfg.warps,
         num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
     )  # fmt: skip
     return dq, dk, dv, ds0, dz0
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# custom ops: opaque to torch.compile, with fake kernels and autograd
+# custom ops: opaque to torch.compile, with fake kernels; autograd in _LinearAttention
 
 
 @torch.library.custom_op("mixerzoo::linear_attention_fwd", mutates_args=())
@@ -488,35 +526,41 @@ def _op_bwd_fake(do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_l
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), ds0, dz0
 
 
-def _setup_context(ctx, inputs, output):
-    q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state = inputs
-    o, o_res, den, _, _ = output
-    ctx.save_for_backward(q, k, v, o, o_res, den, s0, z0, w)
-    ctx.cfg = (kind, m, max_len, normalize, offset, want_state)
+class _LinearAttention(torch.autograd.Function):
+    """Autograd around the two custom ops. Not ``register_autograd``: torch then runs ``fill_defaults`` over the
+    13-argument schema on every forward (~170 µs of Python on the CPU, `--host-overhead`); dynamo traces this
+    Function and the ops inside it alike."""
 
+    @staticmethod
+    def forward(ctx, q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state):
+        out = _op_fwd(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state)
+        o, o_res, den, _, _ = out
+        ctx.save_for_backward(q, k, v, o, o_res, den, s0, z0, w)
+        ctx.cfg = (kind, m, max_len, normalize, offset, want_state)
+        # unused outputs (o_res, den, and the state when not returned) get None, not a zero tensor each (4 memsets)
+        ctx.set_materialize_grads(False)
+        return out
 
-def _backward(ctx, do, _do_res, _dden, dsT, dzT):
-    q, k, v, o, o_res, den, s0, z0, w = ctx.saved_tensors
-    kind, m, max_len, normalize, offset, want_state = ctx.cfg
-    if do is None:
-        do = torch.zeros_like(o)
-    if want_state and (dsT is not None or dzT is not None):
-        plan = make_plan(kind, q.shape[-1], m, max_len)
-        f32 = dict(dtype=torch.float32, device=q.device)
-        B, H, dv = q.shape[0], q.shape[2], v.shape[-1]
-        dsT = dsT.contiguous() if dsT is not None else torch.zeros(B, H, plan.di, dv, **f32)
-        dzT = dzT.contiguous() if dzT is not None else torch.zeros(B, H, plan.di, **f32)
-    else:
-        dsT = dzT = None
-    dq, dk, dv, ds0, dz0 = _op_bwd(
-        do.contiguous(), dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset
-    )
-    if s0 is None:
-        ds0 = dz0 = None
-    return dq, dk, dv, ds0, dz0, None, None, None, None, None, None, None, None
-
-
-_op_fwd.register_autograd(_backward, setup_context=_setup_context)
+    @staticmethod
+    def backward(ctx, do, _do_res, _dden, dsT, dzT):
+        q, k, v, o, o_res, den, s0, z0, w = ctx.saved_tensors
+        kind, m, max_len, normalize, offset, want_state = ctx.cfg
+        if do is None:
+            do = torch.zeros_like(o)
+        if want_state and (dsT is not None or dzT is not None):
+            plan = make_plan(kind, q.shape[-1], m, max_len)
+            f32 = dict(dtype=torch.float32, device=q.device)
+            B, H, dv = q.shape[0], q.shape[2], v.shape[-1]
+            dsT = dsT.contiguous() if dsT is not None else torch.zeros(B, H, plan.di, dv, **f32)
+            dzT = dzT.contiguous() if dzT is not None else torch.zeros(B, H, plan.di, **f32)
+        else:
+            dsT = dzT = None
+        dq, dk, dv, ds0, dz0 = _op_bwd(
+            do.contiguous(), dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset
+        )
+        if s0 is None:
+            ds0 = dz0 = None
+        return dq, dk, dv, ds0, dz0, None, None, None, None, None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -551,8 +595,8 @@ STEP_RULE: tuple[tuple[int, str], ...] = ((256, "v16-all"), (1 << 62, "v32"))
 def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
     """The decode configuration for ``bh = B·H`` heads (``FORCE_STEP``, else ``STEP_RULE``), clipped to dv and D."""
     cfg = FORCE_STEP or STEP_CONFIGS[next(name for bound, name in STEP_RULE if bh <= bound)]
-    bv = min(cfg.bv, max(16, triton.next_power_of_2(dv)))
-    bf = min(cfg.bf, max(16, triton.next_power_of_2(plan.out_dim)))
+    bv = min(cfg.bv, max(16, _pow2(dv)))
+    bf = min(cfg.bf, max(16, _pow2(plan.out_dim)))
     return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
 
 
@@ -586,7 +630,7 @@ def _op_step(
         ti = tj = torch.empty(1, dtype=torch.int32, device=dev)
         ts = _dummy(dev)
     cfg = _step_config(plan, B * H, dv)
-    nv = triton.cdiv(dv, cfg.bv)
+    nv = _cdiv(dv, cfg.bv)
     zmode = 1 if nv == 1 else (2 if cfg.zmode == "last" else 0)
     count = _step_counter(dev, B * H) if zmode == 2 else ti
     args = (
@@ -644,7 +688,7 @@ def linear_attention_triton(
         s0, z0 = _to_internal(plan, *initial_state)
         s0, z0 = s0.contiguous(), z0.contiguous()
     w = proj.detach().float().contiguous() if proj is not None else None
-    o, _, _, sT, zT = _op_fwd(
+    o, _, _, sT, zT = _LinearAttention.apply(
         q, k, v, s0, z0, w, plan.kind, plan.m, _max_len(fm), normalize, float(eps), int(offset), output_final_state
     )
     state = _to_canonical(plan, sT, zT) if output_final_state else None
