@@ -2,7 +2,7 @@
 # One device call: the MQAR state-size frontier (ablations/state_size_frontier.py) at --scale medium on one GPU.
 # Resumable across calls: carry `mqar_db` (the database a previous call brought back) and finished runs are skipped.
 # Usage (device tool, carry=["mqar_db"] when resuming):
-#   WORKERS=12 SWEEP_TIMEOUT=420 bash benchmarks/run_mqar_frontier_gpu.sh
+#   MPS=1 WORKERS=32 SWEEP_TIMEOUT=420 bash benchmarks/run_mqar_frontier_gpu.sh
 # Brings back $OUT/frontier_medium.sqlite (a consistent copy of the database) and $OUT/mqar_frontier.log;
 # the table and plots are made from the database with `mixerzoo report` on any machine.
 set -o pipefail
@@ -12,6 +12,17 @@ mkdir -p "$OUT" mqar_db
 DB=mqar_db/frontier_medium.sqlite
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
+# MPS=1: one MPS server for all worker processes, so the small kernels of many runs share the GPU concurrently
+# instead of time-slicing between contexts; falls back to plain contexts if it cannot start.
+if [ "${MPS:-0}" = "1" ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; print('MPS ok', (torch.ones(4, device='cuda') * 2).sum().item())"; then
+    echo "MPS on"
+  else
+    echo quit | nvidia-cuda-mps-control; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS off"
+  fi
+fi
 # Draw the paper's segments once (about 30 s) so the workers read them from the cache instead of each drawing them.
 python3 -c "from mixerzoo.tasks.mqar import MQARTask; MQARTask().build()" || exit 1
 echo "data ready ($(( $(date +%s) - t0 )) s)"
