@@ -235,7 +235,8 @@ def kernel_profile(f, leaves, do) -> dict[str, float]:
 
 
 def section_algo(quick: bool) -> None:
-    """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs."""
+    """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
+    also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save)."""
     saved = T.ALGORITHM
     T.FORCE_MODE = "chunk"
     for L in (4096, 16384):
@@ -244,8 +245,10 @@ def section_algo(quick: bool) -> None:
             fm = feature_map(name, DK, **MAPS[name]).to(DEV)
             f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
             for bt in (64, 128) if name == "taylor" else (None,):
-                for algo in ("serial", "parallel"):
-                    T.ALGORITHM, T.FORCE_CHUNK = algo, bt
+                # parallel-fp32S: the parallel algorithm with fp32 states for the output kernel (T.FWD_STATES_BF16 off)
+                for algo in ("serial", "parallel") + (("parallel-fp32S",) if name == "taylor" else ()):
+                    T.ALGORITHM, T.FORCE_CHUNK = algo.split("-")[0], bt
+                    T.FWD_STATES_BF16 = algo != "parallel-fp32S"
                     try:
                         t_f, t_fb = time_fwd_bwd(f, (q, k, v), do)
                         prof = kernel_profile(f, (q, k, v), do) if name == "taylor" else {}
@@ -256,7 +259,7 @@ def section_algo(quick: bool) -> None:
                         print(f"{name} {algo:8s} BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f} {prof}", flush=True)
                     except Exception as e:  # noqa: BLE001
                         note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
-    T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = saved, None, None
+    T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK, T.FWD_STATES_BF16 = saved, None, None, True
 
 
 def step_oracle_error(fm, q, k, v, kv, z, pos: int) -> tuple[float, float, float]:

@@ -288,14 +288,15 @@ def _la_chunk_state_kernel(
 
 @triton.jit
 def _la_state_scan_kernel(
-    s_all, z_all, s0, z0, sT, zT, NC, DI,
+    s_all, s_out, z_all, s0, z0, sT, zT, NC, DI,
     DV: tl.constexpr, BS: tl.constexpr, BV: tl.constexpr,
     USE_S0: tl.constexpr, STORE_FINAL: tl.constexpr, REVERSE: tl.constexpr,
 ):  # fmt: skip
     """Exclusive prefix sum over chunks, in place (the ``parallel`` state algorithm, step 2; memory-bound).
 
-    ``s_all[c] ← s0 + Σ_{j<c} s_all[j]`` (``REVERSE``: ``Σ_{j>c}``, seeded with the final state's gradient), the
-    same for ``z_all``; the total goes to ``sT``/``zT`` (the final state, or the initial state's gradient). No
+    ``s_out[c] ← s0 + Σ_{j<c} s_all[j]`` (``REVERSE``: ``Σ_{j>c}``, seeded with the final state's gradient), the
+    same for ``z_all`` (in place); ``s_out`` is ``s_all`` (in place) or a bf16 copy for the forward's output kernel
+    (the sums stay fp32 in registers, only what the output kernel reads is rounded); the total goes to ``sT``/``zT`` (the final state, or the initial state's gradient). No
     matmul on the dependency chain: each step is one independent tile load, one store and one add.
     Grid ``(DI // BS, cdiv(DV, BV), B·H)``; ``BS`` divides ``DI``.
     """
@@ -318,6 +319,7 @@ def _la_state_scan_kernel(
     else:
         i_c0, STEP = 0, 1
     p_s = s_all + (o_h * NC + i_c0 * DI) * DV + o_sd
+    p_o = s_out + (o_h * NC + i_c0 * DI) * DV + o_sd
     p_z = z_all + o_h * NC + i_c0 * DI + o_s
     b_x = tl.load(p_s, mask=m_v[None, :], other=0.0)
     b_xz = tl.load(p_z, mask=m_z, other=0.0)
@@ -326,12 +328,13 @@ def _la_state_scan_kernel(
         m_n = i_r + 1 < NC
         b_xn = tl.load(p_s + STEP * DI * DV, mask=m_v[None, :] & m_n, other=0.0)
         b_xzn = tl.load(p_z + STEP * DI, mask=m_z & m_n, other=0.0)
-        tl.store(p_s, b_s, mask=m_v[None, :])
+        tl.store(p_o, b_s, mask=m_v[None, :])  # cast to s_out's type
         tl.store(p_z, b_z, mask=m_z)
         b_s += b_x
         b_z += b_xz
         b_x, b_xz = b_xn, b_xzn
         p_s += STEP * DI * DV
+        p_o += STEP * DI * DV
         p_z += STEP * DI
     if STORE_FINAL:
         tl.store(sT + o_h * DV + o_sd, b_s, mask=m_v[None, :])
@@ -374,7 +377,7 @@ def _la_out_fwd_kernel(
             b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
             b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
             b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-            b_num += tl.dot(b_phq, b_s, input_precision=PREC)
+            b_num += tl.dot(b_phq, b_s.to(tl.float32), input_precision=PREC)  # fp32 or bf16 (FWD_STATES_BF16)
             if NORMALIZE:
                 b_z = tl.load(z_all + o_s + o_d)
                 b_den += tl.sum(b_phq * b_z[None, :], axis=1)

@@ -67,6 +67,9 @@ FORCE_MODE: str | None = None  # "chunk" | "parallel"
 # benchmarks may assign it; the environment variable sets the starting value.
 ALGORITHM: str = os.environ.get("MIXERZOO_LA_ALGO", "serial")
 ALGORITHMS = ("serial", "parallel")
+# ``parallel`` only, bf16 inputs only: the output kernel reads the per-chunk states in bf16 (4 → 3 state-array passes
+# in the forward; FLA does the same). The sums, the final state and the backward's states stay fp32.
+FWD_STATES_BF16 = True
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -329,11 +332,12 @@ def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
 def _states_parallel(
     plan: Plan, x: Tensor, y: Tensor, w: Tensor, den: Tensor, dden: Tensor, s_all: Tensor, z_all: Tensor,
     s0: Tensor | None, z0: Tensor | None, sT: Tensor, zT: Tensor, store_final: bool, grad: bool, normalize: bool,
-    offset: int, st: dict, cs: dict,
+    offset: int, st: dict, cs: dict, s_out: Tensor | None = None,
 ) -> None:  # fmt: skip
     """The ``parallel`` state algorithm: fill ``s_all [B·H, NC, DI, dv]``, ``z_all [B·H, NC, DI]`` with the state
     entering each chunk (``grad``: the reverse-scan gradients, from ``φ(Q)``, ``do/den`` and ``dden``), seeded with
-    ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``."""
+    ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``. With ``s_out`` the prefix states go there
+    (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions."""
     B, L, H, _ = x.shape
     dv, nc = y.shape[-1], s_all.shape[1]
     bv = min(64, max(16, _pow2(dv)))
@@ -345,7 +349,7 @@ def _states_parallel(
     use_s0 = s0 is not None
     dum = _dummy(x.device)
     _la_state_scan_kernel[(plan.di // bs, _cdiv(dv, bvs), B * H)](
-        s_all, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
+        s_all, s_all if s_out is None else s_out, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
         zT if store_final else dum, nc, plan.di, DV=dv, BS=bs, BV=bvs, USE_S0=use_s0, STORE_FINAL=store_final,
         REVERSE=grad, num_warps=4,
     )  # fmt: skip
@@ -384,9 +388,13 @@ def _fwd_impl(
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         strides = (nc * plan.di, plan.di)
         if _parallel_states():
+            s_read = _empty(s_all.shape, torch.bfloat16, dev) if FWD_STATES_BF16 and v.dtype == torch.bfloat16 else None
             _states_parallel(
-                plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs
-            )
+                plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs,
+                s_out=s_read,
+            )  # fmt: skip
+            if s_read is not None:
+                s_all = s_read  # what the output kernel reads
         else:
             _la_state_fwd_kernel[grid_s](
                 k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset,
