@@ -290,7 +290,8 @@ def decode_one(name: str, b: int, config: str) -> None:
     fm = feature_map(name, DK, **MAPS[name]).to(DEV)
     D = fm.out_dim
     step_bytes = 2 * b * H * (D * dv + D) * 4  # state read + written
-    row = dict(kind=name, B=b, D=D, config=config, bv=cfg.bv, bf=cfg.bf, warps=cfg.warps, zmode=cfg.zmode,
+    zmode = cfg.zmode if cfg.bv < dv else "own"  # one program per head writes its own z
+    row = dict(kind=name, B=b, D=D, config=config, bv=cfg.bv, bf=cfg.bf, warps=cfg.warps, zmode=zmode,
                state_bytes=step_bytes, steps=DECODE_STEPS)  # fmt: skip
     try:
         g = torch.Generator(device=DEV).manual_seed(b)
