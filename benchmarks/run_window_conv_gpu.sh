@@ -4,7 +4,8 @@
 # Knobs: TEST_K (pytest -k expression), PYTEST_ARGS (default "-n 4" where pytest-xdist is installed: compiles in
 # parallel and fills the Triton cache that the benchmarks' sweeps then hit), TEST_TIMEOUT, SKIP_CONV, CONV_ARGS,
 # CONV_TIMEOUT, SW_ARGS, SW_TIMEOUT, SW_BUDGET (seconds after which no prefill row is started).
-# Default run (issue 4, third round): every GPU test; conv table without the torch.compile peer; sliding window with
+# Default run (issue 4, third round): every GPU test; conv forward tile sweep at the two small shapes (launch-bound
+# ones) and the conv table without the torch.compile peer; sliding window with
 # the decode variant sweep (STEP_CANDIDATES) and the tile sweep (TILE_CANDIDATES) at L = 16384, then the prefill
 # table at L = 8192, 16384, W = 64, 128 with the chosen tiles.
 set -o pipefail
@@ -20,7 +21,7 @@ timeout ${TEST_TIMEOUT:-150} python3 -m pytest -m gpu -q -p no:cacheprovider $PY
   ${TEST_FILES:-tests/test_sliding_window_triton.py tests/test_short_conv_triton.py tests/test_xformers_backend.py} 2>&1 \
   | grep -v DEBUG > "$OUT/pytest_gpu.log"; echo "pytest rc=$? ($(( $(date +%s) - t0 )) s)"; tail -25 "$OUT/pytest_gpu.log"
 t0=$(date +%s)
-[ -n "$SKIP_CONV" ] || timeout ${CONV_TIMEOUT:-60} python3 benchmarks/short_conv.py --out "$OUT" ${CONV_ARGS---no-compiled} \
+[ -n "$SKIP_CONV" ] || timeout ${CONV_TIMEOUT:-90} python3 benchmarks/short_conv.py --out "$OUT" ${CONV_ARGS---no-compiled --sweep --sweep-shapes 4x4096x1024x3,4x4096x4096x3 --sweep-bwd=} \
   2>&1 | grep -v DEBUG > "$OUT/short_conv.log"; echo "short_conv rc=$? ($(( $(date +%s) - t0 )) s)"; tail -30 "$OUT/short_conv.log"
 t0=$(date +%s)
 timeout ${SW_TIMEOUT:-190} python3 benchmarks/sliding_window.py --out "$OUT" --budget-s ${SW_BUDGET:-165} \

@@ -90,6 +90,8 @@ FWD_SWEEP = [  # (BT, BC, NT, num_warps), tried with --sweep
     (16, 512, 4, 8),
     (64, 128, 4, 8),
     (16, 256, 4, 4),
+    (16, 256, 1, 4),  # small shapes: more, shorter programs in the one wave
+    (32, 128, 1, 4),
 ]
 
 
