@@ -126,6 +126,16 @@ def test_aligned_key_blocks(monkeypatch, align, bm, bn, W):
 
 
 @cpu_only
+@pytest.mark.parametrize("fuse", [True, False])
+def test_delta_in_the_dq_kernel_or_its_own(monkeypatch, fuse):
+    """``FUSE_DELTA`` (the default): the dq kernel writes delta before the dk/dv kernel reads it; off: the delta kernel."""
+    tiles = dict(BM=16, BN=16, num_warps=4, num_stages=1)
+    monkeypatch.setattr(T, "_cfg", lambda kind, bd, window: dict(tiles, FUSE_DELTA=fuse) if kind == "dq" else tiles)
+    check_fwd_bwd(2, 45, 45, 4, 2, 16, 24, 19, torch.float32, "cpu", seed=7)
+    check_fwd_bwd(1, 40, 61, 2, 1, 16, 16, 7, torch.bfloat16, "cpu", seed=8)
+
+
+@cpu_only
 def test_large_scores_stay_finite_and_accurate():
     """Inputs ×6 with scale 1: scores in the hundreds; the online softmax must not overflow."""
     check_fwd_bwd(1, 37, 37, 2, 1, 16, 16, 9, torch.float32, "cpu", scale=1.0, seed=3, input_scale=6.0)

@@ -9,7 +9,8 @@ only the ``BN``-key blocks that intersect its band, ``[m0 + off − W + 1, m0 + 
 work is O(L·(W + BM + BN)) instead of O(L²). Online softmax in exp2 with fp32 accumulators; the
 log-sum-exp is saved for the backward. The backward recomputes the probabilities twice, once per key
 block (dk, dv: loop over the query blocks of the band and over the query heads of the kv group, so
-grouped heads need no atomics) and once per query block (dq): deterministic, no atomics at all.
+grouped heads need no atomics) and once per query block (dq): deterministic, no atomics at all. The dq
+kernel runs first and also writes ``delta = Σ o·do`` (it loads do anyway), which the dk/dv kernel reads.
 Head dims are padded to a power of two ≥ 16 by masking (any D, DV ≤ 256).
 
 The decode step: one program per (sequence, kv head, split of the window) serves the G query heads of the
@@ -204,10 +205,12 @@ def sliding_window_bwd_dkdv_kernel(
 
 @triton.jit
 def sliding_window_bwd_dq_kernel(
-    p_q, p_k, p_v, p_do, p_lse, p_delta, p_dq, Lq, Lk, W, scale, scale_log2,
+    p_q, p_k, p_v, p_o, p_do, p_lse, p_delta, p_dq, Lq, Lk, W, scale, scale_log2,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, PREC: tl.constexpr, FUSE_DELTA: tl.constexpr,
 ):  # fmt: skip
+    """``FUSE_DELTA``: this kernel computes ``delta = Σ_e o·do`` of its rows from the ``do`` it loads anyway (one
+    read of o instead of the delta kernel's o and do) and stores it for the dk/dv kernel, which then runs after it."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hk = i_h // (H // HKV)
@@ -221,7 +224,13 @@ def sliding_window_bwd_dq_kernel(
     p_dob = p_do + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
     b_do = tl.load(p_dob + o_m[:, None] * (H * DV) + o_dv[None, :], mask=m_m[:, None] & m_dv[None, :], other=0.0)
     b_lse = tl.load(p_lse + i_bh.to(tl.int64) * Lq + o_m, mask=m_m, other=0.0)
-    b_delta = tl.load(p_delta + i_bh.to(tl.int64) * Lq + o_m, mask=m_m, other=0.0)
+    if FUSE_DELTA:
+        p_ob = p_o + (i_b * Lq).to(tl.int64) * (H * DV) + i_h * DV
+        b_o = tl.load(p_ob + o_m[:, None] * (H * DV) + o_dv[None, :], mask=m_m[:, None] & m_dv[None, :], other=0.0)
+        b_delta = tl.sum(b_o.to(tl.float32) * b_do.to(tl.float32), 1)
+        tl.store(p_delta + i_bh.to(tl.int64) * Lq + o_m, b_delta, mask=m_m)
+    else:
+        b_delta = tl.load(p_delta + i_bh.to(tl.int64) * Lq + o_m, mask=m_m, other=0.0)
     p_kb = p_k + (i_b * Lk).to(tl.int64) * (HKV * D) + i_hk * D
     p_vb = p_v + (i_b * Lk).to(tl.int64) * (HKV * DV) + i_hk * DV
     t0 = tl.maximum(i_m * BM + off - W + 1, 0)
@@ -427,8 +436,10 @@ TILE_CANDIDATES = {
                    _c(128, 32, 8, 3), _c(64, 64, 8, 2)],
     ("dkdv", 64): [_c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(64, 64, 4, 2), _c(32, 64, 4, 3), _c(128, 64, 8, 2)],
     ("dkdv", 128): [_c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 64, 4, 2), _c(64, 32, 4, 2)],
-    ("dq", 64): [_c(128, 32, 4, 3), _c(64, 64, 4, 2), _c(64, 32, 4, 3), _c(128, 64, 8, 2)],
-    ("dq", 128): [_c(64, 64, 4, 2), _c(64, 32, 4, 2), _c(128, 64, 8, 2), _c(32, 64, 4, 2)],
+    ("dq", 64): [_c(128, 32, 4, 3), _c(128, 32, 4, 3, FUSE_DELTA=False), _c(64, 64, 4, 2), _c(64, 32, 4, 3),
+                 _c(128, 64, 8, 2)],
+    ("dq", 128): [_c(64, 64, 4, 2), _c(64, 64, 4, 2, FUSE_DELTA=False), _c(64, 32, 4, 2), _c(128, 64, 8, 2),
+                  _c(32, 64, 4, 2)],
 }  # fmt: skip
 STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps, next chunk loaded ahead)
     dict(S=1, BW=16, num_warps=1),
@@ -496,47 +507,22 @@ def sliding_window_bwd(
     Lk, HKV = k.shape[1], k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
     delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
-    BMD = 16 if _interpreting() else 64
-    sliding_window_bwd_delta_kernel[(_cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
     dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
     common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
-    cfg = _cfg("dkdv", max(BD, BDV), window)
+    cfg_dq = dict(_cfg("dq", max(BD, BDV), window))
+    fuse = cfg_dq.pop("FUSE_DELTA", True)
+    if not fuse:
+        BMD = 16 if _interpreting() else 64
+        sliding_window_bwd_delta_kernel[(_cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
+    sliding_window_bwd_dq_kernel[(_cdiv(Lq, cfg_dq["BM"]), B * H)](
+        q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E,
+        NB=_cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq,
+    )  # fmt: skip
+    cfg = _cfg("dkdv", max(BD, BDV), window)  # after dq: it reads the delta that dq wrote
     sliding_window_bwd_dkdv_kernel[(_cdiv(Lk, cfg["BN"]), B * HKV)](
-        q,
-        k,
-        v,
-        do,
-        lse,
-        delta,
-        dk,
-        dv,
-        Lq,
-        Lk,
-        window,
-        scale,
-        scale * LOG2E,
-        NB=_cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]),
-        **common,
-        **cfg,
-    )
-    cfg = _cfg("dq", max(BD, BDV), window)
-    sliding_window_bwd_dq_kernel[(_cdiv(Lq, cfg["BM"]), B * H)](
-        q,
-        k,
-        v,
-        do,
-        lse,
-        delta,
-        dq,
-        Lq,
-        Lk,
-        window,
-        scale,
-        scale * LOG2E,
-        NB=_cdiv(min(cfg["BM"] + window - 1, Lk), cfg["BN"]),
-        **common,
-        **cfg,
-    )
+        q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E,
+        NB=_cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg,
+    )  # fmt: skip
     return dq, dk, dv
 
 
