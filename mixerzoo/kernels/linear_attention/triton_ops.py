@@ -609,6 +609,7 @@ def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
 
 
 _STEP_COUNTERS: dict[torch.device, Tensor] = {}
+_STEP_COUNTERS_OUTGROWN: list[Tensor] = []
 
 
 def _step_counter(device: torch.device, n: int) -> Tensor:
@@ -617,6 +618,8 @@ def _step_counter(device: torch.device, n: int) -> Tensor:
     Allocate it before a CUDA-graph capture (any eager step does), or the capture records its memset."""
     buf = _STEP_COUNTERS.get(device)
     if buf is None or buf.numel() < n:
+        if buf is not None:  # a captured CUDA graph may still point at it: never free it
+            _STEP_COUNTERS_OUTGROWN.append(buf)
         buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
         _STEP_COUNTERS[device] = buf
     return buf
