@@ -5,9 +5,11 @@ state of the linear-attention layer grows as (1 + d′ + d′(d′+1)/2)·(d_mod
 memory without changing the parameter count much.
 
     python ablations/feature_dim.py --scale quick      # CPU, a few minutes
+    python ablations/feature_dim.py --scale medium     # the paper grid for 8 epochs (GPU)
     python ablations/feature_dim.py --scale paper      # GPU
 
 paper: d′ ∈ {4, 8, 16, 24, 32} × d ∈ {64, 128} (Figure 2 used d′ ∈ {8, 16, 24}); lr ∈ logspace(−3, −1.5, 4); paper MQAR data.
+medium: the paper grid above with the paper's data for 8 epochs (`mixerzoo.sweep.scale_settings`).
 quick: d′ ∈ {2, 4, 8, 16} × d ∈ {32}; lr ∈ {3.2e-3, 1e-2}; `mixerzoo.sweep.QUICK_TASK`: 8 runs.
 """
 

@@ -5,10 +5,12 @@ one head). As in the paper, Taylor keeps a small fixed d′ while the other maps
 comparison is at their natural state sizes; the report plots accuracy against state size per map.
 
     python ablations/feature_maps.py --scale quick      # CPU, a few minutes
+    python ablations/feature_maps.py --scale medium     # the paper grid for 8 epochs (GPU)
     python ablations/feature_maps.py --scale paper      # the paper's grid (GPU)
 
 paper: d ∈ {64, 128, 256, 512}; Taylor d′ = 16; PosELU, ReLU, Performer, CosFormer, Identity, Square d′ = d;
        lr ∈ logspace(−3, −1.5, 4); paper MQAR data.
+medium: the paper grid above with the paper's data for 8 epochs (`mixerzoo.sweep.scale_settings`).
 quick: d ∈ {16, 32}; Taylor d′ = 4; the others d′ = d; lr = 1e-2; `mixerzoo.sweep.QUICK_TASK`: 14 runs.
 """
 

@@ -5,11 +5,13 @@ evenly (the BASED language models use about 60% conv, 20% linear attention, 20% 
 component, to show what each one buys. No MLP, one head, as the other MQAR models.
 
     python ablations/ratios.py --scale quick      # CPU, a few minutes
+    python ablations/ratios.py --scale medium     # the paper grid for 8 epochs (GPU)
     python ablations/ratios.py --scale paper      # GPU
 
 paper (the paper's MQAR data and recipe; the ratio grid is ours, its ratio table was not retrievable):
        N = 10, taylor16, sw64, d = 128, conv:la:sw ∈ {6:2:2, 4:3:3, 2:4:4, 8:1:1, 5:5:0, 5:0:5};
        lr ∈ logspace(−3, −1.5, 4); paper MQAR data.
+medium: the paper grid above with the paper's data for 8 epochs (`mixerzoo.sweep.scale_settings`).
 quick: N = 4, taylor4, sw8, d = 32, conv:la:sw ∈ {2:1:1, 1:2:1, 1:1:2, 1:1:0, 1:0:1}; lr = 1e-2;
        `mixerzoo.sweep.QUICK_TASK`: 5 runs.
 """

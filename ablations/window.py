@@ -5,9 +5,11 @@ linear attention carries the long-range recall while the window sharpens local l
 each query sees, itself included; the window's state is its ring buffer, 2·W·d_model.
 
     python ablations/window.py --scale quick      # CPU, a few minutes
+    python ablations/window.py --scale medium     # the paper grid for 8 epochs (GPU)
     python ablations/window.py --scale paper      # GPU
 
 paper: W ∈ {16, 32, 64, 128, 256, 512}, d = 128, hybrid d′ = 16 (Zoology's 02-01_sliding.py tried W ∈ {128, 256, 512}); lr ∈ logspace(−3, −1.5, 4); paper MQAR data.
+medium: the paper grid above with the paper's data for 8 epochs (`mixerzoo.sweep.scale_settings`).
 quick: W ∈ {4, 8, 16, 32}, d = 32, hybrid d′ = 4; lr = 1e-2; `mixerzoo.sweep.QUICK_TASK`: 8 runs.
 """
 

@@ -350,7 +350,8 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def _deterministic(device: torch.device) -> Iterator[None]:
-    """On CUDA, deterministic algorithms for the run (warn, not fail, where an op has none), then restore.
+    """On CUDA, deterministic algorithms for the run (warn, not fail, where an op has none), then restore;
+    attention runs on SDPA's deterministic backends.
 
     CPU kernels are deterministic for a fixed thread count already, and torch's deterministic mode makes
     some of them (index_put's backward) 4x slower there, so on the CPU it only flushes subnormals.
@@ -365,6 +366,8 @@ def _deterministic(device: torch.device) -> Iterator[None]:
             if flushed:
                 torch.set_flush_denormal(False)
         return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -372,7 +375,10 @@ def _deterministic(device: torch.device) -> Iterator[None]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     try:
-        yield
+        # SDPA's cuDNN and memory-efficient backwards are not deterministic; FlashAttention's is once
+        # deterministic algorithms are on (the math backend serves fp32 and shapes flash cannot take).
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]):
+            yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
         torch.backends.cudnn.benchmark = cudnn

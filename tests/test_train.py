@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -69,6 +70,18 @@ def test_deterministic_for_a_seed():
 
     model = mixerzoo.build("conv3-taylor8", 16, 128, n_heads=1, mlp="none", max_len=64)
     assert a.state_size == model.state_size(64) and a.num_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", ["conv3-attn", "conv3-taylor8", "conv3-sw16"])
+def test_deterministic_for_a_seed_on_gpu(spec, recwarn):
+    """bf16 autocast and the Triton kernels on CUDA: two runs of one config give the same metrics, and no
+    op warns that it has no deterministic implementation (SDPA's cuDNN backward would)."""
+    config = RunConfig(spec, 32, 3e-3, task=small_task(), epochs=2, train_batch_size=32)
+    a = train(config, device="cuda", progress=False)
+    b = train(config, device="cuda", progress=False)
+    assert a.metrics == b.metrics and a.device.startswith("cuda")
+    assert not [w for w in recwarn if "deterministic" in str(w.message)]
 
 
 def test_based_learns_mqar_on_cpu():
