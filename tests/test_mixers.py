@@ -53,6 +53,44 @@ def test_stepping_equals_the_full_forward(name):
     assert int(state["position"]) == 17
 
 
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_attention_decode_through_the_ring_kernel_equals_the_full_forward(monkeypatch, kv_heads):
+    """The attn step's CUDA path (the sliding window's fused decode kernel, window = the whole cache) run here
+    under the Triton interpreter: prefill + steps equal one forward; unwritten cache slots hold NaN."""
+    from mixerzoo.mixers.attention import Attention
+
+    torch.manual_seed(0)
+    stack = mixerzoo.build(f"attn[kv_heads={kv_heads}]", d_model=32, n_heads=2, mlp="none", max_len=64)
+    mixer = stack.blocks[0].mixer.eval()
+    monkeypatch.setattr(Attention, "_ring_step_backend", lambda self, device: "triton")
+    x = torch.randn(2, 13, 32)
+    y = mixer(x)
+    state = mixer.init_state(2, capacity=20)
+    state["k"].fill_(float("nan"))
+    state["v"].fill_(float("nan"))
+    out, state = mixer(x[:, :5], state)  # prefill 5, then 8 steps through the kernel
+    outs = [out]
+    for t in range(5, 13):
+        o, state = mixer.step(x[:, t], state)
+        outs.append(o.unsqueeze(1))
+    assert rel_err(torch.cat(outs, 1), y) < 2e-5
+    assert int(state["position"]) == 13
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_decode_on_cuda_equals_the_full_forward(dtype):
+    torch.manual_seed(0)
+    stack = mixerzoo.build("attn[kv_heads=2]", d_model=256, n_heads=4, mlp="none", max_len=512)
+    mixer = stack.blocks[0].mixer.to("cuda", dtype).eval()
+    x = torch.randn(3, 300, 256, device="cuda", dtype=dtype)
+    y = mixer(x)
+    state = mixer.init_state(3, capacity=512)
+    out, state = mixer(x[:, :200], state)
+    outs = [out] + [mixer.step(x[:, t], state)[0].unsqueeze(1) for t in range(200, 300)]
+    assert rel_err(torch.cat(outs, 1), y) < (2e-5 if dtype == torch.float32 else 2e-2)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("cut", [1, 4, 5, 6, 11])
 def test_prefill_then_steps_and_split_resume_equal_one_call(name, cut):

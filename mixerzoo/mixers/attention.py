@@ -1,7 +1,8 @@
 """Full causal softmax attention, the baseline ``attn`` layer (no inline number).
 
 SDPA on the torch backend (FlashAttention-2 / cuDNN on CUDA), xformers where installed; rotary
-embeddings applied in the mixer. Generation keeps a KV cache preallocated to ``capacity`` tokens
+embeddings applied in the mixer. The decode step runs the sliding window's fused Triton kernel on CUDA
+(``backend="auto"``) with the window as wide as the cache. Generation keeps a KV cache preallocated to ``capacity`` tokens
 (the model's ``max_len`` by default): 2·L·H_kv·head_dim elements per sequence after L tokens.
 """
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixerzoo.kernels import attention
+from mixerzoo.kernels.sliding_window import sliding_window_attention_step
 from mixerzoo.kernels.sliding_window.naive import expand_kv
 from mixerzoo.mixers.base import LayerContext, State
 from mixerzoo.mixers.qkv import RotaryQKVMixer
@@ -74,15 +76,28 @@ class Attention(RotaryQKVMixer):
     def init_state(self, batch_size, device=None, dtype=None, capacity=None) -> State:
         return self._kv_state(batch_size, capacity or self.ctx.max_len, device, dtype)
 
+    def _ring_step_backend(self, device: torch.device) -> str | None:
+        """The sliding-window step's backend for this step (``auto`` on CUDA: its fused Triton kernel), or None
+        for the SDPA step (the CPU, and explicit ``torch`` / ``xformers``)."""
+        return "auto" if self.config.backend == "auto" and device.type == "cuda" else None
+
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One token, without host synchronization (CUDA-graph capturable).
 
-        The new key/value goes to slot ``position`` of the preallocated cache; the query attends over
-        the whole cache with the unwritten slots masked, so no shape depends on the position.
+        The new key/value goes to slot ``position`` of the preallocated cache (``position`` must stay
+        below its capacity: ``generate`` sizes it to prompt + new tokens). With ``backend="auto"`` on CUDA
+        the fused Triton decode kernel of the sliding window reads the cache once: a cache of C slots that
+        never wraps is a ring buffer of window C, and window C over positions < C is full causal attention.
+        Otherwise SDPA attends over the whole cache with the unwritten slots masked.
         """
         self._check_step_input(x, self.ctx.d_model, self.token or "attn")
         pos = state["position"]
         q, k, v = self._qkv(x, pos)  # [B, H, hd], [B, Hkv, hd]
+        ring = self._ring_step_backend(x.device)
+        if ring is not None:
+            o = sliding_window_attention_step(q, k, v, state["k"], state["v"], pos, backend=ring)  # [B, H, hd]
+            state["position"] += 1
+            return self.out_proj(o.reshape(x.shape[0], -1)), state
         slot = pos.reshape(1)
         state["k"].index_copy_(1, slot, k.unsqueeze(1).to(state["k"].dtype))
         state["v"].index_copy_(1, slot, v.unsqueeze(1).to(state["v"].dtype))
