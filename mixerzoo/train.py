@@ -350,8 +350,8 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def _deterministic(device: torch.device) -> Iterator[None]:
-    """On CUDA, deterministic algorithms for the run (warn, not fail, where an op has none), then restore;
-    attention runs on SDPA's deterministic backends.
+    """On CUDA, deterministic algorithms for the run (strict: an op without one raises), then restore;
+    attention runs on SDPA's FlashAttention backend, whose backward is then deterministic.
 
     CPU kernels are deterministic for a fixed thread count already, and torch's deterministic mode makes
     some of them (index_put's backward) 4x slower there, so on the CPU it only flushes subnormals.
@@ -372,11 +372,13 @@ def _deterministic(device: torch.device) -> Iterator[None]:
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.benchmark
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # Strict (warn_only=False): in warn-only mode SDPA's FlashAttention and cuDNN backwards only warn and stay
+    # non-deterministic; strict mode runs their deterministic algorithms (an op with none raises, never drifts).
+    torch.use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.benchmark = False
     try:
-        # SDPA's cuDNN and memory-efficient backwards are not deterministic; FlashAttention's is once
-        # deterministic algorithms are on (the math backend serves fp32 and shapes flash cannot take).
+        # FlashAttention's deterministic backward (the math backend serves what flash cannot take); the
+        # memory-efficient backward has no deterministic mode.
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]):
             yield
     finally:

@@ -383,12 +383,14 @@ def _prec(q: Tensor) -> str:
     return "ieee" if q.dtype == torch.float32 else "tf32"
 
 
-def _cfg(kind: str, bd: int, window: int) -> dict:
-    """Block sizes per kernel, padded head dim and window (~64 fp32 accumulator registers per thread). Forward:
-    ``ALIGN`` (default on) aligns the key blocks to BN so that interior blocks skip the mask (see the kernel)."""
+def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
+    """Block sizes per kernel, padded head dim, window and input element size (~64 fp32 accumulator registers per
+    thread). Forward: ``ALIGN`` (default on) aligns the key blocks to BN so that interior blocks skip the mask (see
+    the kernel). fp32 tiles of head dim 128 take the head-dim-256 tiles: the 16-bit ones need 320 KB of shared
+    memory in fp32 (the H200 has 227 KB per block)."""
     if _interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
-    big = bd > 128
+    big = bd > 128 or (elem > 2 and bd >= 128)
     if kind == "fwd":
         return dict(
             BM=64 if big else 128, BN=32 if big else 64, num_warps=4 if bd <= 64 else 8, num_stages=2 if big else 3
@@ -462,7 +464,7 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
     D, DV, BD, BDV = _dims(q, v)
     o = _empty(B, Lq, H, DV, like=q)
     lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
-    cfg = dict(_cfg("fwd", max(BD, BDV), window))
+    cfg = dict(_cfg("fwd", max(BD, BDV), window, q.element_size()))
     BM, BN = cfg["BM"], cfg["BN"]
     aligned = cfg.pop("ALIGN", True) and (Lk - Lq) % BN == 0 and BM % BN == 0
     grid = (_cdiv(Lq, BM), B * H)
@@ -509,7 +511,7 @@ def sliding_window_bwd(
     delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
     dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
     common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
-    cfg_dq = dict(_cfg("dq", max(BD, BDV), window))
+    cfg_dq = dict(_cfg("dq", max(BD, BDV), window, q.element_size()))
     fuse = cfg_dq.pop("FUSE_DELTA", True)
     if not fuse:
         BMD = 16 if _interpreting() else 64
@@ -518,7 +520,7 @@ def sliding_window_bwd(
         q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E,
         NB=_cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq,
     )  # fmt: skip
-    cfg = _cfg("dkdv", max(BD, BDV), window)  # after dq: it reads the delta that dq wrote
+    cfg = _cfg("dkdv", max(BD, BDV), window, q.element_size())  # after dq: it reads the delta that dq wrote
     sliding_window_bwd_dkdv_kernel[(_cdiv(Lk, cfg["BN"]), B * HKV)](
         q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E,
         NB=_cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg,
