@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--new", type=int, default=1024)
     parser.add_argument("--largest-new", type=int, default=64)
     parser.add_argument("--prefill-len", type=int, default=4096)
+    parser.add_argument("--skip-largest", action="store_true", help="skip the largest-batch search (minutes)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     ceilings = measure_ceilings()
@@ -48,9 +49,10 @@ def main() -> int:
             gen.append(bench_generate(name, b, args.prompt, new, ceilings, model=model))
             print(gen[-1], flush=True)
             torch.cuda.empty_cache()
-        gen.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
-        print(gen[-1], flush=True)
-        torch.cuda.empty_cache()
+        if not args.skip_largest:
+            gen.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
+            print(gen[-1], flush=True)
+            torch.cuda.empty_cache()
         pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model))
         print(pre[-1], flush=True)
         del model
