@@ -4,10 +4,11 @@
 # Knobs: TEST_K (pytest -k expression), PYTEST_ARGS (default "-n 4" where pytest-xdist is installed: compiles in
 # parallel and fills the Triton cache that the benchmarks' sweeps then hit), TEST_TIMEOUT, SKIP_CONV, CONV_ARGS,
 # CONV_TIMEOUT, SW_ARGS, SW_TIMEOUT, SW_BUDGET (seconds after which no prefill row is started).
-# Default run (issue 4, third round): every GPU test; conv forward tile sweep at the two small shapes (launch-bound
+# Default run (issue 4, third round; still the next one: the round-3 run at 15:19 had no tile sweep): every GPU test; conv forward tile sweep at the two small shapes (launch-bound
 # ones) and the conv table without the torch.compile peer; sliding window with
 # the decode variant sweep (STEP_CANDIDATES) and the tile sweep (TILE_CANDIDATES) at L = 16384, then the prefill
-# table at L = 8192, 16384, W = 64, 128 with the chosen tiles.
+# table at L = 8192, 16384, W = 64, 128 with the chosen tiles. Both benchmarks warm up before their first timed row
+# (sliding window: 2 s + 2 s, then 0.25 s + 0.25 s before each prefill row).
 set -o pipefail
 export PYTHONUNBUFFERED=1 MIXERZOO_GPU_TESTS=1 TRITON_INTERPRET=0
 OUT=${OUT:-benchmarks/results}

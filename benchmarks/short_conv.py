@@ -28,6 +28,7 @@ import triton.language as tl
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from _common import bench, copy_bandwidth, environment, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
+from sliding_window import warm_up  # noqa: E402  (the same 2-s warm-up before the first timed row of each table)
 
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402
@@ -211,6 +212,14 @@ def main() -> None:
             t.requires_grad_()
         n = B * L * C * 2
         row = dict(B=B, L=L, C=C, K=K, fwd_bytes=3 * n, fwdbwd_bytes=8 * n)
+        if not rows:  # the table's first row: every implementation's fwd and fwd+bwd, 2 s each
+            with torch.no_grad():
+                warm_up([lambda f=f: f(u, gate, w, b) for f in impls.values()])
+            warm_up([lambda: torch.autograd.grad(impls["mixerzoo_triton"](u, gate, w, b), (u, gate, w, b), dy)])
+            meta["warm_up"] = (
+                f"2 s of fwd of every implementation and 2 s of ours fwd+bwd at {B}x{L}x{C} K={K} before the first "
+                "row; 2 s of the decode step before the decode table's first row"
+            )
         with torch.no_grad():
             y_ours = impls["mixerzoo_triton"](u, gate, w, b)
             row["rel_vs_fp64"] = rel(
@@ -246,6 +255,8 @@ def main() -> None:
             for _ in range(n_sets)
         ]
         row = dict(B=B, C=C, K=K, bytes=set_bytes, sets=n_sets)
+        if not dec:  # the decode table's first row, 2 s
+            warm_up([lambda: [T.gated_short_conv_step_triton(*sets[i], w, b) for i in range(n_sets)]])
 
         def ours(i):
             u, g, h = sets[i]
@@ -282,6 +293,7 @@ def main() -> None:
         f"GPU: {meta['gpu']}; torch {meta['torch']}, triton {meta['triton']}; copy bandwidth {bw:.0f} GB/s; {meta['date']}",
         "",
         "bf16. ms = do_bench median (cold L2); GB/s of minimal bytes (fwd: u, gate, y; fwd+bwd: 8 tensors).",
+        f"Warm-up: {meta.get('warm_up', 'none')}.",
         "",
         "`ours` = the public eager path with inputs that need grad (one autograd.Function); `no-grad` = the same on "
         "detached inputs (the bare launch); `custom op` = the dispatcher path of the previous commit (the same kernel).",

@@ -38,6 +38,26 @@ from mixerzoo.kernels.sliding_window.naive import sliding_window_reference  # no
 DT = torch.bfloat16
 
 
+def warm_up(fns, seconds: float = 2.0) -> None:
+    """Run ``fns`` round-robin for ``seconds`` (after one call each: compiles) before the first timed row of a table.
+    ``do_bench`` times 40 ms per call site: without this, the first row ran at the GPU's idle clocks (2026-11-28 15:19
+    run: d=64 W=64 L=8192 f+b 1.099 ms and FA2 fwd 0.513, against 0.623 / 0.241 in the run before and 0.243 for FA2 in
+    the next row of the same run)."""
+    live = []
+    for fn in fns:
+        try:
+            fn()
+            live.append(fn)
+        except Exception:  # a failing implementation is reported by its timed row
+            pass
+    torch.cuda.synchronize()
+    t_end = time.time() + seconds
+    while live and time.time() < t_end:
+        for fn in live:
+            fn()
+        torch.cuda.synchronize()
+
+
 def peers(meta: dict):
     out = {}
     try:
@@ -119,6 +139,15 @@ def run_prefill(res: dict, bw: float, Ls, Ws, Ds, deadline: float, save=lambda: 
                     t.requires_grad_()
                 floor_f = 4 * q.numel() * 2 / (bw * 1e9) * 1e3
                 row = dict(d=d, W=W, L=L, floor_fwd_ms=floor_f, floor_fwdbwd_ms=3 * floor_f)
+                # every implementation's fwd and fwd+bwd before the row is timed: 2 s before the table's first row,
+                # 0.25 s before the others (the first d=128 row of the 15:19 run had FA2 fwd 0.423 ms, 0.272 before)
+                secs = 0.25 if res["prefill"] else 2.0
+                with torch.no_grad():
+                    warm_up([lambda f=f: f(q, k, v, W) for f, _ in impls.values()], secs)
+                warm_up(
+                    [lambda f=f: torch.autograd.grad(f(q, k, v, W), (q, k, v), do) for _, f in impls.values() if f],
+                    secs,
+                )
                 ref_o = None
                 for name, (f_fwd, f_train) in impls.items():
                     try:
@@ -149,8 +178,8 @@ def sweep_tiles(res: dict, L: int = 16384, Ws=(64, 128), Ds=(64, 128), deadline:
     default_cfg = T._cfg
     chosen: dict = {}
 
-    def cfg(kind, bd, window):
-        return dict(chosen.get((kind, bd, window)) or default_cfg(kind, bd, window))
+    def cfg(kind, bd, window, elem=2):  # bf16 only here: the sweep's picks are the 16-bit tiles
+        return dict(chosen.get((kind, bd, window)) or default_cfg(kind, bd, window, elem))
 
     T._cfg = cfg
     B, H = 4, 16
@@ -165,6 +194,8 @@ def sweep_tiles(res: dict, L: int = 16384, Ws=(64, 128), Ds=(64, 128), deadline:
                 t.requires_grad_()
             ref = sliding_window_reference(sq, sk, sv, W)  # fp64
             ref_grads = torch.autograd.grad(ref, (sq, sk, sv), sdo.double())
+            if not log:  # before the first timed candidate: the default tiles' fwd+bwd, 2 s
+                warm_up([lambda: torch.autograd.grad(T.sliding_window_triton(q, k, v, W), (q, k, v), do)])
             for kind in ("fwd", "dkdv", "dq"):
                 cands = T.TILE_CANDIDATES[(kind, d)]
                 best = None
@@ -326,6 +357,9 @@ def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16, sweep: b
                     name = f"S{c['S']}_BW{c['BW']}_w{c['num_warps']}" + ("_pf" if c.get("PREFETCH") else "")
                     variants[name] = (T.sliding_window_step_triton, c)
             variants["sdpa_ring"] = (None, None)
+            if not res["decode"]:  # the table's first row: the default step over every ring set and SDPA, 2 s
+                warm_up([lambda: [T.sliding_window_step_triton(*sets[i], pos) for i in range(n_sets)],
+                         lambda: [sdpa(i) for i in range(n_sets)]])  # fmt: skip
             for name, (fn, cfg) in variants.items():
                 T._step_cfg = default_step_cfg if cfg is None else (lambda *a, c=cfg: c)
                 try:
@@ -375,6 +409,7 @@ def write_md(res: dict, path: str) -> None:
         f"copy bandwidth {m['copy_GBps']:.0f} GB/s (read+write); {m['date']}",
         "",
         "B=4, H=16, bf16. ms = do_bench median (cold L2). `×FA2`, `×flex` = peer time / ours (>1: ours faster).",
+        f"Warm-up: {m.get('warm_up', 'none (runs before 2026-11-28 15:30)')}.",
         "",
         "| d | W | L | ours fwd | FA2 fwd | flex fwd | floor fwd | ours/floor | ours f+b | FA2 f+b | flex f+b | "
         "×FA2 f+b | ×flex f+b | floor f+b |",
@@ -460,6 +495,11 @@ def main() -> None:
         decode=[],
     )
     Ls = [int(x) for x in args.L.split(",")]
+    res["meta"]["warm_up"] = (
+        "2 s before the first row of each table (decode: the default step over every ring set, then SDPA; tile sweep: "
+        "the default tiles' fwd+bwd; prefill: fwd, then fwd+bwd of every implementation), 0.25 s + 0.25 s before each "
+        "later prefill row"
+    )
 
     def save() -> None:  # after every phase and prefill row: a run cut by its timeout still leaves its numbers
         res["meta"]["elapsed_s"] = time.time() - t_start

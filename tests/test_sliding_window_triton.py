@@ -107,7 +107,7 @@ def test_rectangular_tiles(monkeypatch, fwd, dkdv, dq):
     """The GPU tiles are rectangular (BM != BN); the interpreter's default 16×16 would not exercise that."""
     tiles = {"fwd": fwd, "dkdv": dkdv, "dq": dq}
     monkeypatch.setattr(
-        T, "_cfg", lambda kind, bd, window: dict(BM=tiles[kind][0], BN=tiles[kind][1], num_warps=4, num_stages=1)
+        T, "_cfg", lambda kind, *_: dict(BM=tiles[kind][0], BN=tiles[kind][1], num_warps=4, num_stages=1)
     )
     check_fwd_bwd(2, 45, 58, 4, 2, 16, 24, 19, torch.float32, "cpu", seed=5)
     check_fwd_bwd(1, 70, 70, 2, 2, 16, 16, 40, torch.bfloat16, "cpu", seed=6)
@@ -120,7 +120,7 @@ def test_aligned_key_blocks(monkeypatch, align, bm, bn, W):
     """The forward's aligned path (key blocks on multiples of BN; the interior ones unmasked, NU = (W − BM) // BN of
     them) against the general one; Lk − Lq = 0 and 2·BN take it (query blocks past the first W keys), 5 does not."""
     tiles = dict(BM=bm, BN=bn, num_warps=4, num_stages=1)
-    monkeypatch.setattr(T, "_cfg", lambda kind, bd, window: dict(tiles, ALIGN=align) if kind == "fwd" else tiles)
+    monkeypatch.setattr(T, "_cfg", lambda kind, *_: dict(tiles, ALIGN=align) if kind == "fwd" else tiles)
     for extra in (0, 2 * bn, 5):
         check_fwd_bwd(1, 2 * W + 37, 2 * W + 37 + extra, 2, 1, 16, 8, W, torch.float32, "cpu", seed=W + extra)
 
@@ -130,7 +130,7 @@ def test_aligned_key_blocks(monkeypatch, align, bm, bn, W):
 def test_delta_in_the_dq_kernel_or_its_own(monkeypatch, fuse):
     """``FUSE_DELTA`` (the default): the dq kernel writes delta before the dk/dv kernel reads it; off: the delta kernel."""
     tiles = dict(BM=16, BN=16, num_warps=4, num_stages=1)
-    monkeypatch.setattr(T, "_cfg", lambda kind, bd, window: dict(tiles, FUSE_DELTA=fuse) if kind == "dq" else tiles)
+    monkeypatch.setattr(T, "_cfg", lambda kind, *_: dict(tiles, FUSE_DELTA=fuse) if kind == "dq" else tiles)
     check_fwd_bwd(2, 45, 45, 4, 2, 16, 24, 19, torch.float32, "cpu", seed=7)
     check_fwd_bwd(1, 40, 61, 2, 1, 16, 16, 7, torch.bfloat16, "cpu", seed=8)
 
@@ -215,6 +215,21 @@ def test_step_prefetch(monkeypatch, cfg):
 
 
 @cpu_only
+@pytest.mark.parametrize("n_prog", [528, 1])
+@pytest.mark.parametrize("W,d", [(1, 128), (9, 128), (130, 128), (37, 64), (20, 256)])
+def test_step_gpu_default_config(monkeypatch, n_prog, W, d):
+    """The GPU's default decode config (`_step_cfg_gpu`) for this W and head dim, run under the interpreter: one warp,
+    chunks of 1K/d slots with the next chunk prefetched (≥ 528 programs; W=130 is 17 chunks, as the attn mixer's
+    cache-wide window), or 4 warps with the window split in S parts (few programs; W=130 → S=3 here)."""
+    cfg = T._step_cfg_gpu(n_prog, 1, W, d)
+    if n_prog >= 528:
+        assert cfg == dict(S=1, BW=min(T._pow2(W), max(4, 1024 // d)), num_warps=1, PREFETCH=True)
+    monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    P = {1: 0, 9: 20, 130: 131, 37: 12, 20: 45}[W]  # empty, wrapped, wrapped by one, partial, wrapped
+    check_steps(2, 4, 2, d, d, W, P, 2, torch.float32, "cpu", as_tensor=True, seed=W)
+
+
+@cpu_only
 def test_prefill_then_decode_equals_full_forward():
     """Forward over a prefix + a cache-aware forward of the rest (Lk > Lq) ≡ one forward over everything."""
     g = torch.Generator().manual_seed(1)
@@ -290,6 +305,14 @@ def test_gpu_step(W, H, Hkv, d, dtype):
 
 @gpu
 @needs_cuda
+@pytest.mark.parametrize("W,d", [(64, 128), (2048, 64), (37, 256)])
+def test_gpu_step_one_warp_default(W, d):
+    """B·HKV = 528: the default one-warp prefetching config, incl. the attn mixer's cache-wide window (2048 slots)."""
+    check_steps(33, 16, 16, d, d, W, W + 5, 3, torch.bfloat16, "cuda", as_tensor=True, seed=W)
+
+
+@gpu
+@needs_cuda
 @pytest.mark.parametrize(
     "kind,bd,i", [(kind, bd, i) for (kind, bd), cfgs in T.TILE_CANDIDATES.items() for i in range(len(cfgs))]
 )
@@ -298,7 +321,7 @@ def test_gpu_tile_candidates(monkeypatch, kind, bd, i):
     H, W and lengths divisible by 16 (Triton specializes on that): its sweep then finds these kernels compiled."""
     default = T._cfg
     cand = T.TILE_CANDIDATES[(kind, bd)][i]
-    monkeypatch.setattr(T, "_cfg", lambda k, b, w: dict(cand) if k == kind else default(k, b, w))
+    monkeypatch.setattr(T, "_cfg", lambda k, *a: dict(cand) if k == kind else default(k, *a))
     for W, extra in ((64, 0), (128, 64), (128, 0)):
         check_fwd_bwd(1, 1024, 1024 + extra, 16, 16, bd, bd, W, torch.bfloat16, "cuda", seed=W + i)
 

@@ -385,9 +385,9 @@ def _prec(q: Tensor) -> str:
 
 def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     """Block sizes per kernel, padded head dim, window and input element size (~64 fp32 accumulator registers per
-    thread). Forward: ``ALIGN`` (default on) aligns the key blocks to BN so that interior blocks skip the mask (see
-    the kernel). fp32 tiles of head dim 128 take the head-dim-256 tiles: the 16-bit ones need 320 KB of shared
-    memory in fp32 (the H200 has 227 KB per block)."""
+    thread). Forward: ``ALIGN`` aligns the key blocks to BN so that interior blocks skip the mask (see the kernel;
+    default: on where there are such blocks, W ≥ BM + BN). fp32 tiles of head dim 128 take the head-dim-256 tiles:
+    the 16-bit ones need 320 KB of shared memory in fp32 (the H200 has 227 KB per block)."""
     if _interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
     big = bd > 128 or (elem > 2 and bd >= 128)
@@ -409,16 +409,24 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
 
 
 def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
-    """Decode: one program per (sequence, kv head), 16-byte loads. H200, W=64 d=128 H=16 (results/sliding_window.md):
-    with ≥ 528 programs (4 per SM) one warp per program over chunks of 2K/bd slots is fastest (no cross-warp
-    reductions: 13.2 µs at B=64, 39.8 at B=256, against 16.1 / 49.3 with 4 warps and 64-slot chunks); below that,
-    4 warps and chunks of up to 8K/bd slots (3.2 µs at B=1). The window is split in S parts (flash-decoding)
-    only when it spans several chunks and B·HKV programs cannot fill the chip (S = 2, 4 were slower at W=64)."""
+    """Decode config; the interpreter's small chunks (several chunks per split, 2 splits) or `_step_cfg_gpu`."""
     if _interpreting():
-        return dict(S=2 if W > 8 else 1, BW=4, num_warps=4)  # small chunks: several chunks per split, 2 splits
+        return dict(S=2 if W > 8 else 1, BW=4, num_warps=4)
+    return _step_cfg_gpu(B, HKV, W, bd)
+
+
+def _step_cfg_gpu(B: int, HKV: int, W: int, bd: int) -> dict:
+    """Decode: one program per (sequence, kv head), 16-byte loads. H200, W=64 d=128 H=16 (results/sliding_window.md,
+    round 3): with ≥ 528 programs (4 per SM) one warp per program over chunks of 1K/bd slots, the next chunk loaded
+    before the current one is reduced, is fastest (no cross-warp reductions, one DRAM latency in the open: 12.5 µs at
+    B=64, 36.3 at B=256, against 13.1 / 39.3 without prefetch and 16-slot chunks, 16.1 / 48.8 with 4 warps and
+    64-slot chunks); below that, 4 warps and chunks of up to 8K/bd slots (3.2 µs at B=1). Any W: the chunk loop runs
+    cdiv(W, BW) times and the last prefetch (past the window) is masked. The window is split in S parts
+    (flash-decoding) only when it spans several chunks and B·HKV programs cannot fill the chip (S = 2, 4 were
+    slower at W=64)."""
     n_prog = B * HKV
-    if n_prog >= 528:
-        return dict(S=1, BW=min(_pow2(W), max(8, 2048 // bd)), num_warps=1)
+    if n_prog >= 528:  # 2 × BW × bd elements of k and v in flight per warp (BW=8 at d=128: 125 registers)
+        return dict(S=1, BW=min(_pow2(W), max(4, 1024 // bd)), num_warps=1, PREFETCH=True)
     bw_cap = max(16, 8192 // bd)
     chunks = _cdiv(W, bw_cap)
     S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, _cdiv(264, n_prog), 16))
@@ -430,11 +438,12 @@ def _c(BM: int, BN: int, w: int, s: int, **kw) -> dict:
 
 
 # Configs that benchmarks/sliding_window.py --sweep times on the GPU (each checked against the fp64 oracle first,
-# and by the `gpu` tests); the first of each list is the default of `_cfg` / `_step_cfg`. Keys: (kind, padded head dim).
+# and by the `gpu` tests); the first of each list is the default of `_cfg` / `_step_cfg` (for the decode: its one-warp
+# branch at d=128). Keys: (kind, padded head dim).
 TILE_CANDIDATES = {
-    ("fwd", 64): [_c(128, 64, 4, 3), _c(128, 64, 4, 3, ALIGN=False), _c(128, 64, 8, 3), _c(64, 64, 4, 3),
+    ("fwd", 64): [_c(128, 64, 4, 3), _c(128, 64, 4, 3, ALIGN=True), _c(128, 64, 8, 3), _c(64, 64, 4, 3),
                   _c(64, 32, 4, 3), _c(128, 32, 8, 3), _c(32, 32, 4, 3)],
-    ("fwd", 128): [_c(128, 64, 8, 3), _c(128, 64, 8, 3, ALIGN=False), _c(64, 64, 4, 3), _c(64, 32, 4, 3),
+    ("fwd", 128): [_c(128, 64, 8, 3), _c(128, 64, 8, 3, ALIGN=True), _c(64, 64, 4, 3), _c(64, 32, 4, 3),
                    _c(128, 32, 8, 3), _c(64, 64, 8, 2)],
     ("dkdv", 64): [_c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(64, 64, 4, 2), _c(32, 64, 4, 3), _c(128, 64, 8, 2)],
     ("dkdv", 128): [_c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 64, 4, 2), _c(64, 32, 4, 2)],
@@ -444,9 +453,9 @@ TILE_CANDIDATES = {
                   _c(32, 64, 4, 2)],
 }  # fmt: skip
 STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps, next chunk loaded ahead)
+    dict(S=1, BW=8, num_warps=1, PREFETCH=True),
     dict(S=1, BW=16, num_warps=1),
     dict(S=1, BW=16, num_warps=1, PREFETCH=True),
-    dict(S=1, BW=8, num_warps=1, PREFETCH=True),
     dict(S=1, BW=8, num_warps=1),
     dict(S=2, BW=16, num_warps=1),
     dict(S=2, BW=8, num_warps=1, PREFETCH=True),
@@ -466,7 +475,10 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
     lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
     cfg = dict(_cfg("fwd", max(BD, BDV), window, q.element_size()))
     BM, BN = cfg["BM"], cfg["BN"]
-    aligned = cfg.pop("ALIGN", True) and (Lk - Lq) % BN == 0 and BM % BN == 0
+    # aligned key blocks by default only when some are unmasked (NU > 0, W ≥ BM + BN): at NU = 0 the aligned path
+    # visits the same masked blocks in loops of 1–2 trips and measured 4–23% slower (H200, W = 64/128, round 3)
+    NU = max(0, (window - BM) // BN)
+    aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
     grid = (_cdiv(Lq, BM), B * H)
     sliding_window_fwd_kernel[grid](
         q,
@@ -487,7 +499,7 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
         PREC=_prec(q),
         NB=_cdiv(min(BM + window - 1, Lk), BN),
         NL=_cdiv(window - 1, BN) if aligned else 0,
-        NU=max(0, (window - BM) // BN) if aligned else 0,
+        NU=NU if aligned else 0,
         **cfg,
     )
     return o, lse
