@@ -5,10 +5,11 @@ the card's measured ceilings, medians from ``triton.testing.do_bench`` (bf16 ran
 = forward plus ``autograd.grad`` of a random upstream gradient), peers measured in the same run, ratios
 against the issue's targets, and decode steps timed by CUDA-graph replay over rotating state sets.
 
-Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo serial|parallel] [--sections ...]``.
+Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]``.
 ``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
-section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer, L = 4096 and 16384,
-with a per-kernel profile of one Taylor fwd+bwd each): ``--sections algo`` runs it alone in ~1 min.
+section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer/CosFormer at L = 4096 and
+16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each): ``--sections algo`` runs
+it alone in ~1 min. The default ``--algo`` is ``auto`` (``triton_ops.PARALLEL_STATES_MIN_DI``).
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def section_variants(quick: bool) -> None:
 
 
 def kernel_profile(f, leaves, do) -> dict[str, float]:
-    """GPU ms per kernel name over one fwd+bwd (after a warm-up call), from torch.profiler."""
+    """GPU ms per kernel name over one fwd+bwd (after a warm-up call), from torch.profiler: summed over its launches
+    (``kernel_calls`` gives their number: the parallel algorithm's chunk-state and scan kernels run 3×)."""
     from torch.profiler import ProfilerActivity, profile
 
     req = [x.detach().requires_grad_() for x in leaves]
@@ -231,7 +233,11 @@ def kernel_profile(f, leaves, do) -> dict[str, float]:
         t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
         if t > 0 and e.key.startswith("_la_"):
             out[e.key] = out.get(e.key, 0.0) + t / 1e3
+            KERNEL_CALLS[e.key] = KERNEL_CALLS.get(e.key, 0) + e.count
     return out
+
+
+KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kernel_profile`` (reset by its caller)
 
 
 def section_algo(quick: bool) -> None:
@@ -239,9 +245,11 @@ def section_algo(quick: bool) -> None:
     also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save)."""
     saved = T.ALGORITHM
     T.FORCE_MODE = "chunk"
-    for L in (4096, 16384):
+    for L in (4096, 8192, 16384):
         q, k, v, do = make_inputs(L)
-        for name in ("taylor", "poselu", "performer"):
+        # the narrow maps also at 8192 (128 chunks of 64): where their serial/parallel crossover lies (run 3: serial
+        # won at 64 chunks, parallel at 256)
+        for name in ("poselu", "cosformer") if L == 8192 else ("taylor", "poselu", "performer", "cosformer"):
             fm = feature_map(name, DK, **MAPS[name]).to(DEV)
             f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
             for bt in (64, 128) if name == "taylor" else (None,):
@@ -251,10 +259,11 @@ def section_algo(quick: bool) -> None:
                     T.FWD_STATES_BF16 = algo != "parallel-fp32S"
                     try:
                         t_f, t_fb = time_fwd_bwd(f, (q, k, v), do)
+                        KERNEL_CALLS.clear()
                         prof = kernel_profile(f, (q, k, v), do) if name == "taylor" else {}
                         RESULTS["variants"].append(
                             dict(what="algorithm", kind=name, L=L, BT=bt or "auto", mode=algo, fwd_ms=t_f,
-                                 fwdbwd_ms=t_fb, kernels_ms=prof)
+                                 fwdbwd_ms=t_fb, kernels_ms=prof, kernel_calls=dict(KERNEL_CALLS))
                         )  # fmt: skip
                         print(f"{name} {algo:8s} BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f} {prof}", flush=True)
                     except Exception as e:  # noqa: BLE001
@@ -327,10 +336,11 @@ def decode_one(name: str, b: int, config: str) -> None:
 
 def section_decode(quick: bool, configs: list[str] | None = None) -> None:
     """Decode step, H=16, dv=128, d′=16: every candidate of ``T.STEP_CONFIGS`` (or ``configs``) for Taylor at
-    B = 1, 16, 64, 256 and for the other maps at B = 64, then the fastest correct candidate per (map, B)."""
+    B = 1, 16, 64, 256 and for the other maps at B = 1, 64, 256 (``STEP_RULE``'s D <= 64 entry was measured at B=64
+    only in run 3), then the fastest correct candidate per (map, B) and what the rule picks."""
     configs = configs or list(T.STEP_CONFIGS)
     cases = [("taylor", b) for b in ((64, 256) if quick else (1, 16, 64, 256))]
-    cases += [(n, 64) for n in ("poselu", "performer", "cosformer")]
+    cases += [(n, b) for n in ("poselu", "performer", "cosformer") for b in ((64,) if quick else (1, 64, 256))]
     try:
         for name, b in cases:
             for config in configs:
@@ -550,7 +560,10 @@ def write_markdown(path: str) -> None:
             )
             line = f"- {r['what']} {r['kind']} L={r['L']} {tag}: {r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
             if r.get("kernels_ms"):
-                line += " (kernels, ms: " + ", ".join(f"{k} {t:.3f}" for k, t in sorted(r["kernels_ms"].items())) + ")"
+                calls = r.get("kernel_calls", {})
+                line += " (kernels, ms summed over their launches: " + ", ".join(
+                    f"{k} {t:.3f}" + (f" ({calls[k]}×)" if k in calls else "") for k, t in sorted(r["kernels_ms"].items())
+                ) + ")"  # fmt: skip
             lines.append(line)
     if RESULTS["decode"]:
         lines += ["", f"## Decode (H=16, dv=128, d′=16; per-step µs from a CUDA graph of {DECODE_STEPS} steps on distinct "

@@ -4,9 +4,11 @@ On the CPU the kernels run under ``TRITON_INTERPRET=1`` (set here before triton 
 small shapes and chunk sizes of 16/32 so that several chunks, ragged tails and both algorithms
 (chunked and quadratic) are exercised; ``-m gpu`` runs large shapes on a real GPU.
 
-The chunked mode has two state algorithms (``triton_ops.ALGORITHM``): ``serial`` scans (the default, covered by
-every test) and ``parallel`` per-chunk states plus a prefix sum, covered by the tests marked "both state
-algorithms" and by ``test_parallel_states_match_oracle``. ``MIXERZOO_LA_ALGO=parallel`` runs the whole file on it.
+The chunked mode has two state algorithms (``triton_ops.ALGORITHM``): ``serial`` scans and ``parallel`` per-chunk
+states plus a prefix sum. The default, ``auto``, picks ``parallel`` for wide states (here Taylor) and ``serial`` for the
+others at these lengths; every test that does not name an algorithm runs that default. Both algorithms are covered
+for every map by the tests marked "both state algorithms", ``test_parallel_states_match_oracle`` and
+``test_serial_states_match_oracle``. ``MIXERZOO_LA_ALGO=parallel`` (or ``serial``) runs the whole file on one.
 
 Every test runs with ``triton_ops.POISON_OUTPUTS``: kernel outputs and intermediates start as NaN, so
 an element a kernel forgets to write fails the comparison.
@@ -194,11 +196,51 @@ def test_parallel_states_match_oracle(name, dtype, L, chunk):
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["taylor", "performer"])
+@pytest.mark.parametrize("dtype,L,chunk", PARALLEL_CASES)
+def test_serial_states_match_oracle(name, dtype, L, chunk):
+    """The ``serial`` state algorithm for the maps whose default (``auto``) is ``parallel`` at the benchmark's shapes
+    (Taylor everywhere, Performer at m >= 64), same cases and tolerances as the test above."""
+    d, dv = (4, 7) if L > 1 else (3, 5)
+    check_against_oracle(
+        name, 2, L, 2, d, dv, dtype, 1.0, "chunk", chunk, seed=L, algorithm="serial", initial_state=L != 13
+    )
+
+
 def test_unknown_algorithm_raises():
     T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = "parralel", "chunk", 16
     q, k, v, _ = inputs(1, 20, 1, 3, 4, torch.float32, 1.0)
-    with pytest.raises(ValueError, match=r"unknown state algorithm 'parralel'.*\['serial', 'parallel'\]"):
+    with pytest.raises(ValueError, match=r"unknown state algorithm 'parralel'.*\['serial', 'parallel', 'auto'\]"):
         linear_attention(q, k, v, "relu", backend="triton")
+
+
+def test_auto_state_algorithm_rule():
+    """``auto`` follows the H200 numbers: ``parallel`` for DI >= 64 at any chunk count (Taylor DI=320, Performer m=64),
+    for narrow states (PosELU DI=16, CosFormer DI=32 at d′=16) only from 256 chunks; explicit choices win."""
+    T.ALGORITHM = "auto"
+    taylor, performer = T.make_plan("taylor", 16), T.make_plan("performer", 16, 64)
+    poselu, cosformer = T.make_plan("poselu", 16), T.make_plan("cosformer", 16, 0, 4096)
+    assert T._parallel_states(taylor, 1) and T._parallel_states(performer, 32)
+    for plan in (poselu, cosformer):
+        assert not T._parallel_states(plan, 64) and not T._parallel_states(plan, 128)
+        assert T._parallel_states(plan, T.PARALLEL_STATES_MIN_CHUNKS)
+    T.ALGORITHM = "serial"
+    assert not T._parallel_states(taylor, 1000)
+    T.ALGORITHM = "parallel"
+    assert T._parallel_states(poselu, 1)
+
+
+def test_step_rule():
+    """The decode rule picks the fastest measured candidate: one program per head for D <= 64 (PosELU, CosFormer,
+    Performer m=64), v16-all for Taylor up to B·H = 256 and v32-all beyond."""
+    narrow = [T.make_plan("poselu", 16), T.make_plan("cosformer", 16, 0, 4096), T.make_plan("performer", 16, 64)]
+    for plan in narrow:
+        for bh in (16, 1024, 4096):
+            assert T._step_config(plan, bh, 128).bv == 128, (plan.kind, bh)
+    taylor = T.make_plan("taylor", 16)
+    assert T._step_config(taylor, 256, 128) == T.STEP_CONFIGS["v16-all"]
+    assert T._step_config(taylor, 257, 128) == T.STEP_CONFIGS["v32-all"]
+    assert T._step_config(taylor, 4096, 128) == T.STEP_CONFIGS["v32-all"]
 
 
 @pytest.mark.parametrize("name", ["taylor", "poselu", "relu", "square", "performer", "cosformer"])
@@ -441,6 +483,16 @@ def test_gpu_parallel_states(name, d, dv):
         name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, offset=offset, algorithm="parallel",
         initial_state=True,
     )  # fmt: skip
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name,d,dv", [("taylor", 16, 64), ("taylor", 24, 256), ("performer", 16, 64)])
+def test_gpu_serial_states(name, d, dv):
+    """The ``serial`` state algorithm where ``auto`` would take ``parallel`` (chunked mode, default chunk)."""
+    check_against_oracle(
+        name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, algorithm="serial", initial_state=True
+    )
 
 
 @pytest.mark.gpu

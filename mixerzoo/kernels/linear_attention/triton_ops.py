@@ -19,12 +19,14 @@ Two algorithms, one kernel family (see ``benchmarks/notes/linear_attention.md`` 
   the crossover measured on the H200.
 
 How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM`` (env ``MIXERZOO_LA_ALGO``):
-- ``serial`` (default): ``_la_state_fwd_kernel`` / ``_la_state_bwd_kernel`` scan the chunks one after another,
+- ``auto`` (default): ``parallel`` for wide states (DI >= 64: Taylor, Performer m=64) at every L and for narrow ones
+  from 256 chunks on, else ``serial``; the rule and its H200 numbers sit next to ``PARALLEL_STATES_MIN_DI``.
+- ``serial``: ``_la_state_fwd_kernel`` / ``_la_state_bwd_kernel`` scan the chunks one after another,
   each step recomputing φ and one matmul: a dependent chain of NC matmuls per (feature tile, value tile, head).
 - ``parallel``: ``_la_chunk_state_kernel`` computes every chunk's own ``φ(K_c)ᵀV_c`` at once (grid NC × tiles ×
   B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
   Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
-  latency chain. Not the default until timed on the GPU (``benchmarks/linear_attention.py --algo``).
+  latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``).
   ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
 """
 
@@ -63,10 +65,22 @@ POISON_OUTPUTS = False
 FORCE_CHUNK: int | None = None
 FORCE_MODE: str | None = None  # "chunk" | "parallel"
 
-# How the chunked mode builds its states (module docstring): "serial" | "parallel". Read at every call, so tests and
-# benchmarks may assign it; the environment variable sets the starting value.
-ALGORITHM: str = os.environ.get("MIXERZOO_LA_ALGO", "serial")
-ALGORITHMS = ("serial", "parallel")
+# How the chunked mode builds its states (module docstring): "auto" | "serial" | "parallel". Read at every call, so
+# tests and benchmarks may assign it; the environment variable sets the starting value. "auto" applies the rule below.
+ALGORITHM: str = os.environ.get("MIXERZOO_LA_ALGO", "auto")
+ALGORITHMS = ("serial", "parallel", "auto")
+# "auto": ``parallel`` when the internal state width DI >= PARALLEL_STATES_MIN_DI (every L), or when there are at
+# least PARALLEL_STATES_MIN_CHUNKS chunks; else ``serial``. H200 run 3 (2026-11-28, B=4, H=16, d′=16, dv=64, bf16,
+# chunked mode forced; fwd+bwd ms, serial vs parallel with bf16 forward states; notes "Run 3 (session 2)"):
+#   Taylor (DI=320)     L=4096: BT=64 2.694 vs 2.410, BT=128 2.239 vs 2.042;  L=16384: BT=64 10.59 vs 9.50,
+#                       BT=128 8.959 vs 8.002                                  -> parallel at every L and BT
+#   Performer (m=64, DI=64)  L=4096: 1.308 vs 1.211;  L=16384: 5.195 vs 4.802   -> parallel
+#   PosELU (DI=16, BT=64)    L=4096 (64 chunks): 0.952 vs 1.535;  L=16384 (256 chunks): 2.374 vs 1.835
+#                       -> serial at 64 chunks, parallel at 256; 128 chunks is unmeasured (a linear interpolation of
+#                          the gap puts the crossover near 160 chunks, so it stays serial). Cosformer (DI=32) and the
+#                          other narrow maps are unmeasured and follow PosELU.
+PARALLEL_STATES_MIN_DI = 64
+PARALLEL_STATES_MIN_CHUNKS = 256
 # ``parallel`` only, bf16 inputs only: the output kernel reads the per-chunk states in bf16 (4 → 3 state-array passes
 # in the forward; FLA does the same). The sums, the final state and the backward's states stay fp32.
 FWD_STATES_BF16 = True
@@ -314,12 +328,16 @@ def _dummy(device: torch.device) -> Tensor:
     return d
 
 
-def _parallel_states() -> bool:
+def _parallel_states(plan: Plan, nc: int) -> bool:
+    """Whether the chunked mode builds its ``nc`` chunk states with the ``parallel`` algorithm (``ALGORITHM``; for
+    ``auto`` the measured rule next to ``PARALLEL_STATES_MIN_DI``)."""
     if ALGORITHM not in ALGORITHMS:
         raise ValueError(
             f"linear_attention (triton): unknown state algorithm {ALGORITHM!r} (MIXERZOO_LA_ALGO or "
             f"triton_ops.ALGORITHM); choose one of {list(ALGORITHMS)}"
         )
+    if ALGORITHM == "auto":
+        return plan.di >= PARALLEL_STATES_MIN_DI or nc >= PARALLEL_STATES_MIN_CHUNKS
     return ALGORITHM == "parallel"
 
 
@@ -387,7 +405,7 @@ def _fwd_impl(
         s_all = _empty((B * H, nc, plan.di, dv), torch.float32, dev)
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         strides = (nc * plan.di, plan.di)
-        if _parallel_states():
+        if _parallel_states(plan, nc):
             s_read = _empty(s_all.shape, torch.bfloat16, dev) if FWD_STATES_BF16 and v.dtype == torch.bfloat16 else None
             _states_parallel(
                 plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs,
@@ -455,7 +473,7 @@ def _bwd_impl(
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         ds_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
         dz_all = _empty((B * H, nc, plan.di), torch.float32, dev)
-        if _parallel_states():
+        if _parallel_states(plan, nc):
             _states_parallel(
                 plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, dum, dum, False, False, normalize, offset, st, cs
             )
@@ -584,25 +602,38 @@ class StepConfig:
 
 # Candidate decode configurations; the benchmark's decode section times each (after an oracle check).
 STEP_CONFIGS: dict[str, StepConfig] = {
-    "head": StepConfig(bv=128, bf=32, warps=4),  # v1: one program per head (70% / 79% of copy at B=64 / 256)
+    "head": StepConfig(bv=128, bf=32, warps=4),  # v1: one program per head (Taylor: 71% / 81% of copy at B=64 / 256)
     "v64": StepConfig(bv=64, bf=64, warps=4),
     "v32": StepConfig(bv=32, bf=128, warps=4),
     "v32-all": StepConfig(bv=32, bf=256, warps=4),
     "v32-all-w8": StepConfig(bv=32, bf=256, warps=8),
     "v16-all": StepConfig(bv=16, bf=256, warps=4),
     "v32-sep": StepConfig(bv=32, bf=128, warps=4, zmode="sep"),
+    # run 3: sep beat last by up to 11 µs at B=256 (v32-sep 177.7 vs v32 189.0): v32-all with the sep z, unmeasured
+    "v32-all-sep": StepConfig(bv=32, bf=256, warps=4, zmode="sep"),
 }
 FORCE_STEP: StepConfig | None = None  # test/benchmark hook: use this configuration for every step
 
 
-# Which candidate serves ``B·H`` heads: the first entry whose bound is >= B·H. Predicted, not yet measured (notes,
-# "Decode v2"): few heads want more programs per head (B=1: 16 heads), many heads fill the card with 4 per head.
-STEP_RULE: tuple[tuple[int, str], ...] = ((256, "v16-all"), (1 << 62, "v32"))
+# Which candidate serves a step of ``B·H`` heads with D canonical features: the first entry ``(max D, max B·H, name)``
+# with D <= max D and B·H <= max B·H. The fastest correct candidate of the H200 run 3 (2026-11-28, H=16, dv=128,
+# d′=16, µs per step in a 20-step graph; notes "Run 3 (session 2)"):
+# - D <= 64, one program per head: measured at B·H=1024 only. PosELU (D=16) head 8.0 µs vs 8.9 v64, 10.2 v32-all;
+#   Performer (D=64) 21.9 vs 22.4 v32-sep, 23.6 v32-all; CosFormer (D=32) 12.5 vs 13.1 v32-sep, 14.2 v32-all. A narrow
+#   head's state is read in <= 2 row blocks, so a split only adds φ recomputation and the z hand-off.
+# - Taylor (D=153), B·H <= 256: v16-all, 5.1 / 16.0 µs at B·H = 16 / 256 (v32-all 5.2 / 16.3; head 12.8 / 19.3).
+# - Taylor, B·H > 256: v32-all, 46.6 µs (82% of copy) at 1024 and 170.2 µs (89%) at 4096 (head 53.3 / 187.2).
+STEP_RULE: tuple[tuple[int, int, str], ...] = (
+    (64, 1 << 62, "head"),
+    (1 << 62, 256, "v16-all"),
+    (1 << 62, 1 << 62, "v32-all"),
+)
 
 
 def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
     """The decode configuration for ``bh = B·H`` heads (``FORCE_STEP``, else ``STEP_RULE``), clipped to dv and D."""
-    cfg = FORCE_STEP or STEP_CONFIGS[next(name for bound, name in STEP_RULE if bh <= bound)]
+    d = plan.out_dim
+    cfg = FORCE_STEP or STEP_CONFIGS[next(name for max_d, max_bh, name in STEP_RULE if d <= max_d and bh <= max_bh)]
     bv = min(cfg.bv, max(16, _pow2(dv)))
     bf = min(cfg.bf, max(16, _pow2(plan.out_dim)))
     return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
