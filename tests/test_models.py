@@ -218,3 +218,58 @@ def test_decode_floor_counts_weights_and_state_bytes():
     expected += 3 * 2 * 2 * 64 * 4  # conv3: K−1 = 2 inputs of 64 channels
     assert nbytes == expected
     assert flops > 2 * 3 * weights
+
+
+# The compiled decode step (torch.compile of LanguageModel.step): traced in one graph, equal to eager token for token.
+ALL_STEP_PATHS = (
+    "taylor4[backend=triton]-poselu4[backend=triton]-relu4-square4-cosformer4[backend=triton]-performer4[m=8]"
+    "-identity4-sw8[backend=triton]-sw8-conv3[backend=triton]-conv3-attn"
+)
+
+
+def test_every_mixer_step_traces_in_one_graph():
+    model = zoo.build(ALL_STEP_PATHS, d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    with torch.no_grad():
+        _, states = model.prefill(torch.randint(0, 50, (2, 5)), capacity=8)
+        explained = torch._dynamo.explain(model._step_logits)(torch.tensor([1, 2]), states)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+
+
+@pytest.mark.parametrize(
+    "spec", ["taylor4-sw8-conv3-attn", "taylor4[backend=triton]-sw8[backend=triton]-conv3[backend=triton]-attn"]
+)
+def test_compiled_decode_step_generates_the_eager_tokens(spec):
+    torch.manual_seed(0)
+    model = zoo.build(spec, d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 50, (3, 7))
+    eager = model.generate(prompt, 9)
+    compiled = model.generate(prompt, 9, compile_step=True)
+    assert torch.equal(eager, compiled)
+    assert model.generate(prompt, 9, compile_step=True).equal(eager)  # the cached compiled step, run again
+    assert len(model._compiled_steps) == 1
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_of_a_preset_at_reduced_width():
+    torch.manual_seed(0)
+    model = zoo.build(zoo.zoo.PRESETS["based-360m"].spec, d_model=32, vocab_size=30, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 30, (2, 5))
+    assert torch.equal(model.generate(prompt, 6), model.generate(prompt, 6, compile_step=True))
+
+
+def test_compile_step_rejects_modes_with_their_own_cuda_graphs():
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    with pytest.raises(ValueError, match="without its own CUDA graphs"):
+        model.generate(torch.tensor([[1, 2]]), 3, compile_step="reduce-overhead")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", ["taylor16-sw8-conv3-attn", "based-360m"])
+def test_compiled_and_graphed_generation_equals_eager(spec):
+    torch.manual_seed(0)
+    kwargs = {"d_model": 256, "n_heads": 4} if spec.startswith("based") else {"d_model": 128}
+    model = zoo.build(spec, vocab_size=1000, **kwargs, device="cuda").eval()
+    prompt = torch.randint(0, 1000, (4, 37), device="cuda")
+    eager = model.generate(prompt, 24, cuda_graph=False)
+    assert torch.equal(eager, model.generate(prompt, 24, cuda_graph=True, compile_step=True))
+    assert torch.equal(eager, model.generate(prompt, 24, cuda_graph=False, compile_step=True))

@@ -7,6 +7,9 @@ of generated tokens for every mixer but ``attn``, whose KV cache is preallocated
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +17,9 @@ from mixerzoo.mixers.base import State
 from mixerzoo.models.block import RMSNorm, Stack
 
 __all__ = ["LanguageModel"]
+
+# torch.compile modes that wrap the step in inductor's own CUDA graphs: they cannot be captured in ours.
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 class LanguageModel(nn.Module):
@@ -101,6 +107,39 @@ class LanguageModel(nn.Module):
         x, states = self.stack.step(self.embed(tokens), states)
         return self.head(self.norm(x)), states
 
+    def _step_logits(self, tokens: Tensor, states: list[State]) -> Tensor:
+        return self.step(tokens, states)[0]  # [B, V]
+
+    def decode_step(self, states: list[State], compile_step: bool | str = False) -> Callable[..., Tensor]:
+        """The function ``(tokens [B], states) -> logits [B, V]`` that ``generate`` runs per token.
+
+        With ``compile_step`` it is ``torch.compile(dynamic=False, fullgraph=True)`` of ``step`` (``True``: the
+        default mode; a string: that mode, e.g. ``"max-autotune-no-cudagraphs"``), compiled once per model, mode
+        and state shapes (batch, cache capacity) and cached on the model. Inductor fuses the elementwise work
+        between the projections (norms, residual adds, SiLU·mul, rotary); the mixers' Triton step kernels stay
+        opaque custom ops that update the state in place.
+        """
+        if not compile_step:
+            return self._step_logits
+        mode = "default" if compile_step is True else compile_step
+        if not isinstance(mode, str) or mode in _CUDA_GRAPH_MODES:
+            raise ValueError(
+                f"compile_step={compile_step!r}: use True or a torch.compile mode without its own CUDA graphs "
+                f"(e.g. 'default', 'max-autotune-no-cudagraphs'); generate(cuda_graph=True) captures the step"
+            )
+        shapes = tuple(tuple((k, tuple(t.shape), t.dtype, t.device) for k, t in s.items()) for s in states)
+        cache = self.__dict__.setdefault("_compiled_steps", {})
+        if (mode, shapes) not in cache:
+            # dynamo keeps its compiled graphs (and its recompile limit) per code object: a fresh copy of
+            # _step_logits's code per model and shape never shares them, so no recompile limit is ever hit
+            base = LanguageModel._step_logits
+            code = base.__code__.replace(co_name=f"_step_logits_{len(cache)}")
+            fn = types.FunctionType(code, base.__globals__, code.co_name, base.__defaults__, base.__closure__)
+            cache[(mode, shapes)] = torch.compile(
+                types.MethodType(fn, self), dynamic=False, fullgraph=True, mode=None if mode == "default" else mode
+            )
+        return cache[(mode, shapes)]
+
     @torch.no_grad()
     def generate(
         self,
@@ -110,6 +149,7 @@ class LanguageModel(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         cuda_graph: bool | None = None,
+        compile_step: bool | str = False,
     ) -> Tensor:
         """Prefill the prompt, then decode ``max_new_tokens`` tokens one step at a time.
 
@@ -122,6 +162,8 @@ class LanguageModel(nn.Module):
             cuda_graph: capture the decode step (every layer's step, the norm and the head) in one CUDA
                 graph and replay it per token: static token and state buffers, no host synchronization
                 per token. Default: on for CUDA inputs.
+            compile_step: run the step through ``torch.compile`` (see ``decode_step``), captured in the same
+                CUDA graph when ``cuda_graph``; ``True`` for the default mode or a mode name. Default off.
 
         Returns:
             ``[B, L + max_new_tokens]``: the prompt followed by the generated tokens.
@@ -137,27 +179,29 @@ class LanguageModel(nn.Module):
         logits, states = self.prefill(input_ids, capacity=L + max_new_tokens)
         out = torch.empty(B, L + max_new_tokens, dtype=input_ids.dtype, device=input_ids.device)
         out[:, :L] = input_ids
-        step = self._graphed_step(states, B) if use_graph and max_new_tokens > 1 else None
+        decode = self.decode_step(states, compile_step) if max_new_tokens > 1 else None
+        step = self._graphed_step(states, B, compile_step) if use_graph and max_new_tokens > 1 else None
         for i in range(max_new_tokens):
             token = self._sample(logits, temperature, top_k, generator)  # [B]
             out[:, L + i] = token
             if i + 1 < max_new_tokens:
-                logits = step(token) if step is not None else self.step(token, states)[0]
+                logits = step(token) if step is not None else decode(token, states)
         return out
 
-    def _graphed_step(self, states: list[State], batch_size: int):
+    def _graphed_step(self, states: list[State], batch_size: int, compile_step: bool | str = False):
         """A function ``token [B] -> logits [B, V]`` that replays one captured decode step over ``states``."""
+        decode = self.decode_step(states, compile_step)
         static_token = torch.zeros(batch_size, dtype=torch.long, device=states[0]["position"].device)
         scratch = [{k: t.clone() for k, t in s.items()} for s in states]  # warm-up must not touch the real state
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(2):  # compile Triton kernels, create library handles
-                self.step(static_token, scratch)
+            for _ in range(2):  # compile (inductor, Triton kernels), create library handles
+                decode(static_token, scratch)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # recorded, not run: the real state is untouched until replay
-            static_logits, _ = self.step(static_token, states)
+            static_logits = decode(static_token, states)
 
         def replay(token: Tensor) -> Tensor:
             static_token.copy_(token)
