@@ -96,9 +96,20 @@ def _build(name: str, dtype: torch.dtype):
 
 @torch.no_grad()
 def bench_generate(
-    name: str, batch: int, prompt_len: int, new_tokens: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None
+    name: str,
+    batch: int,
+    prompt_len: int,
+    new_tokens: int,
+    ceilings: Ceilings,
+    dtype=torch.bfloat16,
+    model=None,
+    compile_step: bool | str = False,
 ) -> dict:
-    """Prefill ``prompt_len`` tokens then decode ``new_tokens`` with the graphed step; one result row."""
+    """Prefill ``prompt_len`` tokens then decode ``new_tokens`` with the graphed step; one result row.
+
+    ``compile_step`` (``True`` or a ``torch.compile`` mode) graphs the compiled step instead of the eager one;
+    ``capture_s`` is the time to warm up (and compile) and capture it.
+    """
     model = model if model is not None else _build(name, dtype)
     vocab = model.vocab_size
     prompt = torch.randint(0, vocab, (batch, prompt_len), device="cuda")
@@ -108,7 +119,10 @@ def bench_generate(
     logits, states = model.prefill(prompt, capacity=prompt_len + new_tokens, batch_chunk=128)
     torch.cuda.synchronize()
     prefill_s = time.perf_counter() - t0
-    step = model._graphed_step(states, batch)
+    t0 = time.perf_counter()
+    step = model._graphed_step(states, batch, compile_step)
+    torch.cuda.synchronize()
+    capture_s = time.perf_counter() - t0
     token = logits.argmax(-1)
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -123,12 +137,35 @@ def bench_generate(
     floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
     step_ms = decode_ms / steps
     return {
-        "model": name, "batch": batch, "prompt": prompt_len, "new_tokens": new_tokens,
-        "tokens_per_s": batch * steps / (decode_ms * 1e-3), "step_ms": step_ms, "floor_ms": floor_ms,
-        "step_over_floor": step_ms / floor_ms, "prefill_s": prefill_s,
+        "model": name, "batch": batch, "step": step_label(compile_step), "prompt": prompt_len,
+        "new_tokens": new_tokens, "tokens_per_s": batch * steps / (decode_ms * 1e-3), "step_ms": step_ms,
+        "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms, "prefill_s": prefill_s, "capture_s": capture_s,
         "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
         "bound": "memory" if nbytes / ceilings.copy_bytes_per_s >= flops / ceilings.matmul_flops_per_s else "compute",
     }  # fmt: skip
+
+
+def step_label(compile_step: bool | str) -> str:
+    """``eager``, ``compiled`` (the default mode) or ``compiled:MODE``: the ``step`` column of a result row."""
+    if not compile_step:
+        return "eager"
+    return "compiled" if compile_step is True or compile_step == "default" else f"compiled:{compile_step}"
+
+
+def compile_steps(compile_step: str | None) -> list[bool | str]:
+    """The steps to time side by side: eager alone, or eager then compiled when ``--compile-step`` is given."""
+    return [False] if compile_step is None else [False, True if compile_step == "default" else compile_step]
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """Eager step time over compiled step time, per (model, batch) that has both rows."""
+    eager = {(r["model"], r["batch"]): r for r in rows if r.get("step") == "eager"}
+    return [
+        {"model": r["model"], "batch": r["batch"], "step": r["step"], "eager_ms": eager[key]["step_ms"],
+         "compiled_ms": r["step_ms"], "speedup": eager[key]["step_ms"] / r["step_ms"], "capture_s": r["capture_s"]}
+        for r in rows
+        if r.get("step", "eager") != "eager" and (key := (r["model"], r["batch"])) in eager
+    ]  # fmt: skip
 
 
 def largest_batch(model, prompt_len: int, new_tokens: int, headroom: float = 0.85) -> int:
@@ -212,6 +249,11 @@ def bench_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, default=1024, help="tokens to generate")
     parser.add_argument("--largest-batch", action="store_true", help="also decode at each model's largest batch")
     parser.add_argument("--largest-new", type=int, default=128, help="tokens decoded at the largest batch")
+    parser.add_argument(
+        "--compile-step", nargs="?", const="default", default=None, metavar="MODE",
+        help="also time the torch.compile'd step (graphed the same way) beside the eager one; optional mode, "
+        "e.g. max-autotune-no-cudagraphs",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -231,12 +273,14 @@ def bench_main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
         else:
             for b in args.batch:
-                try:
-                    rows.append(bench_generate(name, b, args.prompt, args.new, ceilings, model=model))
-                except torch.cuda.OutOfMemoryError:
-                    rows.append({"model": name, "batch": b, "error": "out of memory"})
-                print(rows[-1], flush=True)
-                torch.cuda.empty_cache()
+                for step in compile_steps(args.compile_step):
+                    try:
+                        row = bench_generate(name, b, args.prompt, args.new, ceilings, model=model, compile_step=step)
+                    except torch.cuda.OutOfMemoryError:
+                        row = {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
+                    rows.append(row)
+                    print(rows[-1], flush=True)
+                    torch.cuda.empty_cache()
             if args.largest_batch:
                 rows.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
                 print(rows[-1], flush=True)
@@ -246,9 +290,12 @@ def bench_main(argv: list[str] | None = None) -> int:
     keys = (
         ["model", "batch", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s"]
         if args.what == "prefill"
-        else ["model", "batch", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor", "peak_gb"]
+        else ["model", "batch", "step", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor"]
+        + ["peak_gb"]
     )
     print(_table(ok, keys))
+    if speedups(ok):
+        print(_table(speedups(ok), ["model", "batch", "step", "eager_ms", "compiled_ms", "speedup", "capture_s"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": environment(), "ceilings": asdict(ceilings), "rows": rows}, f, indent=2)

@@ -273,3 +273,24 @@ def test_compiled_and_graphed_generation_equals_eager(spec):
     eager = model.generate(prompt, 24, cuda_graph=False)
     assert torch.equal(eager, model.generate(prompt, 24, cuda_graph=True, compile_step=True))
     assert torch.equal(eager, model.generate(prompt, 24, cuda_graph=False, compile_step=True))
+
+
+def test_bench_times_compiled_beside_eager():
+    from mixerzoo.bench import bench_main, compile_steps, speedups, step_label
+
+    assert compile_steps(None) == [False] and compile_steps("default") == [False, True]
+    assert compile_steps("max-autotune-no-cudagraphs") == [False, "max-autotune-no-cudagraphs"]
+    assert [step_label(s) for s in (False, True, "default", "max-autotune-no-cudagraphs")] == [
+        "eager", "compiled", "compiled", "compiled:max-autotune-no-cudagraphs"
+    ]  # fmt: skip
+    rows = [
+        {"model": "m", "batch": 1, "step": "eager", "step_ms": 3.0, "capture_s": 0.1},
+        {"model": "m", "batch": 1, "step": "compiled", "step_ms": 2.0, "capture_s": 40.0},
+        {"model": "m", "batch": 8, "step": "compiled", "step_ms": 2.0, "capture_s": 40.0},  # no eager row: skipped
+    ]
+    assert speedups(rows) == [
+        {"model": "m", "batch": 1, "step": "compiled", "eager_ms": 3.0, "compiled_ms": 2.0, "speedup": 1.5,
+         "capture_s": 40.0}
+    ]  # fmt: skip
+    if not torch.cuda.is_available():  # the flag parses; the bench itself needs a GPU
+        assert bench_main(["generate", "based-360m", "--compile-step"]) == 2
