@@ -128,17 +128,18 @@ class LanguageModel(nn.Module):
                 f"(e.g. 'default', 'max-autotune-no-cudagraphs'); generate(cuda_graph=True) captures the step"
             )
         shapes = tuple(tuple((k, tuple(t.shape), t.dtype, t.device) for k, t in s.items()) for s in states)
+        key = (id(self), mode, shapes)  # id: a deep copy of the model inherits the dict, never its compiled steps
         cache = self.__dict__.setdefault("_compiled_steps", {})
-        if (mode, shapes) not in cache:
+        if key not in cache:
             # dynamo keeps its compiled graphs (and its recompile limit) per code object: a fresh copy of
             # _step_logits's code per model and shape never shares them, so no recompile limit is ever hit
             base = LanguageModel._step_logits
             code = base.__code__.replace(co_name=f"_step_logits_{len(cache)}")
             fn = types.FunctionType(code, base.__globals__, code.co_name, base.__defaults__, base.__closure__)
-            cache[(mode, shapes)] = torch.compile(
+            cache[key] = torch.compile(
                 types.MethodType(fn, self), dynamic=False, fullgraph=True, mode=None if mode == "default" else mode
             )
-        return cache[(mode, shapes)]
+        return cache[key]
 
     @torch.no_grad()
     def generate(
