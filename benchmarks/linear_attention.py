@@ -8,8 +8,10 @@ against the issue's targets, and decode steps timed by CUDA-graph replay over ro
 Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]``.
 ``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
 section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer/CosFormer at L = 4096 and
-16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each): ``--sections algo`` runs
-it alone in ~1 min. The default ``--algo`` is ``auto`` (``triton_ops.PARALLEL_STATES_MIN_DI``).
+16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each; Taylor also with the
+``head`` chunk-state kernel at 4 and 8 warps, ``parallel-head-w4/-w8``, beside ``parallel`` = ``tiles``):
+``--sections algo`` runs it alone in ~1.5 min. ``MIXERZOO_LA_CHUNK_STATE=head`` selects that kernel for every section.
+The default ``--algo`` is ``auto`` (``triton_ops.PARALLEL_STATES_MIN_DI``).
 """
 
 from __future__ import annotations
@@ -242,8 +244,9 @@ KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kern
 
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
-    also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save)."""
-    saved = T.ALGORITHM
+    also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save) and with
+    the ``head`` chunk-state kernel at 4 or 8 warps (``parallel-head-w4``/``-w8``, beside ``parallel`` = ``tiles``)."""
+    saved, saved_cs = T.ALGORITHM, T.CHUNK_STATE
     T.FORCE_MODE = "chunk"
     for L in (4096, 8192, 16384):
         q, k, v, do = make_inputs(L)
@@ -253,10 +256,14 @@ def section_algo(quick: bool) -> None:
             fm = feature_map(name, DK, **MAPS[name]).to(DEV)
             f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
             for bt in (64, 128) if name == "taylor" else (None,):
-                # parallel-fp32S: the parallel algorithm with fp32 states for the output kernel (T.FWD_STATES_BF16 off)
-                for algo in ("serial", "parallel") + (("parallel-fp32S",) if name == "taylor" else ()):
+                # parallel-fp32S: the parallel algorithm with fp32 states for the output kernel (T.FWD_STATES_BF16 off);
+                # parallel-head-wN: the parallel algorithm with the "head" chunk-state kernel (T.CHUNK_STATE) at N warps
+                taylor_rows = ("parallel-head-w4", "parallel-head-w8", "parallel-fp32S")
+                for algo in ("serial", "parallel") + (taylor_rows if name == "taylor" else ()):
                     T.ALGORITHM, T.FORCE_CHUNK = algo.split("-")[0], bt
                     T.FWD_STATES_BF16 = algo != "parallel-fp32S"
+                    T.CHUNK_STATE = "head" if algo.startswith("parallel-head") else "tiles"
+                    T.CHUNK_STATE_WARPS = int(algo[-1]) if algo.startswith("parallel-head-w") else None
                     try:
                         t_f, t_fb = time_fwd_bwd(f, (q, k, v), do)
                         KERNEL_CALLS.clear()
@@ -269,6 +276,7 @@ def section_algo(quick: bool) -> None:
                     except Exception as e:  # noqa: BLE001
                         note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
     T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK, T.FWD_STATES_BF16 = saved, None, None, True
+    T.CHUNK_STATE, T.CHUNK_STATE_WARPS = saved_cs, None
 
 
 def step_oracle_error(fm, q, k, v, kv, z, pos: int) -> tuple[float, float, float]:

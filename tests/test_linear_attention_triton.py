@@ -9,6 +9,8 @@ states plus a prefix sum. The default, ``auto``, picks ``parallel`` for wide sta
 others at these lengths; every test that does not name an algorithm runs that default. Both algorithms are covered
 for every map by the tests marked "both state algorithms", ``test_parallel_states_match_oracle`` and
 ``test_serial_states_match_oracle``. ``MIXERZOO_LA_ALGO=parallel`` (or ``serial``) runs the whole file on one.
+The ``parallel`` algorithm's chunk-state kernel (``triton_ops.CHUNK_STATE``, default ``tiles``) has its own tests for
+``head`` (``test_chunk_state_head_*``); ``MIXERZOO_LA_CHUNK_STATE=head`` runs the whole file on it.
 
 Every test runs with ``triton_ops.POISON_OUTPUTS``: kernel outputs and intermediates start as NaN, so
 an element a kernel forgets to write fails the comparison.
@@ -35,7 +37,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-from hypothesis import Phase, given, settings  # noqa: E402
+from hypothesis import Phase, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from mixerzoo.feature_maps import feature_map  # noqa: E402
@@ -79,7 +81,7 @@ def normalize_for(name: str) -> bool:
 @pytest.fixture(autouse=True)
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
-    algorithm = T.ALGORITHM
+    algorithm, chunk_state = T.ALGORITHM, T.CHUNK_STATE
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -87,6 +89,7 @@ def _kernel_settings():
     T.FORCE_MODE = None
     T.FORCE_CHUNK = None
     T.ALGORITHM = algorithm
+    T.CHUNK_STATE = chunk_state
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -205,6 +208,63 @@ def test_serial_states_match_oracle(name, dtype, L, chunk):
     check_against_oracle(
         name, 2, L, 2, d, dv, dtype, 1.0, "chunk", chunk, seed=L, algorithm="serial", initial_state=L != 13
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: CI time
+@given(
+    L=st.sampled_from([1, 5, 16, 17, 31, 33, 47]),
+    d=st.sampled_from([1, 2, 4, 5, 8, 16, 33]),
+    dv=st.integers(1, 12),
+    chunk=st.sampled_from([16, 32]),
+    initial_state=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@example(L=17, d=33, dv=3, chunk=16, initial_state=True, seed=1)  # BK=64: R=1, 35 feature tiles
+@example(L=47, d=20, dv=9, chunk=32, initial_state=False, seed=2)  # BK=32: R=2, last tile half past d′
+@example(L=1, d=1, dv=1, chunk=16, initial_state=True, seed=3)
+def test_chunk_state_head_matches_oracle(dtype, L, d, dv, chunk, initial_state, seed):
+    """Taylor with the ``head`` chunk-state kernel (one program per chunk and head, φ by broadcasting; forward states
+    and the backward's GRAD variant): output, final state and all gradients against the fp64 oracle. d′ covers every
+    second-order tiling R = 64/BK (BK 16: R=4, d′=33 → BK 64: R=1), L odd and off the chunk, with and without s0."""
+    T.CHUNK_STATE = "head"
+    check_against_oracle(
+        "taylor", 2, L, 2, d, dv, dtype, 1.0, "chunk", chunk, seed=seed, algorithm="parallel",
+        initial_state=initial_state,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [m for m in MAPS if m != "taylor"])
+def test_chunk_state_head_other_maps(name):
+    """The ``head`` chunk-state kernel's generic path (``_phi_fwd`` per feature tile) for the other maps."""
+    T.CHUNK_STATE = "head"
+    offset = 5 if name == "cosformer" else 0
+    check_against_oracle(
+        name, 2, 37, 2, 4, 7, torch.float32, 1.0, "chunk", 16, offset=offset, seed=37, algorithm="parallel",
+        initial_state=True,
+    )  # fmt: skip
+
+
+def test_chunk_state_head_equals_tiles():
+    """Both chunk-state kernels give the same states and gradients (fp32, Taylor d′=5: two value tiles at dv=70)."""
+    T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = "chunk", 16, "parallel"
+    fm = make_map("taylor", 5).to(DEVICE)
+    q, k, v, do = inputs(1, 40, 2, 5, 70, torch.float32, 1.0, seed=5)
+    res = {}
+    for kernel in T.CHUNK_STATES:
+        T.CHUNK_STATE = kernel
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        o, (kv, z) = linear_attention(*leaves, fm, output_final_state=True, backend="triton")
+        res[kernel] = (o, kv, z, *torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves))
+    for a, b in zip(res["head"], res["tiles"]):
+        assert rel_err(a, b) < 1e-6
+
+
+def test_unknown_chunk_state_raises():
+    T.CHUNK_STATE, T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = "heads", "parallel", "chunk", 16
+    q, k, v, _ = inputs(1, 20, 1, 3, 4, torch.float32, 1.0)
+    with pytest.raises(ValueError, match=r"unknown chunk-state kernel 'heads'.*\['tiles', 'head'\]"):
+        linear_attention(q, k, v, "taylor", backend="triton")
 
 
 def test_unknown_algorithm_raises():
@@ -483,6 +543,22 @@ def test_gpu_parallel_states(name, d, dv):
         name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, offset=offset, algorithm="parallel",
         initial_state=True,
     )  # fmt: skip
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize(
+    "name,d,dv,chunk",
+    [("taylor", 16, 64, 128), ("taylor", 16, 64, 64), ("taylor", 24, 256, 32), ("taylor", 64, 48, 128),
+     ("performer", 16, 64, 64)],
+)  # fmt: skip
+def test_gpu_chunk_state_head(name, d, dv, chunk):
+    """The ``head`` chunk-state kernel at realistic shapes (parallel states, from an initial state): Taylor at both
+    chunk sizes its default uses (BT=128 at 8 warps, 64 at 4), four value tiles (dv=256), R=1 (d′=64); Performer."""
+    T.CHUNK_STATE = "head"
+    check_against_oracle(
+        name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", chunk, algorithm="parallel", initial_state=True
+    )
 
 
 @pytest.mark.gpu

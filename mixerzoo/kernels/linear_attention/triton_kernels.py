@@ -11,8 +11,8 @@ Legend
   feature order of the torch maps at the API boundary.
 - States ``S [B·H, NC, DI, DV]`` / ``Z [B·H, NC, DI]`` fp32: the state entering chunk ``c`` (chunk
   mode), written by ``_la_state_fwd_kernel`` (``serial``: one scan per (feature tile, value tile, head)) or by
-  ``_la_chunk_state_kernel`` + ``_la_state_scan_kernel`` (``parallel``: every chunk's own contribution at once,
-  then a matmul-free prefix sum), and read by ``_la_out_fwd_kernel``; ``dS``/``dZ`` the same for the reverse scan. ``den [B·H, L]`` fp32 is the stored denominator ``φq·Σφk + eps``.
+  ``_la_chunk_state_kernel`` (or ``_la_chunk_state_head_kernel``) + ``_la_state_scan_kernel`` (``parallel``: every
+  chunk's own contribution at once, then a matmul-free prefix sum), and read by ``_la_out_fwd_kernel``; ``dS``/``dZ`` the same for the reverse scan. ``den [B·H, L]`` fp32 is the stored denominator ``φq·Σφk + eps``.
 - Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks, ``i_`` program ids or
   loop indices; upper-case names are ``tl.constexpr``: ``BT`` chunk (tokens), ``BK`` padded d′,
   ``BD`` feature tile, ``BV`` value tile, ``FM`` the feature map id (``FM_IDS``).
@@ -284,6 +284,77 @@ def _la_chunk_state_kernel(
     o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
     tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
     tl.store(z_all + o_c + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+
+
+@triton.jit
+def _la_chunk_state_head_kernel(
+    x, y, w, den, dden, s_all, z_all,
+    L, H, NC, offset, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    GRAD: tl.constexpr, NORMALIZE: tl.constexpr, R: tl.constexpr,
+):  # fmt: skip
+    """``_la_chunk_state_kernel`` with one program per (chunk, value tile, head) looping over the feature tiles
+    (``CHUNK_STATE = "head"``): x, y, den and dden are loaded once per chunk instead of once per feature tile.
+
+    Taylor builds its tiles without selection matmuls, by broadcasting (``R = BD // BK``): first-order tiles
+    ``[x·SC1, 1, 0…]`` with x placed into the first of R blocks of BK columns; second-order tiles
+    ``x[:, i0:i0+R, None]·x[:, None, :]`` reshaped to ``[BT, R·BK = BD]`` (column ``r·BK + j`` holds ``x_{i0+r} x_j``;
+    the R columns of i are a ``[BT, R]`` reload of the chunk's rows, which sit in L1). Other maps call ``_phi_fwd`` per
+    tile.
+    Same outputs as ``_la_chunk_state_kernel``. Grid ``(NC, cdiv(DV, BV), B·H)``.
+    """
+    i_c, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    DI = NDT * BD
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < DV
+    o_tc = i_c * BT + tl.arange(0, BT)
+    m_t = o_tc < L
+    p_x = x + (i_b.to(tl.int64) * L * H + i_h) * DK
+    p_y = y + (i_b.to(tl.int64) * L * H + i_h) * DV
+    p_xt = p_x + o_tc[:, None].to(tl.int64) * (H * DK)  # [BT, 1] row pointers of this chunk's x
+    b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)  # [BT, BK], zero past DK and L
+    b_y = _load_rows(p_y + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+    b_y = tl.where(m_v[None, :], b_y, 0.0)
+    if GRAD:
+        if NORMALIZE:
+            b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
+            b_g = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)  # weight of φ in z
+        else:
+            b_g = tl.zeros([BT], dtype=tl.float32)
+    else:
+        b_g = tl.where(m_t, 1.0, 0.0)
+    o_c0 = (i_bh.to(tl.int64) * NC + i_c) * DI  # this chunk's slot, in rows of DV
+    m_z = i_v == 0
+    o_r = tl.arange(0, R)
+    o_dl = tl.arange(0, BD)
+    o_sdl = o_dl[:, None] * DV + o_v[None, :]  # [BD, BV] int32 offsets within one feature tile of the slot
+    if FM == 6:  # taylor
+        for i_d in range(NT1):  # first order: [x·SC1 (columns < DK), 1 (column DK), 0]; x's BK <= BD columns: tile 0
+            o_d = i_d * BD + o_dl
+            b_one = tl.where(m_t[:, None] & (o_d == DK)[None, :], 1.0, 0.0)
+            b_sel = ((o_r == 0) & (i_d == 0)).to(tl.float32)  # x into the first BK columns of tile 0 only
+            b_phi = tl.reshape(b_x[:, None, :] * b_sel[None, :, None], [BT, BD]) * SC1 + b_one
+            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
+            tl.store(s_all + (o_c0 + i_d * BD) * DV + o_sdl, b_s, mask=m_v[None, :])
+            tl.store(z_all + o_c0 + o_d, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
+        for i_r in range(NDT - NT1):  # second order: rows i of the full d′×d′ block, R per tile
+            o_i = i_r * R + o_r
+            b_xi = tl.load(p_xt + o_i[None, :], mask=m_t[:, None] & (o_i[None, :] < DK), other=0.0).to(tl.float32)
+            b_phi = tl.reshape(b_xi[:, :, None] * b_x[:, None, :], [BT, BD]) * SC2  # column r·BK + j: x_i x_j
+            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)
+            o_d0 = (NT1 + i_r) * BD
+            tl.store(s_all + (o_c0 + o_d0) * DV + o_sdl, b_s, mask=m_v[None, :])
+            tl.store(z_all + o_c0 + o_d0 + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
+    else:
+        for i_d in range(NDT):
+            b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+            b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)
+            tl.store(s_all + (o_c0 + i_d * BD) * DV + o_sdl, b_s, mask=m_v[None, :])
+            tl.store(z_all + o_c0 + i_d * BD + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
 
 
 @triton.jit

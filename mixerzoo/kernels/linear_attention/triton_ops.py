@@ -26,7 +26,9 @@ How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM
 - ``parallel``: ``_la_chunk_state_kernel`` computes every chunk's own ``φ(K_c)ᵀV_c`` at once (grid NC × tiles ×
   B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
   Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
-  latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``).
+  latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``). ``CHUNK_STATE``
+  picks the chunk-state kernel: ``tiles`` (default, a program per feature tile) or ``head`` (a program per chunk and
+  head looping over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``).
   ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
 """
 
@@ -44,6 +46,7 @@ from mixerzoo.kernels.linear_attention.triton_kernels import (
     FM_IDS,
     _la_bwd_kernel,
     _la_bwd_pre_kernel,
+    _la_chunk_state_head_kernel,
     _la_chunk_state_kernel,
     _la_out_fwd_kernel,
     _la_state_bwd_kernel,
@@ -52,7 +55,7 @@ from mixerzoo.kernels.linear_attention.triton_kernels import (
     _la_step_kernel,
 )
 
-__all__ = ["ALGORITHM", "PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
+__all__ = ["ALGORITHM", "CHUNK_STATE", "PARALLEL_MAX_L", "linear_attention_step_triton", "linear_attention_triton"]
 
 # Longest L for which the quadratic kernels beat the chunked ones, measured on the H200 (bf16, B=4, H=16, dv=64,
 # d′=16; benchmarks/notes/linear_attention.md, run 2): the quadratic kernel won fwd and fwd+bwd at every
@@ -84,6 +87,19 @@ PARALLEL_STATES_MIN_CHUNKS = 256
 # ``parallel`` only, bf16 inputs only: the output kernel reads the per-chunk states in bf16 (4 → 3 state-array passes
 # in the forward; FLA does the same). The sums, the final state and the backward's states stay fp32.
 FWD_STATES_BF16 = True
+# ``parallel`` only: which kernel computes each chunk's own state (the forward states and the backward's GRAD variant).
+# "tiles": ``_la_chunk_state_kernel``, one program per (chunk, feature tile, value tile, head), each reloading the chunk
+# and rebuilding its φ tile by selection matmuls (H200 run 3, Taylor L=16384 BT=128: 0.97 ms per launch, ~5x its byte
+# floor). "head": ``_la_chunk_state_head_kernel``, one program per (chunk, value tile, head) looping over the feature
+# tiles, the chunk loaded once and Taylor's φ built by broadcasting (every map; the others call ``_phi_fwd`` per tile).
+# Predicted ≤ 0.33 ms per launch; unmeasured, so "tiles" stays the default until the algo section's
+# ``parallel-head-w4/-w8`` rows win (notes, "Chunk-state kernel v2"). Env ``MIXERZOO_LA_CHUNK_STATE``: the start value.
+CHUNK_STATE: str = os.environ.get("MIXERZOO_LA_CHUNK_STATE", "tiles")
+CHUNK_STATES = ("tiles", "head")
+# Warps of the "head" kernel; None: 8 at BT=128, else 4 (``_warps``). Offline sm_90 compile (Taylor d′=16, dv=64):
+# 205 registers at BT=128 / 8 warps (one CTA per SM), 187 at BT=64 / 4 warps, no spills; 4 warps at BT=128 spill 208 B.
+# The benchmark's algo section times 4 and 8 warps at both chunk sizes.
+CHUNK_STATE_WARPS: int | None = None
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -359,10 +375,21 @@ def _states_parallel(
     B, L, H, _ = x.shape
     dv, nc = y.shape[-1], s_all.shape[1]
     bv = min(64, max(16, _pow2(dv)))
-    _la_chunk_state_kernel[(nc, plan.ndt * _cdiv(dv, bv), B * H)](
-        x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
-        num_warps=4,
-    )  # fmt: skip
+    if CHUNK_STATE not in CHUNK_STATES:
+        raise ValueError(
+            f"linear_attention (triton): unknown chunk-state kernel {CHUNK_STATE!r} (MIXERZOO_LA_CHUNK_STATE or "
+            f"triton_ops.CHUNK_STATE); choose one of {list(CHUNK_STATES)}"
+        )
+    if CHUNK_STATE == "head":  # one program per (chunk, value tile, head), looping over the feature tiles
+        _la_chunk_state_head_kernel[(nc, _cdiv(dv, bv), B * H)](
+            x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
+            R=max(1, plan.bd // plan.bk), num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),
+        )  # fmt: skip
+    else:
+        _la_chunk_state_kernel[(nc, plan.ndt * _cdiv(dv, bv), B * H)](
+            x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
+            num_warps=4,
+        )  # fmt: skip
     bs, bvs = _scan_tiles(plan, dv)
     use_s0 = s0 is not None
     dum = _dummy(x.device)
