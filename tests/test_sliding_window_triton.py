@@ -215,6 +215,22 @@ def test_step_prefetch(monkeypatch, cfg):
 
 
 @cpu_only
+@pytest.mark.parametrize(
+    "cfg",
+    [None, dict(S=1, BW=4, num_warps=1, PREFETCH=True), dict(S=3, BW=2, num_warps=1, PREFETCH=True),
+     dict(S=2, BW=4, num_warps=4)],
+)  # fmt: skip
+def test_step_dense_loads_stop_at_the_last_written_slot(monkeypatch, cfg):
+    """DENSE (rings of DENSE_MIN_W slots or more: the attn mixer's KV cache) loads only the written slots; forced on
+    here for small rings: empty, partly written, just full and wrapped, with NaN in every unwritten slot."""
+    monkeypatch.setattr(T, "DENSE_MIN_W", 1)
+    if cfg is not None:
+        monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    for W, P in ((13, 0), (13, 5), (13, 12), (13, 30), (1, 0)):
+        check_steps(2, 4, 2, 16, 8, W, P, 3, torch.float32, "cpu", as_tensor=True, seed=W + P)
+
+
+@cpu_only
 @pytest.mark.parametrize("n_prog", [528, 1])
 @pytest.mark.parametrize("W,d", [(1, 128), (9, 128), (130, 128), (37, 64), (20, 256)])
 def test_step_gpu_default_config(monkeypatch, n_prog, W, d):

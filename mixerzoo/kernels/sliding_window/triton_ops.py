@@ -267,10 +267,14 @@ def sliding_window_step_kernel(
     p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, W, WS, scale_log2,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
+    DENSE: tl.constexpr,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
-    partial max / sum / unnormalized output per split (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32)."""
+    partial max / sum / unnormalized output per split (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32).
+    DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): the loads stop at
+    the last written slot, so a step reads the tokens so far rather than the whole capacity; the loads then
+    wait for pos."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
@@ -286,6 +290,10 @@ def sliding_window_step_kernel(
         pos = pos_int.to(tl.int64)
     slot = pos % W
     n_valid = tl.minimum(pos + 1, W)
+    if DENSE:
+        w_ld = tl.minimum(w1, n_valid)
+    else:
+        w_ld = w1
     b_kn = tl.load(p_k + i_bh.to(tl.int64) * D + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_bh.to(tl.int64) * DV + o_dv, mask=m_dv, other=0.0)
     for g in tl.static_range(G):
@@ -295,13 +303,13 @@ def sliding_window_step_kernel(
         b_li = tl.full([], 0.0, dtype=tl.float32)
         b_acc = tl.zeros([BDV], dtype=tl.float32)
         if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
-            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
         for j in range(0, NW):
             if PREFETCH:
                 b_v, b_k = b_vx, b_kx
-                b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+                b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
             else:
-                b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+                b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
             o_w = w0 + j * BW + tl.arange(0, BW)
             m_new = (o_w == slot)[:, None]
             m_ok = (o_w < n_valid) & (o_w < w1)
@@ -406,6 +414,12 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     if big:  # dq
         return dict(BM=64, BN=32, num_warps=8, num_stages=2)
     return dict(BM=128, BN=32, num_warps=4, num_stages=3) if bd <= 64 else dict(BM=64, BN=64, num_warps=4, num_stages=2)
+
+
+# Rings at least this wide load only their written slots (the kernel's DENSE): the attn mixer's KV cache is a ring
+# of window = capacity that is never full while it decodes (1,536 of 2,048 slots in benchmarks/attention_step.py).
+# Narrow sliding windows are full after W tokens and keep the loads that go out before pos arrives.
+DENSE_MIN_W = 512
 
 
 def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
@@ -594,7 +608,7 @@ def sliding_window_step(
     sliding_window_step_kernel[(B * HKV, S)](
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
         scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=_cdiv(WS, BW), S=S,
-        POS_TENSOR=position is not None, PREFETCH=prefetch, num_warps=nw,
+        POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, num_warps=nw,
     )  # fmt: skip
     if S > 1:
         sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=_pow2(S), num_warps=4)
