@@ -27,8 +27,7 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, environment, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
-from sliding_window import warm_up  # noqa: E402  (the same 2-s warm-up before the first timed row of each table)
+from _common import bench, copy_bandwidth, environment, graph_time_us, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
 
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402

@@ -30,32 +30,12 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, environment, graph_time_us, rel  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import bench, copy_bandwidth, environment, graph_time_us, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
 
 from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.sliding_window.naive import sliding_window_reference  # noqa: E402
 
 DT = torch.bfloat16
-
-
-def warm_up(fns, seconds: float = 2.0) -> None:
-    """Run ``fns`` round-robin for ``seconds`` (after one call each: compiles) before the first timed row of a table.
-    ``do_bench`` times 40 ms per call site: without this, the first row ran at the GPU's idle clocks (2026-11-28 15:19
-    run: d=64 W=64 L=8192 f+b 1.099 ms and FA2 fwd 0.513, against 0.623 / 0.241 in the run before and 0.243 for FA2 in
-    the next row of the same run)."""
-    live = []
-    for fn in fns:
-        try:
-            fn()
-            live.append(fn)
-        except Exception:  # a failing implementation is reported by its timed row
-            pass
-    torch.cuda.synchronize()
-    t_end = time.time() + seconds
-    while live and time.time() < t_end:
-        for fn in live:
-            fn()
-        torch.cuda.synchronize()
 
 
 def peers(meta: dict):

@@ -239,7 +239,7 @@ def test_step_gpu_default_config(monkeypatch, n_prog, W, d):
     cache-wide window), or 4 warps with the window split in S parts (few programs; W=130 → S=3 here)."""
     cfg = T._step_cfg_gpu(n_prog, 1, W, d)
     if n_prog >= 528:
-        assert cfg == dict(S=1, BW=min(T._pow2(W), max(4, 1024 // d)), num_warps=1, PREFETCH=True)
+        assert cfg == dict(S=1, BW=min(T.next_pow2(W), max(4, 1024 // d)), num_warps=1, PREFETCH=True)
     monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
     P = {1: 0, 9: 20, 130: 131, 37: 12, 20: 45}[W]  # empty, wrapped, wrapped by one, partial, wrapped
     check_steps(2, 4, 2, d, d, W, P, 2, torch.float32, "cpu", as_tensor=True, seed=W)

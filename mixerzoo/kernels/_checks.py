@@ -71,6 +71,16 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def cdiv(a: int, b: int) -> int:
+    """Host-side ceil division: ``triton.cdiv`` is a ``constexpr_function`` in triton 3.6 (5–9 µs a host call)."""
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """``triton.next_power_of_2`` as plain Python (1 for n <= 1), without its host call overhead."""
+    return 1 << max(0, n - 1).bit_length()
+
+
 def resolve_backend(
     op: str, backend: str, device: torch.device, has_triton_impl: bool, allowed=("torch", "triton")
 ) -> str:

@@ -42,6 +42,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from mixerzoo.kernels._checks import cdiv, next_pow2
 from mixerzoo.kernels.linear_attention.triton_kernels import (
     FM_IDS,
     _la_bwd_kernel,
@@ -144,17 +145,17 @@ def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
         )
     if not 1 <= dk <= 64:
         raise ValueError(f"linear_attention (triton): d′ must be in 1..64 for the fused kernels, got {dk}")
-    bk = max(16, _pow2(dk))
+    bk = max(16, next_pow2(dk))
     nt1, mm, out_dim = 0, 0, dk
     if kind == "taylor":
         bd = 64
-        nt1 = _cdiv(dk + 1, bd)
-        ndt = nt1 + _cdiv(dk, bd // bk)
+        nt1 = cdiv(dk + 1, bd)
+        ndt = nt1 + cdiv(dk, bd // bk)
         out_dim = 1 + dk + dk * (dk + 1) // 2
     elif kind == "performer":
         mm = m
-        bd = min(64, max(16, _pow2(m)))
-        ndt = _cdiv(m, bd)
+        bd = min(64, max(16, next_pow2(m)))
+        ndt = cdiv(m, bd)
         out_dim = m
     elif kind == "cosformer":
         bd, ndt, out_dim = bk, 2, 2 * dk
@@ -235,16 +236,6 @@ def _plan_of(fm) -> tuple[Plan, Tensor | None]:
 # launch helpers (plain functions over contiguous tensors)
 
 
-def _cdiv(a: int, b: int) -> int:
-    """``triton.cdiv`` without its host cost (a ``constexpr_function`` in triton 3.6: ~5 µs a call)."""
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:
-    """``triton.next_power_of_2`` for ``n >= 1``, as plain Python."""
-    return 1 << (n - 1).bit_length()
-
-
 def _prec(dtype: torch.dtype) -> str:
     """Dot precision: fp32 inputs get full fp32 (ieee); 16-bit inputs tf32 (their values are exact in tf32)."""
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -272,8 +263,8 @@ def _warps(bt: int) -> int:
 
 
 def _state_bv(plan: Plan, dv: int, bh: int) -> int:
-    bv = min(64, max(16, _pow2(dv)))
-    while bv > 16 and plan.ndt * _cdiv(dv, bv) * bh < 264:
+    bv = min(64, max(16, next_pow2(dv)))
+    while bv > 16 and plan.ndt * cdiv(dv, bv) * bh < 264:
         bv //= 2
     return bv
 
@@ -317,7 +308,7 @@ def _launch_config(plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, par
     st = _statics(plan, dv, chunk, prec)
     bv_s = _state_bv(plan, dv, bh)
     return Launch(
-        parallel=parallel, bt=chunk, nc=_cdiv(L, chunk), st=st, cs=_consts(plan), bv=max(16, _pow2(dv)), bv_s=bv_s,
+        parallel=parallel, bt=chunk, nc=cdiv(L, chunk), st=st, cs=_consts(plan), bv=max(16, next_pow2(dv)), bv_s=bv_s,
         st_s=dict(st, BV=bv_s), warps=_warps(chunk), dot16=_dot16(dtype),
     )  # fmt: skip
 
@@ -360,7 +351,7 @@ def _parallel_states(plan: Plan, nc: int) -> bool:
 def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
     """Tile ``(BS rows, BV columns)`` of the prefix-sum kernel: small (<= 32×32 fp32 = 4 KB), so that even one
     head's state splits over many programs and enough loads are in flight to reach copy bandwidth."""
-    return min(plan.bd, 32), min(32, max(16, _pow2(dv)))
+    return min(plan.bd, 32), min(32, max(16, next_pow2(dv)))
 
 
 def _states_parallel(
@@ -374,26 +365,26 @@ def _states_parallel(
     (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions."""
     B, L, H, _ = x.shape
     dv, nc = y.shape[-1], s_all.shape[1]
-    bv = min(64, max(16, _pow2(dv)))
+    bv = min(64, max(16, next_pow2(dv)))
     if CHUNK_STATE not in CHUNK_STATES:
         raise ValueError(
             f"linear_attention (triton): unknown chunk-state kernel {CHUNK_STATE!r} (MIXERZOO_LA_CHUNK_STATE or "
             f"triton_ops.CHUNK_STATE); choose one of {list(CHUNK_STATES)}"
         )
     if CHUNK_STATE == "head":  # one program per (chunk, value tile, head), looping over the feature tiles
-        _la_chunk_state_head_kernel[(nc, _cdiv(dv, bv), B * H)](
+        _la_chunk_state_head_kernel[(nc, cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
             R=max(1, plan.bd // plan.bk), num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),
         )  # fmt: skip
     else:
-        _la_chunk_state_kernel[(nc, plan.ndt * _cdiv(dv, bv), B * H)](
+        _la_chunk_state_kernel[(nc, plan.ndt * cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
             num_warps=4,
         )  # fmt: skip
     bs, bvs = _scan_tiles(plan, dv)
     use_s0 = s0 is not None
     dum = _dummy(x.device)
-    _la_state_scan_kernel[(plan.di // bs, _cdiv(dv, bvs), B * H)](
+    _la_state_scan_kernel[(plan.di // bs, cdiv(dv, bvs), B * H)](
         s_all, s_all if s_out is None else s_out, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
         zT if store_final else dum, nc, plan.di, DV=dv, BS=bs, BV=bvs, USE_S0=use_s0, STORE_FINAL=store_final,
         REVERSE=grad, num_warps=4,
@@ -419,7 +410,7 @@ def _fwd_impl(
     sT = _empty((B, H, plan.di, dv), torch.float32, dev) if want_state else dum
     zT = _empty((B, H, plan.di), torch.float32, dev) if want_state else dum
     use_s0 = s0 is not None
-    grid_s = (plan.ndt, _cdiv(dv, cfg.bv_s), B * H)
+    grid_s = (plan.ndt, cdiv(dv, cfg.bv_s), B * H)
     if parallel:
         s_all, z_all = (s0, z0) if use_s0 else (dum, dum)  # the initial state serves every chunk
         strides = (plan.di, 0)
@@ -475,13 +466,13 @@ def _bwd_impl(
     if normalize:
         dden = _empty((B * H, L), torch.float32, dev)
         use_res = o_res.numel() > 0
-        _la_bwd_pre_kernel[(_cdiv(L, 64), B * H)](
+        _la_bwd_pre_kernel[(cdiv(L, 64), B * H)](
             o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
         )
     else:
         dden = dum
         den = dum
-    grid_s = (plan.ndt, _cdiv(dv_, cfg.bv_s), B * H)
+    grid_s = (plan.ndt, cdiv(dv_, cfg.bv_s), B * H)
     ds0 = _empty((B, H, plan.di, dv_), torch.float32, dev) if use_s0 else None
     dz0 = _empty((B, H, plan.di), torch.float32, dev) if use_s0 else None
     if parallel:
@@ -661,8 +652,8 @@ def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
     """The decode configuration for ``bh = B·H`` heads (``FORCE_STEP``, else ``STEP_RULE``), clipped to dv and D."""
     d = plan.out_dim
     cfg = FORCE_STEP or STEP_CONFIGS[next(name for max_d, max_bh, name in STEP_RULE if d <= max_d and bh <= max_bh)]
-    bv = min(cfg.bv, max(16, _pow2(dv)))
-    bf = min(cfg.bf, max(16, _pow2(plan.out_dim)))
+    bv = min(cfg.bv, max(16, next_pow2(dv)))
+    bf = min(cfg.bf, max(16, next_pow2(plan.out_dim)))
     return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
 
 
@@ -699,7 +690,7 @@ def _op_step(
         ti = tj = torch.empty(1, dtype=torch.int32, device=dev)
         ts = _dummy(dev)
     cfg = _step_config(plan, B * H, dv)
-    nv = _cdiv(dv, cfg.bv)
+    nv = cdiv(dv, cfg.bv)
     zmode = 1 if nv == 1 else (2 if cfg.zmode == "last" else 0)
     count = _step_counter(dev, B * H) if zmode == 2 else ti
     args = (

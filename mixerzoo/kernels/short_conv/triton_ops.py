@@ -18,12 +18,12 @@ with fake and autograd registrations), so ``torch.compile`` traces through them.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
 
 __all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
 
@@ -160,7 +160,7 @@ def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
     """Backward (BT, BC, num_warps): 16-byte channel vectors; BT shrinks with K so the K² recomputed tiles of
     ``dz`` fit in registers. H200, B=4 L=16384 C=4096 fwd+bwd: K=3 BT=64 3.70 ms, 32 3.29, 16 4.23; K=4 BT=64
     16.2 ms (2 KB/thread spilled), 32 4.72 (56 B spilled), 16 6.71."""
-    BC = min(_pow2(C), 128)
+    BC = min(next_pow2(C), 128)
     BT = max(8, min(64 if K <= 2 else 32 if K <= 4 else 16, 8192 // BC))
     return BT, BC, 4
 
@@ -169,26 +169,14 @@ def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
     """Forward tiles ``[BT, BC]``, NT of them per program along time. H200 sweep (benchmarks/short_conv.py
     --sweep, B=4 L=16384 K=3): [32, 256] with 8 warps 81% of copy bw at C=4096, 77% at C=1024; [64, 128]
     4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. K ≥ 4 keeps [64, 128] (fewer live registers)."""
-    if _interpreting():
-        return dict(BT=16, BC=min(_pow2(C), 128), NT=2, num_warps=4)
+    if interpreting():
+        return dict(BT=16, BC=min(next_pow2(C), 128), NT=2, num_warps=4)
     if K >= 4:
-        BC = min(_pow2(C), 128)
+        BC = min(next_pow2(C), 128)
         return dict(BT=max(8, min(64, 8192 // BC)), BC=BC, NT=1, num_warps=4)
-    BC = min(_pow2(C), 256)
+    BC = min(next_pow2(C), 256)
     BT = max(8, min(32, 8192 // BC))
     return dict(BT=BT, BC=BC, NT=1, num_warps=8 if BT * BC >= 8192 else 4)
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _cdiv(a: int, b: int) -> int:  # host arithmetic: triton.cdiv is a constexpr function (~9 µs per host call)
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:  # triton.next_power_of_2 without its call overhead
-    return 1 << max(0, n - 1).bit_length()
 
 
 def _contig(t: Tensor | None) -> Tensor | None:
@@ -210,7 +198,7 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     K = weight.shape[1]
     y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
     cfg = _fwd_tiles(C, L, K)
-    grid = (_cdiv(C, cfg["BC"]), _cdiv(L, cfg["BT"] * cfg["NT"]), B)
+    grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
     gated_short_conv_fwd_kernel[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
         K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, **cfg,
@@ -227,12 +215,12 @@ def _bwd(
     K = weight.shape[1]
     BT, BC, nw = _tiles(C, K)
     rows = L + (K - 1 if h0 is not None else 0)  # x-space rows: the state's grads too
-    NT = _cdiv(rows, BT)
+    NT = cdiv(rows, BT)
     du, dg = _empty(B, L, C, like=u), _empty(B, L, C, like=gate)
     dh0 = _empty(*h0.shape, like=h0) if h0 is not None else u.new_empty(0)
     dwp = _empty(B, NT, C, K, like=u, dtype=torch.float32)
     dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
-    gated_short_conv_bwd_kernel[(NT, _cdiv(C, BC), B)](
+    gated_short_conv_bwd_kernel[(NT, cdiv(C, BC), B)](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
         dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
         K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
@@ -323,8 +311,8 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
     B, C = u.shape
     K = weight.shape[1]
     y = _empty(B, C, like=u)
-    BC = min(_pow2(C), 1024)
-    gated_short_conv_step_kernel[(_cdiv(C, BC), B)](
+    BC = min(next_pow2(C), 1024)
+    gated_short_conv_step_kernel[(cdiv(C, BC), B)](
         u,
         gate,
         state,

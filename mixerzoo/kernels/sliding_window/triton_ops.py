@@ -27,12 +27,12 @@ fake and autograd registrations), so ``torch.compile`` traces through them.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
 
 __all__ = ["sliding_window_step_triton", "sliding_window_triton"]
 
@@ -357,18 +357,6 @@ def sliding_window_step_combine_kernel(
 
 
 # ------------------------------------------------------------------------------------------ host side
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _cdiv(a: int, b: int) -> int:  # host arithmetic: triton.cdiv is a constexpr function (~9 µs per host call)
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:  # triton.next_power_of_2 without its call overhead
-    return 1 << max(0, n - 1).bit_length()
-
-
 def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     t = torch.empty(shape, device=like.device, dtype=like.dtype if dtype is None else dtype)
     return t.fill_(float("nan")) if POISON_OUTPUTS else t
@@ -381,12 +369,12 @@ def _dims(q: Tensor, v: Tensor) -> tuple[int, int, int, int]:
             f"sliding_window_attention (triton): head dims up to {MAX_HEAD_DIM} are supported, got d={D}, dv={DV}; "
             "use backend='torch' or split the heads"
         )
-    return D, DV, max(16, _pow2(D)), max(16, _pow2(DV))
+    return D, DV, max(16, next_pow2(D)), max(16, next_pow2(DV))
 
 
 def _prec(q: Tensor) -> str:
     """fp32 inputs get true fp32 products (not tf32): the fp32 path is the accuracy path."""
-    if _interpreting():
+    if interpreting():
         return "interp"
     return "ieee" if q.dtype == torch.float32 else "tf32"
 
@@ -396,7 +384,7 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     thread). Forward: ``ALIGN`` aligns the key blocks to BN so that interior blocks skip the mask (see the kernel;
     default: on where there are such blocks, W ≥ BM + BN). fp32 tiles of head dim 128 take the head-dim-256 tiles:
     the 16-bit ones need 320 KB of shared memory in fp32 (the H200 has 227 KB per block)."""
-    if _interpreting():
+    if interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
     big = bd > 128 or (elem > 2 and bd >= 128)
     if kind == "fwd":
@@ -424,7 +412,7 @@ DENSE_MIN_W = 512
 
 def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
     """Decode config; the interpreter's small chunks (several chunks per split, 2 splits) or `_step_cfg_gpu`."""
-    if _interpreting():
+    if interpreting():
         return dict(S=2 if W > 8 else 1, BW=4, num_warps=4)
     return _step_cfg_gpu(B, HKV, W, bd)
 
@@ -440,11 +428,11 @@ def _step_cfg_gpu(B: int, HKV: int, W: int, bd: int) -> dict:
     slower at W=64)."""
     n_prog = B * HKV
     if n_prog >= 528:  # 2 × BW × bd elements of k and v in flight per warp (BW=8 at d=128: 125 registers)
-        return dict(S=1, BW=min(_pow2(W), max(4, 1024 // bd)), num_warps=1, PREFETCH=True)
+        return dict(S=1, BW=min(next_pow2(W), max(4, 1024 // bd)), num_warps=1, PREFETCH=True)
     bw_cap = max(16, 8192 // bd)
-    chunks = _cdiv(W, bw_cap)
-    S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, _cdiv(264, n_prog), 16))
-    return dict(S=S, BW=min(_pow2(_cdiv(W, S)), bw_cap), num_warps=4)
+    chunks = cdiv(W, bw_cap)
+    S = 1 if (n_prog >= 128 or chunks <= 1) else max(1, min(chunks, cdiv(264, n_prog), 16))
+    return dict(S=S, BW=min(next_pow2(cdiv(W, S)), bw_cap), num_warps=4)
 
 
 def _c(BM: int, BN: int, w: int, s: int, **kw) -> dict:
@@ -493,7 +481,7 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
     # visits the same masked blocks in loops of 1–2 trips and measured 4–23% slower (H200, W = 64/128, round 3)
     NU = max(0, (window - BM) // BN)
     aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
-    grid = (_cdiv(Lq, BM), B * H)
+    grid = (cdiv(Lq, BM), B * H)
     sliding_window_fwd_kernel[grid](
         q,
         k,
@@ -511,8 +499,8 @@ def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: floa
         BD=BD,
         BDV=BDV,
         PREC=_prec(q),
-        NB=_cdiv(min(BM + window - 1, Lk), BN),
-        NL=_cdiv(window - 1, BN) if aligned else 0,
+        NB=cdiv(min(BM + window - 1, Lk), BN),
+        NL=cdiv(window - 1, BN) if aligned else 0,
         NU=NU if aligned else 0,
         **cfg,
     )
@@ -540,16 +528,16 @@ def sliding_window_bwd(
     cfg_dq = dict(_cfg("dq", max(BD, BDV), window, q.element_size()))
     fuse = cfg_dq.pop("FUSE_DELTA", True)
     if not fuse:
-        BMD = 16 if _interpreting() else 64
-        sliding_window_bwd_delta_kernel[(_cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
-    sliding_window_bwd_dq_kernel[(_cdiv(Lq, cfg_dq["BM"]), B * H)](
+        BMD = 16 if interpreting() else 64
+        sliding_window_bwd_delta_kernel[(cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
+    sliding_window_bwd_dq_kernel[(cdiv(Lq, cfg_dq["BM"]), B * H)](
         q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E,
-        NB=_cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq,
+        NB=cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq,
     )  # fmt: skip
     cfg = _cfg("dkdv", max(BD, BDV), window, q.element_size())  # after dq: it reads the delta that dq wrote
-    sliding_window_bwd_dkdv_kernel[(_cdiv(Lk, cfg["BN"]), B * HKV)](
+    sliding_window_bwd_dkdv_kernel[(cdiv(Lk, cfg["BN"]), B * HKV)](
         q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E,
-        NB=_cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg,
+        NB=cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg,
     )  # fmt: skip
     return dq, dk, dv
 
@@ -598,7 +586,7 @@ def sliding_window_step(
     D, DV, BD, BDV = _dims(q, v)
     cfg = _step_cfg(B, HKV, W, max(BD, BDV))
     S, BW, nw, prefetch = cfg["S"], cfg["BW"], cfg["num_warps"], cfg.get("PREFETCH", False)
-    WS = _cdiv(W, S)  # slots per split
+    WS = cdiv(W, S)  # slots per split
     o = _empty(B, H, DV, like=q)
     if S > 1:
         pm, pl = _empty(B * H, S, like=q, dtype=torch.float32), _empty(B * H, S, like=q, dtype=torch.float32)
@@ -607,11 +595,11 @@ def sliding_window_step(
         pm = pl = pacc = o
     sliding_window_step_kernel[(B * HKV, S)](
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
-        scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=_cdiv(WS, BW), S=S,
+        scale * LOG2E, H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
         POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, num_warps=nw,
     )  # fmt: skip
     if S > 1:
-        sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=_pow2(S), num_warps=4)
+        sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4)
     return o
 
 
