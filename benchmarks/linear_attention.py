@@ -246,7 +246,7 @@ def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save) and with
     the ``head`` chunk-state kernel at 4 or 8 warps (``parallel-head-w4``/``-w8``, beside ``parallel`` = ``tiles``)."""
-    saved, saved_cs = T.ALGORITHM, T.CHUNK_STATE
+    saved, saved_cs, saved_w = T.ALGORITHM, T.CHUNK_STATE, T.CHUNK_STATE_WARPS
     T.FORCE_MODE = "chunk"
     for L in (4096, 8192, 16384):
         q, k, v, do = make_inputs(L)
@@ -276,7 +276,7 @@ def section_algo(quick: bool) -> None:
                     except Exception as e:  # noqa: BLE001
                         note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
     T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK, T.FWD_STATES_BF16 = saved, None, None, True
-    T.CHUNK_STATE, T.CHUNK_STATE_WARPS = saved_cs, None
+    T.CHUNK_STATE, T.CHUNK_STATE_WARPS = saved_cs, saved_w
 
 
 def step_oracle_error(fm, q, k, v, kv, z, pos: int) -> tuple[float, float, float]:

@@ -9,8 +9,8 @@ states plus a prefix sum. The default, ``auto``, picks ``parallel`` for wide sta
 others at these lengths; every test that does not name an algorithm runs that default. Both algorithms are covered
 for every map by the tests marked "both state algorithms", ``test_parallel_states_match_oracle`` and
 ``test_serial_states_match_oracle``. ``MIXERZOO_LA_ALGO=parallel`` (or ``serial``) runs the whole file on one.
-The ``parallel`` algorithm's chunk-state kernel (``triton_ops.CHUNK_STATE``, default ``tiles``) has its own tests for
-``head`` (``test_chunk_state_head_*``); ``MIXERZOO_LA_CHUNK_STATE=head`` runs the whole file on it.
+The ``parallel`` algorithm's chunk-state kernel (``triton_ops.CHUNK_STATE``, default ``auto``: ``head`` for Taylor, ``tiles``
+else) has its own tests for ``head`` (``test_chunk_state_head_*``); ``MIXERZOO_LA_CHUNK_STATE=head`` runs the whole file on it.
 
 Every test runs with ``triton_ops.POISON_OUTPUTS``: kernel outputs and intermediates start as NaN, so
 an element a kernel forgets to write fails the comparison.
@@ -263,7 +263,7 @@ def test_chunk_state_head_equals_tiles():
 def test_unknown_chunk_state_raises():
     T.CHUNK_STATE, T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = "heads", "parallel", "chunk", 16
     q, k, v, _ = inputs(1, 20, 1, 3, 4, torch.float32, 1.0)
-    with pytest.raises(ValueError, match=r"unknown chunk-state kernel 'heads'.*\['tiles', 'head'\]"):
+    with pytest.raises(ValueError, match=r"unknown chunk-state kernel 'heads'.*\['auto', 'tiles', 'head'\]"):
         linear_attention(q, k, v, "taylor", backend="triton")
 
 

@@ -27,8 +27,9 @@ How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM
   B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
   Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
   latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``). ``CHUNK_STATE``
-  picks the chunk-state kernel: ``tiles`` (default, a program per feature tile) or ``head`` (a program per chunk and
-  head looping over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``).
+  picks the chunk-state kernel: ``tiles`` (a program per feature tile), ``head`` (a program per chunk and head looping
+  over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``) or ``auto`` (default: ``head``
+  for Taylor, where it was measured faster, ``tiles`` for the rest).
   ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
 """
 
@@ -90,17 +91,19 @@ PARALLEL_STATES_MIN_CHUNKS = 256
 FWD_STATES_BF16 = True
 # ``parallel`` only: which kernel computes each chunk's own state (the forward states and the backward's GRAD variant).
 # "tiles": ``_la_chunk_state_kernel``, one program per (chunk, feature tile, value tile, head), each reloading the chunk
-# and rebuilding its φ tile by selection matmuls (H200 run 3, Taylor L=16384 BT=128: 0.97 ms per launch, ~5x its byte
-# floor). "head": ``_la_chunk_state_head_kernel``, one program per (chunk, value tile, head) looping over the feature
-# tiles, the chunk loaded once and Taylor's φ built by broadcasting (every map; the others call ``_phi_fwd`` per tile).
-# Predicted ≤ 0.33 ms per launch; unmeasured, so "tiles" stays the default until the algo section's
-# ``parallel-head-w4/-w8`` rows win (notes, "Chunk-state kernel v2"). Env ``MIXERZOO_LA_CHUNK_STATE``: the start value.
-CHUNK_STATE: str = os.environ.get("MIXERZOO_LA_CHUNK_STATE", "tiles")
-CHUNK_STATES = ("tiles", "head")
-# Warps of the "head" kernel; None: 8 at BT=128, else 4 (``_warps``). Offline sm_90 compile (Taylor d′=16, dv=64):
-# 205 registers at BT=128 / 8 warps (one CTA per SM), 187 at BT=64 / 4 warps, no spills; 4 warps at BT=128 spill 208 B.
-# The benchmark's algo section times 4 and 8 warps at both chunk sizes.
-CHUNK_STATE_WARPS: int | None = None
+# and rebuilding its φ tile by selection matmuls. "head": ``_la_chunk_state_head_kernel``, one program per (chunk, value
+# tile, head) looping over the feature tiles, the chunk loaded once and Taylor's φ built by broadcasting (every map; the
+# others call ``_phi_fwd`` per tile). "auto" (default): "head" for Taylor, "tiles" for the rest (their "head" variant is
+# correct and tested but untimed). H200, 2026-11-28 17:27 (notes, "Run 5"), Taylor d′=16, dv=64, B=4, H=16, bf16,
+# chunk-state kernel summed over its 3 launches / fwd+bwd: L=16384 BT=128 tiles 2.93 / 8.09 ms, head 4 warps
+# 1.67 / 6.85, head 8 warps 2.04 / 7.20; L=4096 BT=128 fwd+bwd 2.06 → 1.76 ms; BT=64 the same order.
+# Env ``MIXERZOO_LA_CHUNK_STATE``: the start value.
+CHUNK_STATE: str = os.environ.get("MIXERZOO_LA_CHUNK_STATE", "auto")
+CHUNK_STATES = ("auto", "tiles", "head")
+# Warps of the "head" kernel. 4 won at BT=128 and 64 in the run above, although the offline sm_90 compile (Taylor
+# d′=16, dv=64) spills 208 B at BT=128 / 4 warps (205 registers without spills at 8 warps, one CTA per SM): warps per
+# SM, not registers, limit it. None: 8 at BT=128, else 4 (``_warps``).
+CHUNK_STATE_WARPS: int | None = 4
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -371,7 +374,8 @@ def _states_parallel(
             f"linear_attention (triton): unknown chunk-state kernel {CHUNK_STATE!r} (MIXERZOO_LA_CHUNK_STATE or "
             f"triton_ops.CHUNK_STATE); choose one of {list(CHUNK_STATES)}"
         )
-    if CHUNK_STATE == "head":  # one program per (chunk, value tile, head), looping over the feature tiles
+    if CHUNK_STATE == "head" or (CHUNK_STATE == "auto" and plan.kind == "taylor"):
+        # one program per (chunk, value tile, head), looping over the feature tiles
         _la_chunk_state_head_kernel[(nc, cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
             R=max(1, plan.bd // plan.bk), num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),

@@ -387,21 +387,25 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     if interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
     big = bd > 128 or (elem > 2 and bd >= 128)
+    # 16-bit tiles from the H200 tile sweep of 2026-11-28 17:26 (benchmarks/results/sliding_window.md, L=16384, W=64
+    # and 128): fwd 64×32 beat the old 128×64 by 13–38% (d=64 W=64 0.258 → 0.185 ms, W=128 0.311 → 0.263; d=128 W=64
+    # 0.514 → 0.318, W=128 0.594 → 0.518); dkdv at d=64 32×64 (f+b 1.102 → 0.825 ms at W=64); dq at d=64 64×64
+    # (0.828 → 0.753), at d=128 64×32 (1.440 → 1.411)
     if kind == "fwd":
-        return dict(
-            BM=64 if big else 128, BN=32 if big else 64, num_warps=4 if bd <= 64 else 8, num_stages=2 if big else 3
-        )
-    if kind == "dkdv":  # tiles picked by benchmarks/sliding_window.py --sweep on the H200 (results/sliding_window.md)
+        if big:
+            return dict(BM=64, BN=32, num_warps=8, num_stages=2)
+        return dict(BM=64, BN=32, num_warps=4, num_stages=3)
+    if kind == "dkdv":
         if big:
             return dict(BM=32, BN=32, num_warps=8, num_stages=2)
         return (
-            dict(BM=64, BN=128, num_warps=8, num_stages=2)
+            dict(BM=32, BN=64, num_warps=4, num_stages=3)
             if bd <= 64
             else dict(BM=64, BN=64, num_warps=4, num_stages=2)
         )
     if big:  # dq
         return dict(BM=64, BN=32, num_warps=8, num_stages=2)
-    return dict(BM=128, BN=32, num_warps=4, num_stages=3) if bd <= 64 else dict(BM=64, BN=64, num_warps=4, num_stages=2)
+    return dict(BM=64, BN=64, num_warps=4, num_stages=2) if bd <= 64 else dict(BM=64, BN=32, num_warps=4, num_stages=2)
 
 
 # Rings at least this wide load only their written slots (the kernel's DENSE): the attn mixer's KV cache is a ring
@@ -443,15 +447,15 @@ def _c(BM: int, BN: int, w: int, s: int, **kw) -> dict:
 # and by the `gpu` tests); the first of each list is the default of `_cfg` / `_step_cfg` (for the decode: its one-warp
 # branch at d=128). Keys: (kind, padded head dim).
 TILE_CANDIDATES = {
-    ("fwd", 64): [_c(128, 64, 4, 3), _c(128, 64, 4, 3, ALIGN=True), _c(128, 64, 8, 3), _c(64, 64, 4, 3),
-                  _c(64, 32, 4, 3), _c(128, 32, 8, 3), _c(32, 32, 4, 3)],
-    ("fwd", 128): [_c(128, 64, 8, 3), _c(128, 64, 8, 3, ALIGN=True), _c(64, 64, 4, 3), _c(64, 32, 4, 3),
-                   _c(128, 32, 8, 3), _c(64, 64, 8, 2)],
-    ("dkdv", 64): [_c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(64, 64, 4, 2), _c(32, 64, 4, 3), _c(128, 64, 8, 2)],
-    ("dkdv", 128): [_c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 64, 4, 2), _c(64, 32, 4, 2)],
-    ("dq", 64): [_c(128, 32, 4, 3), _c(128, 32, 4, 3, FUSE_DELTA=False), _c(64, 64, 4, 2), _c(64, 32, 4, 3),
+    ("fwd", 64): [_c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 4, 3), _c(128, 64, 8, 3), _c(128, 32, 8, 3),
+                  _c(64, 32, 4, 3, ALIGN=False), _c(32, 32, 4, 3)],
+    ("fwd", 128): [_c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 8, 3), _c(128, 32, 8, 3),
+                   _c(64, 32, 4, 3, ALIGN=False), _c(64, 64, 8, 2)],
+    ("dkdv", 64): [_c(32, 64, 4, 3), _c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(32, 32, 4, 3)],
+    ("dkdv", 128): [_c(64, 64, 4, 2), _c(32, 64, 4, 2), _c(64, 128, 8, 2), _c(64, 32, 4, 2)],
+    ("dq", 64): [_c(64, 64, 4, 2), _c(64, 64, 4, 2, FUSE_DELTA=False), _c(64, 32, 4, 3), _c(128, 32, 4, 3),
                  _c(128, 64, 8, 2)],
-    ("dq", 128): [_c(64, 64, 4, 2), _c(64, 64, 4, 2, FUSE_DELTA=False), _c(64, 32, 4, 2), _c(128, 64, 8, 2),
+    ("dq", 128): [_c(64, 32, 4, 2), _c(64, 32, 4, 2, FUSE_DELTA=False), _c(64, 64, 4, 2), _c(32, 32, 4, 2),
                   _c(32, 64, 4, 2)],
 }  # fmt: skip
 STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps, next chunk loaded ahead)
