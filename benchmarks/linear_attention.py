@@ -8,9 +8,9 @@ against the issue's targets, and decode steps timed by CUDA-graph replay over ro
 Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]``.
 ``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
 section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer/CosFormer at L = 4096 and
-16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each; Taylor also with the
-``head`` chunk-state kernel at 4 and 8 warps, ``parallel-head-w4/-w8``, beside ``parallel`` = ``tiles``):
-``--sections algo`` runs it alone in ~1.5 min. ``MIXERZOO_LA_CHUNK_STATE=head`` selects that kernel for every section.
+16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each; Taylor also with one
+default changed per row, ``TAYLOR_ALGO_ROWS``): ``--sections algo`` runs it alone in ~1.5 min. The ``MIXERZOO_LA_*``
+environment variables of ``triton_ops`` set the defaults for every section.
 The default ``--algo`` is ``auto`` (``triton_ops.PARALLEL_STATES_MIN_DI``).
 """
 
@@ -242,41 +242,58 @@ def kernel_profile(f, leaves, do) -> dict[str, float]:
 KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kernel_profile`` (reset by its caller)
 
 
+# The algo section's rows: module settings of ``triton_ops`` on top of its defaults (``parallel`` = the defaults with the
+# parallel algorithm). The Taylor-only rows isolate one choice each.
+ALGO_ROWS = {
+    "serial": dict(ALGORITHM="serial"),
+    "parallel": dict(ALGORITHM="parallel"),
+}
+TAYLOR_ALGO_ROWS = {
+    "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
+    "parallel-sel": dict(ALGORITHM="parallel", TAYLOR_BROADCAST=False),  # φ by selection matmuls in out/bwd
+    "parallel-fp32S": dict(ALGORITHM="parallel", FWD_STATES_BF16=False),  # fp32 forward states
+}
+
+
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
-    also the parallel one with fp32 states for the output kernel (``parallel-fp32S``: what bf16 states save) and with
-    the ``head`` chunk-state kernel at 4 or 8 warps (``parallel-head-w4``/``-w8``, beside ``parallel`` = ``tiles``)."""
-    saved, saved_cs, saved_w = T.ALGORITHM, T.CHUNK_STATE, T.CHUNK_STATE_WARPS
+    also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
+    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "TAYLOR_BROADCAST", "FWD_STATES_BF16")
+    defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
-    for L in (4096, 8192, 16384):
-        q, k, v, do = make_inputs(L)
-        # the narrow maps also at 8192 (128 chunks of 64): where their serial/parallel crossover lies (run 3: serial
-        # won at 64 chunks, parallel at 256)
-        for name in ("poselu", "cosformer") if L == 8192 else ("taylor", "poselu", "performer", "cosformer"):
-            fm = feature_map(name, DK, **MAPS[name]).to(DEV)
-            f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
-            for bt in (64, 128) if name == "taylor" else (None,):
-                # parallel-fp32S: the parallel algorithm with fp32 states for the output kernel (T.FWD_STATES_BF16 off);
-                # parallel-head-wN: the parallel algorithm with the "head" chunk-state kernel (T.CHUNK_STATE) at N warps
-                taylor_rows = ("parallel-head-w4", "parallel-head-w8", "parallel-fp32S")
-                for algo in ("serial", "parallel") + (taylor_rows if name == "taylor" else ()):
-                    T.ALGORITHM, T.FORCE_CHUNK = algo.split("-")[0], bt
-                    T.FWD_STATES_BF16 = algo != "parallel-fp32S"
-                    T.CHUNK_STATE = "head" if algo.startswith("parallel-head") else "tiles"
-                    T.CHUNK_STATE_WARPS = int(algo[-1]) if algo.startswith("parallel-head-w") else None
-                    try:
-                        t_f, t_fb = time_fwd_bwd(f, (q, k, v), do)
-                        KERNEL_CALLS.clear()
-                        prof = kernel_profile(f, (q, k, v), do) if name == "taylor" else {}
-                        RESULTS["variants"].append(
-                            dict(what="algorithm", kind=name, L=L, BT=bt or "auto", mode=algo, fwd_ms=t_f,
-                                 fwdbwd_ms=t_fb, kernels_ms=prof, kernel_calls=dict(KERNEL_CALLS))
-                        )  # fmt: skip
-                        print(f"{name} {algo:8s} BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f} {prof}", flush=True)
-                    except Exception as e:  # noqa: BLE001
-                        note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
-    T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK, T.FWD_STATES_BF16 = saved, None, None, True
-    T.CHUNK_STATE, T.CHUNK_STATE_WARPS = saved_cs, saved_w
+    try:
+        for L in (4096, 8192, 16384):
+            q, k, v, do = make_inputs(L)
+            # the narrow maps also at 8192 (128 chunks of 64): where their serial/parallel crossover lies (run 3:
+            # serial won at 64 chunks, parallel at 256)
+            for name in ("poselu", "cosformer") if L == 8192 else ("taylor", "poselu", "performer", "cosformer"):
+                fm = feature_map(name, DK, **MAPS[name]).to(DEV)
+                f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
+                rows = {**ALGO_ROWS, **(TAYLOR_ALGO_ROWS if name == "taylor" else {})}
+                for bt in (64, 128) if name == "taylor" else (None,):
+                    for algo, settings in rows.items():
+                        for n, value in {**defaults, **settings}.items():
+                            setattr(T, n, value)
+                        T.FORCE_CHUNK = bt
+                        algo_row(name, f, (q, k, v), do, L, bt, algo)
+    finally:
+        for n, value in defaults.items():
+            setattr(T, n, value)
+        T.FORCE_MODE, T.FORCE_CHUNK = None, None
+
+
+def algo_row(name: str, f, leaves, do, L: int, bt: int | None, algo: str) -> None:
+    try:
+        t_f, t_fb = time_fwd_bwd(f, leaves, do)
+        KERNEL_CALLS.clear()
+        prof = kernel_profile(f, leaves, do) if name == "taylor" else {}
+        RESULTS["variants"].append(
+            dict(what="algorithm", kind=name, L=L, BT=bt or "auto", mode=algo, fwd_ms=t_f, fwdbwd_ms=t_fb,
+                 kernels_ms=prof, kernel_calls=dict(KERNEL_CALLS))
+        )  # fmt: skip
+        print(f"{name} {algo:14s} BT={bt} L={L} fwd {t_f:.3f} fwd+bwd {t_fb:.3f} {prof}", flush=True)
+    except Exception as e:  # noqa: BLE001
+        note_error(f"algorithm {name} {algo} BT={bt} L={L}", e)
 
 
 def step_oracle_error(fm, q, k, v, kv, z, pos: int) -> tuple[float, float, float]:

@@ -171,6 +171,56 @@ def _phi_bwd(
 
 
 @triton.jit
+def _taylor_first(b_x, b_valid, i_d, SC1, DK: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+                  R: tl.constexpr):  # fmt: skip
+    """Taylor's first-order feature tile ``i_d < NT1`` by broadcasting, no selection matmul: ``[x·SC1, 1, 0…]``, x in
+    the first BK columns of tile 0 (``R = BD // BK`` blocks of BK per tile), the constant 1 at column DK where
+    ``b_valid`` ([BT] float, 1 on rows < L)."""
+    o_r = tl.arange(0, R)
+    o_d = i_d * BD + tl.arange(0, BD)
+    b_sel = ((o_r == 0) & (i_d == 0)).to(tl.float32)
+    b_one = b_valid[:, None] * (o_d == DK).to(tl.float32)[None, :]
+    return tl.reshape(b_x[:, None, :] * b_sel[None, :, None], [BT, BD]) * SC1 + b_one
+
+
+@triton.jit
+def _taylor_first_bwd(b_g, i_d, SC1, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, R: tl.constexpr):
+    """``dx [BT, BK]`` of ``_taylor_first`` for the tile gradient ``b_g [BT, BD]`` (columns >= DK carry junk that
+    the callers never store: dq/dk are stored masked to DK)."""
+    o_r = tl.arange(0, R)
+    b_sel = ((o_r == 0) & (i_d == 0)).to(tl.float32)
+    return tl.sum(tl.reshape(b_g, [BT, R, BK]) * b_sel[None, :, None], axis=1) * SC1
+
+
+@triton.jit
+def _taylor_rows(p_xt, m_t, i_r, DK: tl.constexpr, R: tl.constexpr):
+    """Columns ``i_r·R … i_r·R + R − 1`` of the chunk's x as ``[BT, R]`` fp32 (``p_xt``: ``[BT, 1]`` row pointers;
+    a reload of rows the caller already read, served from L1), zero past DK and on masked rows."""
+    o_i = i_r * R + tl.arange(0, R)
+    return tl.load(p_xt + o_i[None, :], mask=m_t[:, None] & (o_i[None, :] < DK), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _taylor_second(b_x, b_xi, SC2, BT: tl.constexpr, BD: tl.constexpr):
+    """Taylor's second-order tile ``NT1 + i_r``: column ``r·BK + j`` holds ``x_{i_r·R + r}·x_j·SC2`` (``b_xi`` from
+    ``_taylor_rows``)."""
+    return tl.reshape(b_xi[:, :, None] * b_x[:, None, :], [BT, BD]) * SC2
+
+
+@triton.jit
+def _taylor_second_bwd(b_x, b_xi, b_g, i_r, SC2, BT: tl.constexpr, BK: tl.constexpr, R: tl.constexpr):
+    """``dx [BT, BK]`` of ``_taylor_second`` for the tile gradient ``b_g [BT, BD]``: ``Σ_r g[r, j]·x_{i0+r}`` into
+    column j and ``Σ_j g[r, j]·x_j`` into column ``i0 + r``, by broadcasting and reductions (no selection matmuls)."""
+    b_g3 = tl.reshape(b_g, [BT, R, BK])
+    b_dx = tl.sum(b_g3 * b_xi[:, :, None], axis=1)
+    b_t = tl.sum(b_g3 * b_x[:, None, :], axis=2)  # [BT, R]
+    o_i = i_r * R + tl.arange(0, R)
+    b_hot = (o_i[:, None] == tl.arange(0, BK)[None, :]).to(tl.float32)  # [R, BK]
+    b_dx += tl.sum(b_t[:, :, None] * b_hot[None, :, :], axis=1)
+    return b_dx * SC2
+
+
+@triton.jit
 def _load_rows(p_base, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
     """Rows ``o_t`` (masked by ``m_t``) of one head of a ``[B, L, H, W]`` tensor, as ``[BT, BW]`` (input dtype)."""
     o_w = tl.arange(0, BW)
@@ -327,22 +377,17 @@ def _la_chunk_state_head_kernel(
         b_g = tl.where(m_t, 1.0, 0.0)
     o_c0 = (i_bh.to(tl.int64) * NC + i_c) * DI  # this chunk's slot, in rows of DV
     m_z = i_v == 0
-    o_r = tl.arange(0, R)
     o_dl = tl.arange(0, BD)
     o_sdl = o_dl[:, None] * DV + o_v[None, :]  # [BD, BV] int32 offsets within one feature tile of the slot
     if FM == 6:  # taylor
+        b_valid = m_t.to(tl.float32)
         for i_d in range(NT1):  # first order: [x·SC1 (columns < DK), 1 (column DK), 0]; x's BK <= BD columns: tile 0
-            o_d = i_d * BD + o_dl
-            b_one = tl.where(m_t[:, None] & (o_d == DK)[None, :], 1.0, 0.0)
-            b_sel = ((o_r == 0) & (i_d == 0)).to(tl.float32)  # x into the first BK columns of tile 0 only
-            b_phi = tl.reshape(b_x[:, None, :] * b_sel[None, :, None], [BT, BD]) * SC1 + b_one
+            b_phi = _taylor_first(b_x, b_valid, i_d, SC1, DK, BT, BK, BD, R)
             b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
             tl.store(s_all + (o_c0 + i_d * BD) * DV + o_sdl, b_s, mask=m_v[None, :])
-            tl.store(z_all + o_c0 + o_d, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
+            tl.store(z_all + o_c0 + i_d * BD + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
         for i_r in range(NDT - NT1):  # second order: rows i of the full d′×d′ block, R per tile
-            o_i = i_r * R + o_r
-            b_xi = tl.load(p_xt + o_i[None, :], mask=m_t[:, None] & (o_i[None, :] < DK), other=0.0).to(tl.float32)
-            b_phi = tl.reshape(b_xi[:, :, None] * b_x[:, None, :], [BT, BD]) * SC2  # column r·BK + j: x_i x_j
+            b_phi = _taylor_second(b_x, _taylor_rows(p_xt, m_t, i_r, DK, R), SC2, BT, BD)  # column r·BK + j: x_i x_j
             b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)
             o_d0 = (NT1 + i_r) * BD
             tl.store(s_all + (o_c0 + o_d0) * DV + o_sdl, b_s, mask=m_v[None, :])
@@ -413,13 +458,25 @@ def _la_state_scan_kernel(
 
 
 @triton.jit
+def _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr,
+                PREC: tl.constexpr, NORMALIZE: tl.constexpr):  # fmt: skip
+    """``num += φQ_tile · S[tile]``, ``den += φQ_tile · z[tile]`` for feature tile ``i_d`` of the state at ``o_s``."""
+    o_d = i_d * BD + tl.arange(0, BD)
+    b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    b_num += tl.dot(b_phq, b_s.to(tl.float32), input_precision=PREC)  # fp32 or bf16 (FWD_STATES_BF16)
+    if NORMALIZE:
+        b_den += tl.sum(b_phq * tl.load(z_all + o_s + o_d)[None, :], axis=1)
+    return b_num, b_den
+
+
+@triton.jit
 def _la_out_fwd_kernel(
     q, k, v, w, s_all, z_all, o, o_res, den,
     L, H, NC, stride_sbh, stride_sc, offset, eps, SC1, SC2, ANG, MS, SQ,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, NORMALIZE: tl.constexpr,
-    STORE_RES: tl.constexpr, DOT16: tl.constexpr,
+    STORE_RES: tl.constexpr, DOT16: tl.constexpr, R: tl.constexpr, BCAST: tl.constexpr,
 ):  # fmt: skip
     """Outputs of one chunk: ``num = φQ·S_c + tril(A)·V``, ``den = φQ·Z_c + rowsum(tril(A)) + eps``, ``o = num/den``.
 
@@ -443,15 +500,23 @@ def _la_out_fwd_kernel(
     b_den = tl.zeros([BT], dtype=tl.float32)
     if HAS_S:  # inter-chunk: read the state out with φ(q), tile by tile
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
-        for i_d in range(NDT):
-            o_d = i_d * BD + tl.arange(0, BD)
-            b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-            b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-            b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-            b_num += tl.dot(b_phq, b_s.to(tl.float32), input_precision=PREC)  # fp32 or bf16 (FWD_STATES_BF16)
-            if NORMALIZE:
-                b_z = tl.load(z_all + o_s + o_d)
-                b_den += tl.sum(b_phq * b_z[None, :], axis=1)
+        if FM == 6 and BCAST:  # taylor: tiles by broadcasting (see _la_chunk_state_head_kernel)
+            b_valid = m_tq.to(tl.float32)
+            for i_d in range(NT1):
+                b_phq = _taylor_first(b_qf, b_valid, i_d, SC1, DK, BT, BK, BD, R)
+                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC,
+                                           NORMALIZE)  # fmt: skip
+            p_qt = p_q + o_tq[:, None].to(tl.int64) * (H * DK)
+            for i_r in range(NDT - NT1):
+                b_phq = _taylor_second(b_qf, _taylor_rows(p_qt, m_tq, i_r, DK, R), SC2, BT, BD)
+                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, NT1 + i_r, o_v, m_v, DV, BD, PREC,
+                                           NORMALIZE)  # fmt: skip
+        else:
+            for i_d in range(NDT):
+                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC,
+                                           NORMALIZE)  # fmt: skip
     if PARALLEL:
         j_start = 0
     else:
@@ -563,13 +628,36 @@ def _la_state_bwd_kernel(
 
 
 @triton.jit
+def _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr,
+                  PREC: tl.constexpr, NORMALIZE: tl.constexpr):  # fmt: skip
+    """``dφQ`` of feature tile ``i_d`` through the state entering the chunk: ``dnum·S[tile]ᵀ + dden·z[tile]ᵀ``."""
+    o_d = i_d * BD + tl.arange(0, BD)
+    b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    b_g = tl.dot(b_dn, tl.trans(b_s), input_precision=PREC)
+    if NORMALIZE:
+        b_g += b_dd[:, None] * tl.load(z_all + o_s + o_d)[None, :]
+    return b_g
+
+
+@triton.jit
+def _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr,
+                  PREC: tl.constexpr):  # fmt: skip
+    """Through the gradient of the state after the chunk (tile ``i_d``): ``(dV part φK·dS, dφK = V·dSᵀ + dz)``."""
+    o_d = i_d * BD + tl.arange(0, BD)
+    b_ds = tl.load(ds_all + o_ds * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    b_dv = tl.dot(b_phk, b_ds, input_precision=PREC)
+    b_g = tl.dot(b_v, tl.trans(b_ds), input_precision=PREC) + tl.load(dz_all + o_ds + o_d)[None, :]
+    return b_dv, b_g
+
+
+@triton.jit
 def _la_bwd_kernel(
     q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv,
     L, H, NC, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
-    NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, R: tl.constexpr, BCAST: tl.constexpr,
 ):  # fmt: skip
     """dq of query chunk c and dk, dv of key chunk c. Grid ``(NC, B·H)``.
 
@@ -600,6 +688,8 @@ def _la_bwd_kernel(
     if NORMALIZE:
         b_dn = b_dn / tl.load(p_den + o_tc, mask=m_tc, other=1.0)[:, None]
         b_dd = tl.load(p_dden + o_tc, mask=m_tc, other=0.0)
+    else:
+        b_dd = tl.zeros([BT], dtype=tl.float32)  # unused (no normalizer)
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dv = tl.zeros([BT, BV], dtype=tl.float32)
@@ -663,25 +753,46 @@ def _la_bwd_kernel(
         b_at = tl.where(m_at, b_at, 0.0)
         b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
     # ---- inter-chunk terms through the states (tile by tile)
-    if HAS_S or HAS_DS:
+    if (HAS_S or HAS_DS) and FM == 6 and BCAST:
+        # taylor: φ tiles and their chain rule by broadcasting, no selection matmuls; dq's and dk/dv's loops apart
+        # (fewer live tiles per iteration: registers)
+        b_valid = m_tc.to(tl.float32)
+        if HAS_S:
+            o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
+            for i_d in range(NT1):
+                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
+                b_dq += _taylor_first_bwd(b_g, i_d, SC1, BT, BK, BD, R)
+            p_qt = p_q + o_tc[:, None].to(tl.int64) * (H * DK)
+            for i_r in range(NDT - NT1):
+                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, NT1 + i_r, o_v, m_v, DV, BD, PREC, NORMALIZE)
+                b_dq += _taylor_second_bwd(b_qf, _taylor_rows(p_qt, m_tc, i_r, DK, R), b_g, i_r, SC2, BT, BK, R)
+        if HAS_DS:
+            o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
+            for i_d in range(NT1):
+                b_phk = _taylor_first(b_kf, b_valid, i_d, SC1, DK, BT, BK, BD, R)
+                b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV, BD, PREC)
+                b_dv += b_dvi
+                b_dk += _taylor_first_bwd(b_g, i_d, SC1, BT, BK, BD, R)
+            p_kt = p_k + o_tc[:, None].to(tl.int64) * (H * DK)
+            for i_r in range(NDT - NT1):
+                b_ki = _taylor_rows(p_kt, m_tc, i_r, DK, R)
+                b_phk = _taylor_second(b_kf, b_ki, SC2, BT, BD)
+                b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, NT1 + i_r, o_v, m_v, DV, BD, PREC)
+                b_dv += b_dvi
+                b_dk += _taylor_second_bwd(b_kf, b_ki, b_g, i_r, SC2, BT, BK, R)
+    elif HAS_S or HAS_DS:
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
         o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
         for i_d in range(NDT):
-            o_d = i_d * BD + tl.arange(0, BD)
             b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
             if HAS_S:  # dφQ = dnum·Sᵀ + dden·Zᵀ
-                b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-                b_g = tl.dot(b_dn, tl.trans(b_s), input_precision=PREC)
-                if NORMALIZE:
-                    b_g += b_dd[:, None] * tl.load(z_all + o_s + o_d)[None, :]
+                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
                 b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
             if HAS_DS:  # dφK = V·dSᵀ + dZ, dV += φK·dS
-                b_ds = tl.load(ds_all + o_ds * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
                 b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
                 b_phk = tl.where(m_tc[:, None], b_phk, 0.0)
-                b_dv += tl.dot(b_phk, b_ds, input_precision=PREC)
-                b_g = tl.dot(b_v, tl.trans(b_ds), input_precision=PREC)
-                b_g += tl.load(dz_all + o_ds + o_d)[None, :]
+                b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV, BD, PREC)
+                b_dv += b_dvi
                 b_dk += _phi_bwd(b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
     o_q = (i_b.to(tl.int64) * L * H + i_h) * DK + o_tc[:, None].to(tl.int64) * (H * DK) + tl.arange(0, BK)[None, :]
     m_q = m_tc[:, None] & (tl.arange(0, BK)[None, :] < DK)
