@@ -276,6 +276,48 @@ def test_custom_ops_pass_opcheck_and_compile():
     assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(out, (q, k)), torch.autograd.grad(ref, (q, k))))
 
 
+def zero_fills(backward) -> list[str]:
+    """The aten ops that fill zeros while ``backward()`` runs (a materialized gradient of an unused output is one)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        backward()
+    return sorted({e.name for e in prof.events() if e.name in ("aten::zeros", "aten::zeros_like", "aten::zero_")})
+
+
+@cpu_only
+def test_eager_path_equals_the_custom_op_and_fills_no_zeros():
+    """The eager autograd.Function (no dispatcher) against the registered custom op (torch.compile's path): the same
+    o and gradients, bit for bit, with grouped heads and Lk > Lq; its backward fills no zero gradient (the custom op's
+    autograd materializes one for the unused lse: ``aten::zeros`` in its list)."""
+    g = torch.Generator().manual_seed(3)
+    q = randn(2, 21, 4, 16, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    k = randn(2, 26, 2, 16, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    v = randn(2, 26, 2, 8, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+    do = randn(2, 21, 4, 8, dtype=torch.float32, device="cpu", gen=g)
+    o = T.sliding_window_triton(q, k, v, 7, scale=0.3)
+    o_op, _ = torch.ops.mixerzoo.sliding_window_fwd(q, k, v, 7, 0.3)
+    assert o.grad_fn is not None and "SlidingWindow" in type(o.grad_fn).__name__
+    assert torch.equal(o, o_op)
+    with torch.no_grad():
+        assert torch.equal(T.sliding_window_triton(q, k, v, 7, scale=0.3), o_op)
+    grads, grads_op = [], []
+    assert zero_fills(lambda: grads.extend(torch.autograd.grad(o, (q, k, v), do))) == []
+    assert zero_fills(lambda: grads_op.extend(torch.autograd.grad(o_op, (q, k, v), do))) != []  # the check works
+    for name, gr, gr_op in zip("qkv", grads, grads_op):
+        assert torch.equal(gr, gr_op), f"d{name}"
+
+
+@cpu_only
+def test_launch_plans_follow_a_patched_tile_function(monkeypatch):
+    """The cached launch plans are keyed by the tile function: a patched `_cfg` gets its own plans (results equal)."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (randn(1, 40, 2, 16, dtype=torch.float32, device="cpu", gen=g) for _ in range(3))
+    o = T.sliding_window_triton(q, k, v, 9)
+    seen = []
+    monkeypatch.setattr(T, "_cfg", lambda kind, *_: seen.append(kind) or dict(BM=32, BN=16, num_warps=4, num_stages=1))
+    assert rel_err(T.sliding_window_triton(q, k, v, 9), o) < 1e-6
+    assert seen == ["fwd"]
+
+
 @cpu_only
 def test_errors_say_what_to_do():
     q = torch.randn(1, 4, 1, 300)

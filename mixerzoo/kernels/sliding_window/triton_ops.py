@@ -22,7 +22,8 @@ combines them. ``pos`` can be read from a device tensor: no host sync, so the st
 CUDA graph.
 
 Registered as ``torch.ops.mixerzoo.sliding_window_fwd/bwd/step`` (``torch.library.custom_op`` with
-fake and autograd registrations), so ``torch.compile`` traces through them.
+fake and autograd registrations), so ``torch.compile`` traces through them; eager calls skip the dispatcher
+(``_SlidingWindow``, the same launches).
 """
 
 from __future__ import annotations
@@ -470,45 +471,102 @@ STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps
 ]
 
 
-@torch.library.custom_op("mixerzoo::sliding_window_fwd", mutates_args=())
-def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Tensor, Tensor]:
-    """``(o [B, Lq, H, DV] in q's dtype, lse [B, H, Lq] fp32, log2 units)``."""
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+# Launch plans (grid and keyword arguments of every launch) cached per shape, window, dtype and tile function: the
+# tile choice and its arithmetic cost ~10 µs of host time per fwd+bwd (benchmarks/sliding_window.py --host-overhead).
+# The key holds `_cfg` itself, so a patched tile function (tests, the benchmark's sweep) gets its own plans; the
+# sweep, whose one function changes its answers, calls `clear_plans()`.
+_PLANS: dict = {}
+_MAX_PLANS = 256
+
+
+def clear_plans() -> None:
+    """Forget the cached launch plans (after changing what `_cfg` returns without replacing it)."""
+    _PLANS.clear()
+
+
+def _plan(kind: str, q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
+    key = (kind, _cfg, interpreting(), q.shape, k.shape, v.shape[-1], q.dtype, window)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[key] = (_fwd_plan if kind == "fwd" else _bwd_plan)(q, k, v, window)
+    return plan
+
+
+def _fwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
+    """``(grid, keyword arguments)`` of the forward launch."""
     B, Lq, H, _ = q.shape
     Lk, HKV = k.shape[1], k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
-    o = _empty(B, Lq, H, DV, like=q)
-    lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
     cfg = dict(_cfg("fwd", max(BD, BDV), window, q.element_size()))
     BM, BN = cfg["BM"], cfg["BN"]
     # aligned key blocks by default only when some are unmasked (NU > 0, W ≥ BM + BN): at NU = 0 the aligned path
     # visits the same masked blocks in loops of 1–2 trips and measured 4–23% slower (H200, W = 64/128, round 3)
     NU = max(0, (window - BM) // BN)
     aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
-    grid = (cdiv(Lq, BM), B * H)
-    sliding_window_fwd_kernel[grid](
-        q,
-        k,
-        v,
-        o,
-        lse,
-        Lq,
-        Lk,
-        window,
-        scale * LOG2E,
-        H=H,
-        HKV=HKV,
-        D=D,
-        DV=DV,
-        BD=BD,
-        BDV=BDV,
-        PREC=_prec(q),
-        NB=cdiv(min(BM + window - 1, Lk), BN),
-        NL=cdiv(window - 1, BN) if aligned else 0,
-        NU=NU if aligned else 0,
-        **cfg,
-    )
+    kw = dict(
+        H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q), NB=cdiv(min(BM + window - 1, Lk), BN),
+        NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0, **cfg,
+    )  # fmt: skip
+    return (cdiv(Lq, BM), B * H), kw
+
+
+def _bwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
+    """``(delta launch (grid, keywords) or None, dq grid, dq keywords, dkdv grid, dkdv keywords)``."""
+    B, Lq, H, _ = q.shape
+    Lk, HKV = k.shape[1], k.shape[2]
+    D, DV, BD, BDV = _dims(q, v)
+    common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
+    cfg_dq = dict(_cfg("dq", max(BD, BDV), window, q.element_size()))
+    fuse = cfg_dq.pop("FUSE_DELTA", True)
+    delta = None
+    if not fuse:
+        BMD = 16 if interpreting() else 64
+        delta = (cdiv(Lq, BMD), B * H), dict(H=H, DV=DV, BM=BMD, BDV=BDV)
+    kw_dq = dict(NB=cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq)
+    cfg = _cfg("dkdv", max(BD, BDV), window, q.element_size())
+    kw_dkdv = dict(NB=cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg)
+    return delta, (cdiv(Lq, cfg_dq["BM"]), B * H), kw_dq, (cdiv(Lk, cfg["BN"]), B * HKV), kw_dkdv
+
+
+def _fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Tensor, Tensor]:
+    """The forward launch, shared by the custom op (torch.compile) and the eager path: ``(o, lse)``."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    grid, kw = _plan("fwd", q, k, v, window)
+    B, Lq, H, _ = q.shape
+    o = _empty(B, Lq, H, v.shape[-1], like=q)
+    lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
+    sliding_window_fwd_kernel[grid](q, k, v, o, lse, Lq, k.shape[1], window, scale * LOG2E, **kw)
     return o, lse
+
+
+def _bwd(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, window: int, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward launches, shared by the custom op and the eager path: ``(dq, dk, dv)``."""
+    do, q, k, v, o = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), o.contiguous()
+    delta_launch, grid_dq, kw_dq, grid_dkdv, kw_dkdv = _plan("bwd", q, k, v, window)
+    B, Lq, H, _ = q.shape
+    Lk = k.shape[1]
+    delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
+    dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
+    if delta_launch is not None:
+        sliding_window_bwd_delta_kernel[delta_launch[0]](o, do, delta, Lq, **delta_launch[1])
+    sliding_window_bwd_dq_kernel[grid_dq](
+        q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E, **kw_dq
+    )  # fmt: skip
+    # after dq: it reads the delta that dq wrote
+    sliding_window_bwd_dkdv_kernel[grid_dkdv](
+        q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E, **kw_dkdv
+    )  # fmt: skip
+    return dq, dk, dv
+
+
+@torch.library.custom_op("mixerzoo::sliding_window_fwd", mutates_args=())
+def sliding_window_fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Tensor, Tensor]:
+    """``(o [B, Lq, H, DV] in q's dtype, lse [B, H, Lq] fp32, log2 units)``."""
+    return _fwd(q, k, v, window, scale)
 
 
 @sliding_window_fwd.register_fake
@@ -522,28 +580,7 @@ def sliding_window_bwd(
     do: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, window: int, scale: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(dq, dk, dv)`` in the inputs' dtypes."""
-    do, q, k, v, o = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), o.contiguous()
-    B, Lq, H, _ = q.shape
-    Lk, HKV = k.shape[1], k.shape[2]
-    D, DV, BD, BDV = _dims(q, v)
-    delta = _empty(B, H, Lq, like=q, dtype=torch.float32)
-    dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
-    common = dict(H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q))
-    cfg_dq = dict(_cfg("dq", max(BD, BDV), window, q.element_size()))
-    fuse = cfg_dq.pop("FUSE_DELTA", True)
-    if not fuse:
-        BMD = 16 if interpreting() else 64
-        sliding_window_bwd_delta_kernel[(cdiv(Lq, BMD), B * H)](o, do, delta, Lq, H=H, DV=DV, BM=BMD, BDV=BDV)
-    sliding_window_bwd_dq_kernel[(cdiv(Lq, cfg_dq["BM"]), B * H)](
-        q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E,
-        NB=cdiv(min(cfg_dq["BM"] + window - 1, Lk), cfg_dq["BN"]), FUSE_DELTA=fuse, **common, **cfg_dq,
-    )  # fmt: skip
-    cfg = _cfg("dkdv", max(BD, BDV), window, q.element_size())  # after dq: it reads the delta that dq wrote
-    sliding_window_bwd_dkdv_kernel[(cdiv(Lk, cfg["BN"]), B * HKV)](
-        q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E,
-        NB=cdiv(min(cfg["BN"] + window - 1, Lq), cfg["BM"]), **common, **cfg,
-    )  # fmt: skip
-    return dq, dk, dv
+    return _bwd(do, q, k, v, o, lse, window, scale)
 
 
 @sliding_window_bwd.register_fake
@@ -566,6 +603,25 @@ def _fwd_backward(ctx, do, dlse):
 
 
 sliding_window_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+
+
+class _SlidingWindow(torch.autograd.Function):
+    """The eager path: the custom ops' launches without the dispatcher. ``register_autograd``'s wrapper runs
+    ``fill_defaults`` over the schema and autograd materializes a zero ``dlse`` (a memset) for the lse output that
+    nothing uses; this Function returns o alone (benchmarks/notes/window_conv.md, "Host overhead (session 3)")."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, window, scale):
+        o, lse = _fwd(q, k, v, window, scale)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.window, ctx.scale = window, scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = _bwd(do, q, k, v, o, lse, ctx.window, ctx.scale)
+        return dq, dk, dv, None, None
 
 
 @torch.library.custom_op("mixerzoo::sliding_window_step", mutates_args=("cache_k", "cache_v"))
@@ -617,9 +673,19 @@ def _scale(q: Tensor, scale: float | None) -> float:
 
 
 def sliding_window_triton(q: Tensor, k: Tensor, v: Tensor, window: int, *, scale: float | None = None) -> Tensor:
-    """Fused sliding-window attention, ``o [B, Lq, H, DV]``; differentiable in q, k, v."""
+    """Fused sliding-window attention, ``o [B, Lq, H, DV]``; differentiable in q, k, v.
+
+    Under torch.compile: the registered custom op. Eager: the launch itself when no input needs a gradient, else one
+    ``torch.autograd.Function`` (the custom op's dispatch and autograd wrapper cost more host time than the kernels
+    at L ≤ 8192)."""
     _dims(q, v)
-    o, _ = torch.ops.mixerzoo.sliding_window_fwd(q, k, v, window, _scale(q, scale))
+    scale = _scale(q, scale)
+    if torch.compiler.is_compiling():
+        o, _ = torch.ops.mixerzoo.sliding_window_fwd(q, k, v, window, scale)
+    elif torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        o = _SlidingWindow.apply(q, k, v, window, scale)
+    else:
+        o, _ = _fwd(q, k, v, window, scale)
     return o
 
 
