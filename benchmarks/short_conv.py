@@ -27,8 +27,9 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, environment, graph_time_us, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import bench, copy_bandwidth, environment, graph_time_us, host_overhead_rows, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
 
+from mixerzoo.kernels.short_conv import gated_short_conv  # noqa: E402
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.short_conv.naive import gated_short_conv_reference  # noqa: E402
 from mixerzoo.kernels.short_conv.triton_ops import _conv_at, _load_x  # noqa: E402
@@ -166,6 +167,36 @@ def sweep(meta: dict, bw: float, shapes, bwd_sweep: dict) -> None:
     meta["sweep"] = log
 
 
+def host_overhead(profile: bool = False, reps: int = 500, device: str = "cpu") -> list[dict]:
+    """CPU microbenchmark of the host path of ``gated_short_conv(..., backend="triton")`` at the table's first shape
+    (B=4, L=4096, C=1024, K=3, bias, bf16; u, gate, weight, bias require grad): every Triton launch a no-op, µs per call
+    (``_common.host_overhead_rows``). ``fwd`` under no_grad; ``fwd (grad)`` on inputs that require grad (the table's
+    ``ours fwd``); ``fwd+bwd`` = forward + ``autograd.grad``. Run: ``python benchmarks/short_conv.py --host-overhead
+    [--host-profile]`` (no GPU). Two CPU artifacts at the table's shape: tensors of ≥ 32 MB are mmap'd and unmapped
+    on every call (the CUDA caching allocator reuses its blocks), and the dweight/dbias reduction is real CPU work
+    (~90 µs; a small GPU kernel there); the same rows at L=256 (2 MB tensors, heap-allocated) leave the Python path."""
+    cases = []
+    for B, L, C, K in ((4, 4096, 1024, 3), (4, 256, 1024, 3)):
+        u, gate, dy = (torch.randn(B, L, C, device=device, dtype=DT) for _ in range(3))
+        w, b = torch.randn(C, K, device=device, dtype=DT) * K**-0.5, torch.randn(C, device=device, dtype=DT)
+        for t in (u, gate, w, b):
+            t.requires_grad_()
+
+        def fwd(u=u, gate=gate, w=w, b=b):
+            with torch.no_grad():
+                gated_short_conv(u, gate, w, b, backend="triton")
+
+        def fwd_grad(u=u, gate=gate, w=w, b=b):
+            gated_short_conv(u, gate, w, b, backend="triton")
+
+        def fwd_bwd(u=u, gate=gate, w=w, b=b, dy=dy):
+            torch.autograd.grad(gated_short_conv(u, gate, w, b, backend="triton"), (u, gate, w, b), dy)
+
+        name = f"short_conv {B}x{L}x{C} K={K}"
+        cases += [(f"{name} fwd", fwd), (f"{name} fwd (grad)", fwd_grad), (f"{name} fwd+bwd", fwd_bwd)]
+    return host_overhead_rows(T, cases, reps, profile=cases[-1][0] if profile else None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
@@ -173,7 +204,13 @@ def main() -> None:
     ap.add_argument("--no-compiled", action="store_true", help="skip the torch.compile peer (its compile is slow)")
     ap.add_argument("--sweep-shapes", default="4x16384x4096x3,4x16384x1024x3", help="B x L x C x K, comma-separated")
     ap.add_argument("--sweep-bwd", default="3:16/32/64,4:16/32", help="K:BT/BT,... for the backward sweep")
+    ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
+    ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile of fwd+bwd")
+    ap.add_argument("--host-device", default="cpu", help="with --host-overhead: cpu, or meta (no memory, no compute)")
     args = ap.parse_args()
+    if args.host_overhead:
+        host_overhead(profile=args.host_profile, device=args.host_device)
+        return
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     bw = copy_bandwidth()

@@ -30,8 +30,9 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, environment, graph_time_us, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import bench, copy_bandwidth, environment, graph_time_us, host_overhead_rows, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
 
+from mixerzoo.kernels.sliding_window import sliding_window_attention  # noqa: E402
 from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
 from mixerzoo.kernels.sliding_window.naive import sliding_window_reference  # noqa: E402
 
@@ -184,6 +185,7 @@ def sweep_tiles(res: dict, L: int = 16384, Ws=(64, 128), Ds=(64, 128), deadline:
                         res["meta"].setdefault("skipped", []).append(f"tile {kind} d={d} W={W} {c} (time budget)")
                         continue
                     chosen[(kind, d, W)] = c
+                    T.clear_plans()  # the launch plans are cached per tile function: this one changed its answer
                     entry = dict(d=d, W=W, kind=kind, cfg=c)
                     try:
                         T.POISON_OUTPUTS = True
@@ -209,6 +211,8 @@ def sweep_tiles(res: dict, L: int = 16384, Ws=(64, 128), Ds=(64, 128), deadline:
                     if "ms" in entry and (best is None or entry["ms"] < best[0]):
                         best = (entry["ms"], c)
                 chosen[(kind, d, W)] = best[1] if best else cands[0]
+                T.clear_plans()
+    T.clear_plans()
     res["meta"]["tile_sweep"] = log
     res["meta"]["tiles_chosen"] = {f"{k}_d{d}_W{w}": c for (k, d, w), c in chosen.items()}
 
@@ -455,6 +459,37 @@ def write_md(res: dict, path: str) -> None:
         f.write("\n".join(lines))
 
 
+def host_overhead(profile: bool = False, reps: int = 500, device: str = "cpu") -> list[dict]:
+    """CPU microbenchmark of the host path of ``sliding_window_attention(..., backend="triton")`` at the prefill
+    table's L=8192 row (B=4, H=16, d=64, W=64, bf16; q, k, v require grad): every Triton launch a no-op, µs per call
+    (``_common.host_overhead_rows``). ``fwd`` under no_grad; ``fwd (grad)`` on the inputs that require grad (the table's
+    ``ours fwd``); ``fwd+bwd`` = forward + ``autograd.grad``. Run: ``python benchmarks/sliding_window.py
+    --host-overhead [--host-profile]`` (no GPU; bf16 CPU tensors are fine: nothing computes on them). CPU artifact at
+    L=8192: tensors of ≥ 32 MB are mmap'd and unmapped on every call (~15 µs each; the CUDA caching allocator reuses
+    its blocks); the same rows at L=512 (4 MB tensors, heap-allocated) leave the Python path. ``--host-device meta``:
+    no memory at all, but the custom ops then run their fake kernels (no launch code), so it flatters the old path."""
+    B, H, d, W = 4, 16, 64, 64
+    cases = []
+    for L in (8192, 512):
+        q, k, v, do = (torch.randn(B, L, H, d, device=device, dtype=DT) for _ in range(4))
+        for t in (q, k, v):
+            t.requires_grad_()
+
+        def fwd(q=q, k=k, v=v):
+            with torch.no_grad():
+                sliding_window_attention(q, k, v, W, backend="triton")
+
+        def fwd_grad(q=q, k=k, v=v):
+            sliding_window_attention(q, k, v, W, backend="triton")
+
+        def fwd_bwd(q=q, k=k, v=v, do=do):
+            torch.autograd.grad(sliding_window_attention(q, k, v, W, backend="triton"), (q, k, v), do)
+
+        cases += [(f"sliding_window L={L} fwd", fwd), (f"sliding_window L={L} fwd (grad)", fwd_grad),
+                  (f"sliding_window L={L} fwd+bwd", fwd_bwd)]  # fmt: skip
+    return host_overhead_rows(T, cases, reps, profile=cases[-1][0] if profile else None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
@@ -465,7 +500,13 @@ def main() -> None:
     ap.add_argument("--step-sweep", action="store_true", help="also time the decode variants (STEP_CANDIDATES)")
     ap.add_argument("--steps", type=int, default=20, help="decode steps per CUDA graph (at least the ring sets)")
     ap.add_argument("--decode-only", action="store_true", help="skip the prefill (fwd, fwd+bwd) table")
+    ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
+    ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile of fwd+bwd")
+    ap.add_argument("--host-device", default="cpu", help="with --host-overhead: cpu, or meta (no memory, no compute)")
     args = ap.parse_args()
+    if args.host_overhead:
+        host_overhead(profile=args.host_profile, device=args.host_device)
+        return
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     bw = copy_bandwidth()
