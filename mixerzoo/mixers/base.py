@@ -6,6 +6,9 @@
 - ``init_state(batch_size, device, dtype, capacity=None)``, then ``step(x_t, state) -> (y_t, state)``
   for one token ``[B, D]``; states are dicts of tensors updated in place, so a decode step can be
   captured in a CUDA graph. The key ``"position"`` (int64, 0-dim) counts the tokens seen.
+  ``forward`` also takes a state whose position is a Python int (``LanguageModel.prefill`` passes 0 with
+  its fresh states): the start is then known without reading a tensor on the host, so a compiled
+  prefill traces in one graph.
 - ``state_size(seq_len)``: elements of recurrent state per sequence after ``seq_len`` tokens,
   counted from the tensors ``init_state`` really allocates (never a formula written by hand).
 """

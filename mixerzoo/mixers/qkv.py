@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mixerzoo.mixers.base import LayerContext, Mixer, State
-from mixerzoo.mixers.rotary import apply_rotary
+from mixerzoo.mixers.rotary import rotary_angles, rotate
 
 
 def attention_heads(ctx: LayerContext, heads: int | None, kv_heads: int | None, name: str) -> tuple[int, int, int]:
@@ -33,13 +33,12 @@ class RotaryQKVMixer(Mixer):
         """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``."""
         lead = x.shape[:-1]
         kv_width = self.kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split([self.ctx.d_model, kv_width, kv_width], dim=-1)
-        q = q.reshape(*lead, self.heads, self.head_dim)
-        k = k.reshape(*lead, self.kv_heads, self.head_dim)
+        qk, v = self.qkv_proj(x).split([self.ctx.d_model + kv_width, kv_width], dim=-1)
+        qk = qk.reshape(*lead, self.heads + self.kv_heads, self.head_dim)  # [B, (L,) H + Hkv, hd]: q's heads, then k's
         v = v.reshape(*lead, self.kv_heads, self.head_dim)
-        if self.config.rope:
-            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
-        return q, k, v
+        if self.config.rope:  # q and k in one pass, with one cos/sin of the positions
+            qk = rotate(qk, *rotary_angles(positions, self.head_dim))
+        return qk[..., : self.heads, :], qk[..., self.heads :, :], v
 
     def _kv_state(self, batch_size: int, length: int, device, dtype) -> State:
         """Zeroed keys and values ``[B, length, Hkv, hd]`` (the ring buffer or the KV cache) and the position."""
