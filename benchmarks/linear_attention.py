@@ -250,7 +250,6 @@ ALGO_ROWS = {
 }
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
-    "parallel-sel": dict(ALGORITHM="parallel", TAYLOR_BROADCAST=False),  # φ by selection matmuls in out/bwd
     "parallel-fp32S": dict(ALGORITHM="parallel", FWD_STATES_BF16=False),  # fp32 forward states
 }
 
@@ -258,7 +257,7 @@ TAYLOR_ALGO_ROWS = {
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
-    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "TAYLOR_BROADCAST", "FWD_STATES_BF16")
+    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16")
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:

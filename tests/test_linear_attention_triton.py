@@ -260,29 +260,6 @@ def test_chunk_state_head_equals_tiles():
         assert rel_err(a, b) < 1e-6
 
 
-@pytest.mark.parametrize("d", [5, 33])
-def test_taylor_broadcast_equals_selection(d):
-    """Taylor's φ tiles in the output and dq/dk/dv kernels, by broadcasting (default) and by selection matmuls
-    (``TAYLOR_BROADCAST = False``): same output, final state and gradients (fp32, two chunks of states, initial
-    state; d′=5: R=4 blocks per tile, d′=33: R=1 and two first-order tiles)."""
-    T.FORCE_MODE, T.FORCE_CHUNK = "chunk", 16
-    fm = make_map("taylor", d).to(DEVICE)
-    q, k, v, do = inputs(1, 37, 2, d, 9, torch.float32, 1.0, seed=d)
-    D = fm.out_dim
-    kv0, z0 = torch.rand(1, 2, D, 9, device=DEVICE), torch.rand(1, 2, D, device=DEVICE)
-    res = {}
-    for bcast in (True, False):
-        T.TAYLOR_BROADCAST = bcast
-        leaves = [t.clone().requires_grad_() for t in (q, k, v, kv0, z0)]
-        o, (kv, z) = linear_attention(
-            *leaves[:3], fm, initial_state=(leaves[3], leaves[4]), output_final_state=True, backend="triton"
-        )
-        res[bcast] = (o, kv, z, *torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves))
-    T.TAYLOR_BROADCAST = True
-    for a, b in zip(res[True], res[False]):
-        assert rel_err(a, b) < 1e-5
-
-
 def test_unknown_chunk_state_raises():
     T.CHUNK_STATE, T.ALGORITHM, T.FORCE_MODE, T.FORCE_CHUNK = "heads", "parallel", "chunk", 16
     q, k, v, _ = inputs(1, 20, 1, 3, 4, torch.float32, 1.0)

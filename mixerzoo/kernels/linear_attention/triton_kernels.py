@@ -184,15 +184,6 @@ def _taylor_first(b_x, b_valid, i_d, SC1, DK: tl.constexpr, BT: tl.constexpr, BK
 
 
 @triton.jit
-def _taylor_first_bwd(b_g, i_d, SC1, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, R: tl.constexpr):
-    """``dx [BT, BK]`` of ``_taylor_first`` for the tile gradient ``b_g [BT, BD]`` (columns >= DK carry junk that
-    the callers never store: dq/dk are stored masked to DK)."""
-    o_r = tl.arange(0, R)
-    b_sel = ((o_r == 0) & (i_d == 0)).to(tl.float32)
-    return tl.sum(tl.reshape(b_g, [BT, R, BK]) * b_sel[None, :, None], axis=1) * SC1
-
-
-@triton.jit
 def _taylor_rows(p_xt, m_t, i_r, DK: tl.constexpr, R: tl.constexpr):
     """Columns ``i_r·R … i_r·R + R − 1`` of the chunk's x as ``[BT, R]`` fp32 (``p_xt``: ``[BT, 1]`` row pointers;
     a reload of rows the caller already read, served from L1), zero past DK and on masked rows."""
@@ -205,19 +196,6 @@ def _taylor_second(b_x, b_xi, SC2, BT: tl.constexpr, BD: tl.constexpr):
     """Taylor's second-order tile ``NT1 + i_r``: column ``r·BK + j`` holds ``x_{i_r·R + r}·x_j·SC2`` (``b_xi`` from
     ``_taylor_rows``)."""
     return tl.reshape(b_xi[:, :, None] * b_x[:, None, :], [BT, BD]) * SC2
-
-
-@triton.jit
-def _taylor_second_bwd(b_x, b_xi, b_g, i_r, SC2, BT: tl.constexpr, BK: tl.constexpr, R: tl.constexpr):
-    """``dx [BT, BK]`` of ``_taylor_second`` for the tile gradient ``b_g [BT, BD]``: ``Σ_r g[r, j]·x_{i0+r}`` into
-    column j and ``Σ_j g[r, j]·x_j`` into column ``i0 + r``, by broadcasting and reductions (no selection matmuls)."""
-    b_g3 = tl.reshape(b_g, [BT, R, BK])
-    b_dx = tl.sum(b_g3 * b_xi[:, :, None], axis=1)
-    b_t = tl.sum(b_g3 * b_x[:, None, :], axis=2)  # [BT, R]
-    o_i = i_r * R + tl.arange(0, R)
-    b_hot = (o_i[:, None] == tl.arange(0, BK)[None, :]).to(tl.float32)  # [R, BK]
-    b_dx += tl.sum(b_t[:, :, None] * b_hot[None, :, :], axis=1)
-    return b_dx * SC2
 
 
 @triton.jit
@@ -476,7 +454,7 @@ def _la_out_fwd_kernel(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, NORMALIZE: tl.constexpr,
-    STORE_RES: tl.constexpr, DOT16: tl.constexpr, R: tl.constexpr, BCAST: tl.constexpr,
+    STORE_RES: tl.constexpr, DOT16: tl.constexpr,
 ):  # fmt: skip
     """Outputs of one chunk: ``num = φQ·S_c + tril(A)·V``, ``den = φQ·Z_c + rowsum(tril(A)) + eps``, ``o = num/den``.
 
@@ -500,23 +478,11 @@ def _la_out_fwd_kernel(
     b_den = tl.zeros([BT], dtype=tl.float32)
     if HAS_S:  # inter-chunk: read the state out with φ(q), tile by tile
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
-        if FM == 6 and BCAST:  # taylor: tiles by broadcasting (see _la_chunk_state_head_kernel)
-            b_valid = m_tq.to(tl.float32)
-            for i_d in range(NT1):
-                b_phq = _taylor_first(b_qf, b_valid, i_d, SC1, DK, BT, BK, BD, R)
-                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC,
-                                           NORMALIZE)  # fmt: skip
-            p_qt = p_q + o_tq[:, None].to(tl.int64) * (H * DK)
-            for i_r in range(NDT - NT1):
-                b_phq = _taylor_second(b_qf, _taylor_rows(p_qt, m_tq, i_r, DK, R), SC2, BT, BD)
-                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, NT1 + i_r, o_v, m_v, DV, BD, PREC,
-                                           NORMALIZE)  # fmt: skip
-        else:
-            for i_d in range(NDT):
-                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-                b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC,
-                                           NORMALIZE)  # fmt: skip
+        for i_d in range(NDT):
+            b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+            b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            b_num, b_den = _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC,
+                                       NORMALIZE)  # fmt: skip
     if PARALLEL:
         j_start = 0
     else:
@@ -657,7 +623,7 @@ def _la_bwd_kernel(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
-    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, R: tl.constexpr, BCAST: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
 ):  # fmt: skip
     """dq of query chunk c and dk, dv of key chunk c. Grid ``(NC, B·H)``.
 
@@ -753,34 +719,7 @@ def _la_bwd_kernel(
         b_at = tl.where(m_at, b_at, 0.0)
         b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
     # ---- inter-chunk terms through the states (tile by tile)
-    if (HAS_S or HAS_DS) and FM == 6 and BCAST:
-        # taylor: φ tiles and their chain rule by broadcasting, no selection matmuls; dq's and dk/dv's loops apart
-        # (fewer live tiles per iteration: registers)
-        b_valid = m_tc.to(tl.float32)
-        if HAS_S:
-            o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
-            for i_d in range(NT1):
-                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
-                b_dq += _taylor_first_bwd(b_g, i_d, SC1, BT, BK, BD, R)
-            p_qt = p_q + o_tc[:, None].to(tl.int64) * (H * DK)
-            for i_r in range(NDT - NT1):
-                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, NT1 + i_r, o_v, m_v, DV, BD, PREC, NORMALIZE)
-                b_dq += _taylor_second_bwd(b_qf, _taylor_rows(p_qt, m_tc, i_r, DK, R), b_g, i_r, SC2, BT, BK, R)
-        if HAS_DS:
-            o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
-            for i_d in range(NT1):
-                b_phk = _taylor_first(b_kf, b_valid, i_d, SC1, DK, BT, BK, BD, R)
-                b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV, BD, PREC)
-                b_dv += b_dvi
-                b_dk += _taylor_first_bwd(b_g, i_d, SC1, BT, BK, BD, R)
-            p_kt = p_k + o_tc[:, None].to(tl.int64) * (H * DK)
-            for i_r in range(NDT - NT1):
-                b_ki = _taylor_rows(p_kt, m_tc, i_r, DK, R)
-                b_phk = _taylor_second(b_kf, b_ki, SC2, BT, BD)
-                b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, NT1 + i_r, o_v, m_v, DV, BD, PREC)
-                b_dv += b_dvi
-                b_dk += _taylor_second_bwd(b_kf, b_ki, b_g, i_r, SC2, BT, BK, R)
-    elif HAS_S or HAS_DS:
+    if HAS_S or HAS_DS:
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
         o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
         for i_d in range(NDT):

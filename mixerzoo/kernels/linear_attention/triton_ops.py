@@ -105,13 +105,6 @@ CHUNK_STATES = ("auto", "tiles", "head")
 # SM, not registers, limit it. None: 8 at BT=128, else 4 (``_warps``).
 CHUNK_STATE_WARPS: int | None = 4
 
-# Taylor's φ tiles in the output and dq/dk/dv kernels (inter-chunk terms): built by broadcasting (True; the chain rule
-# by reductions) or by 0/1 selection matmuls (False, the generic ``_phi_fwd``/``_phi_bwd``). Offline sm_90 compile,
-# Taylor d′=16, dv=64, BT=128, bf16: ``_la_bwd_kernel`` mma instructions 221 → 157, spill stores 48 → 412 B (255
-# registers either way); ``_la_out_fwd_kernel`` 225 → 247 registers, no spills. Untimed: the algo section's
-# ``parallel-sel`` row times False. Env ``MIXERZOO_LA_TAYLOR_BROADCAST=0``: the start value False.
-TAYLOR_BROADCAST: bool = os.environ.get("MIXERZOO_LA_TAYLOR_BROADCAST", "1") != "0"
-
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -452,7 +445,7 @@ def _fwd_impl(
         q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
         **cs, SQ=plan.sq, **st, BV=cfg.bv, SCORE=plan.kind == "taylor",
         PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=cfg.dot16,
-        R=max(1, plan.bd // plan.bk), BCAST=TAYLOR_BROADCAST, num_warps=cfg.warps,
+        num_warps=cfg.warps,
     )  # fmt: skip
     if not store_res:
         o_res = q.new_empty(0)
@@ -528,8 +521,7 @@ def _bwd_impl(
     _la_bwd_kernel[(nc, B * H)](
         q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
         offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, R=max(1, plan.bd // plan.bk),
-        BCAST=TAYLOR_BROADCAST, num_warps=cfg.warps,
+        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, num_warps=cfg.warps,
         num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
     )  # fmt: skip
     return dq, dk, dv, ds0, dz0
