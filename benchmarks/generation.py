@@ -1,9 +1,10 @@
 """End-to-end generation and prefill throughput of Based against a Transformer (the paper's 24× and 1.56×).
 
-Run on the GPU:  python benchmarks/generation.py [--compile-step [MODE]]
+Run on the GPU:  python benchmarks/generation.py [--compile-step [MODE]] [--compile-prefill [MODE]]
 Writes benchmarks/results/generation.{md,json}: the paper's setting (batch 128, prompt 1,024, 1,024 new tokens),
 each model at its largest batch, and prefill of 4,096 tokens, each beside its floor. With ``--compile-step`` every
-decode row is timed twice in the same run, the eager step and the ``torch.compile``'d step, both CUDA-graphed.
+decode row is timed twice in the same run, the eager step and the ``torch.compile``'d step, both CUDA-graphed; with
+``--compile-prefill`` the prefill rows too, the eager prefill and the compiled one (compiled in an untimed warm-up).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import asdict
 import torch
 
 from mixerzoo.bench import (
+    PREFILL_KEYS,
+    PREFILL_SPEEDUP_KEYS,
     _build,
     _table,
     bench_generate,
@@ -25,6 +28,7 @@ from mixerzoo.bench import (
     compile_steps,
     environment,
     measure_ceilings,
+    prefill_speedups,
     speedups,
 )
 
@@ -44,6 +48,10 @@ def main() -> int:
         "--compile-step", nargs="?", const="default", default=None, metavar="MODE",
         help="time the torch.compile'd step beside the eager one (optional mode, e.g. max-autotune-no-cudagraphs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile-prefill", nargs="?", const="default", default=None, metavar="MODE",
+        help="time the torch.compile'd prefill beside the eager one (optional mode)",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     ceilings = measure_ceilings()
@@ -61,8 +69,9 @@ def main() -> int:
             gen.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
             print(gen[-1], flush=True)
             torch.cuda.empty_cache()
-        pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model))
-        print(pre[-1], flush=True)
+        for mode in compile_steps(args.compile_prefill):
+            pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode))
+            print(pre[-1], flush=True)
         del model
         torch.cuda.empty_cache()
     ok = [r for r in gen if "error" not in r]
@@ -80,7 +89,16 @@ def main() -> int:
             f"Throughput ratio {lin}/{att} at batch {args.batch} with the compiled step: "
             f"**{fast[(lin, args.batch)]['tokens_per_s'] / fast[(att, args.batch)]['tokens_per_s']:.2f}×**.", "",
         ]  # fmt: skip
-    prefill_ratio = pre[1]["ms"] / pre[0]["ms"]
+    pre_ms = {(r["model"], r["prefill"]): r["ms"] for r in pre}
+    prefill_ratio = pre_ms[(att, "eager")] / pre_ms[(lin, "eager")]
+    compiled_prefill = []
+    if prefill_speedups(pre):
+        label = next(r["prefill"] for r in pre if r["prefill"] != "eager")
+        compiled_prefill = [
+            "", "Compiled vs eager prefill (same run):", "", _table(prefill_speedups(pre), PREFILL_SPEEDUP_KEYS), "",
+            f"Prefill speed ratio {lin}/{att}, both compiled: "
+            f"**{pre_ms[(att, label)] / pre_ms[(lin, label)]:.2f}×**.",
+        ]  # fmt: skip
     md = [
         "# Generation and prefill throughput", "",
         f"`{' '.join(sys.argv)}` — {environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
@@ -91,8 +109,9 @@ def main() -> int:
         "", f"Throughput ratio {lin}/{att} at batch {args.batch} (eager step): **{ratio:.2f}×** (paper: 24×); "
         f"each at its best batch: **{best[lin] / best[att]:.2f}×**.", "",
         *compiled,
-        "## Prefill", "", _table(pre, ["model", "batch", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s"]),
+        "## Prefill", "", _table(pre, PREFILL_KEYS),
         "", f"Prefill speed ratio {lin}/{att} at {args.prefill_len} tokens: **{prefill_ratio:.2f}×** (paper: 1.56×).",
+        *compiled_prefill,
     ]  # fmt: skip
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ bytes per step = every weight read once (the embedding table excepted: only B ro
 read and written (linear attention's fp32 kv and z, the window's ring, the convolution's last K−1 inputs) or the
 KV cache read (attention, at the mean length of the decode); FLOPs = 2·B·(weights used per token) + the mixers'
 own products. Both ceilings are measured in the same run.
+
+``mixerzoo bench prefill based-360m transformer-360m --batch 1 4 --prompt 4096 --compile`` times the eager prefill
+and the ``torch.compile``'d one (compiled in an untimed warm-up) side by side, each beside its FLOP floor.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import torch
 
 from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
 
-__all__ = ["Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings"]
+__all__ = [
+    "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings",
+    "prefill_speedups",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,18 +159,20 @@ def step_label(compile_step: bool | str) -> str:
 
 
 def compile_steps(compile_step: str | None) -> list[bool | str]:
-    """The steps to time side by side: eager alone, or eager then compiled when ``--compile-step`` is given."""
+    """The steps (or prefills) to time side by side: eager alone, or eager then compiled when ``--compile-step``
+    (``--compile``) is given."""
     return [False] if compile_step is None else [False, True if compile_step == "default" else compile_step]
 
 
-def speedups(rows: list[dict]) -> list[dict]:
-    """Eager step time over compiled step time, per (model, batch) that has both rows."""
-    eager = {(r["model"], r["batch"]): r for r in rows if r.get("step") == "eager"}
+def speedups(rows: list[dict], label: str = "step", ms: str = "step_ms", cost: str = "capture_s") -> list[dict]:
+    """Eager time over compiled time, per (model, batch) that has both rows: ``label`` names the rows' ``eager`` /
+    ``compiled`` column, ``ms`` their time and ``cost`` the one-time cost (capture or compile) reported beside."""
+    eager = {(r["model"], r["batch"]): r for r in rows if r.get(label) == "eager"}
     return [
-        {"model": r["model"], "batch": r["batch"], "step": r["step"], "eager_ms": eager[key]["step_ms"],
-         "compiled_ms": r["step_ms"], "speedup": eager[key]["step_ms"] / r["step_ms"], "capture_s": r["capture_s"]}
+        {"model": r["model"], "batch": r["batch"], label: r[label], "eager_ms": eager[key][ms],
+         "compiled_ms": r[ms], "speedup": eager[key][ms] / r[ms], cost: r[cost]}
         for r in rows
-        if r.get("step", "eager") != "eager" and (key := (r["model"], r["batch"])) in eager
+        if r.get(label, "eager") != "eager" and (key := (r["model"], r["batch"])) in eager
     ]  # fmt: skip
 
 
@@ -196,11 +204,23 @@ def bench_generate_largest(
 
 
 @torch.no_grad()
-def bench_prefill(name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None) -> dict:
-    """Time ``model.prefill`` over ``[batch, seq_len]`` tokens; floor = FLOPs / matmul rate."""
+def bench_prefill(
+    name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None,
+    compile: bool | str = False,
+) -> dict:  # fmt: skip
+    """Time ``model.prefill`` over ``[batch, seq_len]`` tokens; floor = FLOPs / matmul rate.
+
+    ``compile`` (``True`` or a ``torch.compile`` mode) times the compiled prefill (``prefill(compile=...)``);
+    ``warmup_s`` is the first, untimed call: for a compiled prefill, the compile.
+    """
     model = model if model is not None else _build(name, dtype)
     ids = torch.randint(0, model.vocab_size, (batch, seq_len), device="cuda")
-    ms = _time_ms(lambda: model.prefill(ids), reps=5)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model.prefill(ids, compile=compile)
+    torch.cuda.synchronize()
+    warmup_s = time.perf_counter() - t0
+    ms = _time_ms(lambda: model.prefill(ids, compile=compile), reps=5)
     weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
     flops = 2.0 * batch * seq_len * weights
     for block in model.stack.blocks:
@@ -212,8 +232,18 @@ def bench_prefill(name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype
         elif isinstance(m, LinearAttention):
             flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
     floor_ms = 1e3 * flops / ceilings.matmul_flops_per_s
-    return {"model": name, "batch": batch, "seq_len": seq_len, "ms": ms, "floor_ms": floor_ms, "over_floor": ms / floor_ms,
-            "tokens_per_s": batch * seq_len / (ms * 1e-3)}  # fmt: skip
+    return {"model": name, "batch": batch, "prefill": step_label(compile), "seq_len": seq_len, "ms": ms,
+            "floor_ms": floor_ms, "over_floor": ms / floor_ms, "tokens_per_s": batch * seq_len / (ms * 1e-3),
+            "warmup_s": warmup_s}  # fmt: skip
+
+
+PREFILL_KEYS = ["model", "batch", "prefill", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s", "warmup_s"]
+PREFILL_SPEEDUP_KEYS = ["model", "batch", "prefill", "eager_ms", "compiled_ms", "speedup", "warmup_s"]
+
+
+def prefill_speedups(rows: list[dict]) -> list[dict]:
+    """Eager prefill time over compiled prefill time, per (model, batch) that has both rows."""
+    return speedups(rows, label="prefill", ms="ms", cost="warmup_s")
 
 
 def environment() -> dict:
@@ -254,8 +284,15 @@ def bench_main(argv: list[str] | None = None) -> int:
         help="also time the torch.compile'd step (graphed the same way) beside the eager one; optional mode, "
         "e.g. max-autotune-no-cudagraphs",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile", nargs="?", const="default", default=None, metavar="MODE",
+        help="prefill: also time the torch.compile'd prefill beside the eager one (compiled in an untimed warm-up); "
+        "optional mode, e.g. max-autotune-no-cudagraphs",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
+    if args.compile is not None and args.what != "prefill":
+        parser.error("--compile times the compiled prefill; for the decode step use --compile-step")
     if not torch.cuda.is_available():
         print("mixerzoo bench needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -269,8 +306,9 @@ def bench_main(argv: list[str] | None = None) -> int:
         model = _build(name, torch.bfloat16)
         if args.what == "prefill":
             for b in args.batch:
-                rows.append(bench_prefill(name, b, args.prompt, ceilings, model=model))
-                print(rows[-1], flush=True)
+                for mode in compile_steps(args.compile):
+                    rows.append(bench_prefill(name, b, args.prompt, ceilings, model=model, compile=mode))
+                    print(rows[-1], flush=True)
         else:
             for b in args.batch:
                 for step in compile_steps(args.compile_step):
@@ -288,7 +326,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]
     keys = (
-        ["model", "batch", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s"]
+        PREFILL_KEYS
         if args.what == "prefill"
         else ["model", "batch", "step", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor"]
         + ["peak_gb"]
@@ -296,6 +334,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     print(_table(ok, keys))
     if speedups(ok):
         print(_table(speedups(ok), ["model", "batch", "step", "eager_ms", "compiled_ms", "speedup", "capture_s"]))
+    if prefill_speedups(ok):
+        print(_table(prefill_speedups(ok), PREFILL_SPEEDUP_KEYS))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": environment(), "ceilings": asdict(ceilings), "rows": rows}, f, indent=2)

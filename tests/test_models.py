@@ -246,7 +246,7 @@ def test_compiled_decode_step_generates_the_eager_tokens(spec):
     compiled = model.generate(prompt, 9, compile_step=True)
     assert torch.equal(eager, compiled)
     assert model.generate(prompt, 9, compile_step=True).equal(eager)  # the cached compiled step, run again
-    assert len(model._compiled_steps) == 1
+    assert len(model._compiled_fns) == 1
 
 
 @pytest.mark.slow
@@ -276,7 +276,7 @@ def test_compiled_and_graphed_generation_equals_eager(spec):
 
 
 def test_bench_times_compiled_beside_eager():
-    from mixerzoo.bench import bench_main, compile_steps, speedups, step_label
+    from mixerzoo.bench import bench_main, compile_steps, prefill_speedups, speedups, step_label
 
     assert compile_steps(None) == [False] and compile_steps("default") == [False, True]
     assert compile_steps("max-autotune-no-cudagraphs") == [False, "max-autotune-no-cudagraphs"]
@@ -292,5 +292,65 @@ def test_bench_times_compiled_beside_eager():
         {"model": "m", "batch": 1, "step": "compiled", "eager_ms": 3.0, "compiled_ms": 2.0, "speedup": 1.5,
          "capture_s": 40.0}
     ]  # fmt: skip
-    if not torch.cuda.is_available():  # the flag parses; the bench itself needs a GPU
+    pre = [
+        {"model": "m", "batch": 1, "prefill": "eager", "ms": 30.0, "warmup_s": 0.5},
+        {"model": "m", "batch": 1, "prefill": "compiled", "ms": 10.0, "warmup_s": 60.0},
+    ]
+    assert [(r["prefill"], r["speedup"], r["warmup_s"]) for r in prefill_speedups(pre + rows)] == [("compiled", 3, 60)]
+    with pytest.raises(SystemExit):  # --compile is the prefill's; the decode step's is --compile-step
+        bench_main(["generate", "based-360m", "--compile"])
+    if not torch.cuda.is_available():  # the flags parse; the bench itself needs a GPU
         assert bench_main(["generate", "based-360m", "--compile-step"]) == 2
+        assert bench_main(["prefill", "based-360m", "--compile"]) == 2
+
+
+# The compiled prefill (torch.compile of the stack forward from fresh states): one graph, equal to eager prefill.
+PREFILL_SPECS = (
+    "taylor4-cosformer4-sw3-conv3-attn",  # cosformer: a position-dependent map, reads the start position
+    "taylor4[backend=triton]-cosformer4[backend=triton]-sw3[backend=triton]-conv3[backend=triton]-attn",
+)
+PREFILL_TOL = {"atol": 1e-5, "rtol": 1e-5}  # fp32: inductor reorders the fused elementwise sums
+
+
+def test_every_mixer_prefill_traces_in_one_graph():
+    model = zoo.build(ALL_STEP_PATHS, d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    rows = [{k: (0 if k == "position" else t) for k, t in s.items()} for s in model.stack.init_state(2, capacity=8)]
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model._prefill_logits)(torch.randint(0, 50, (2, 5)), rows)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+
+
+@pytest.mark.parametrize("spec", PREFILL_SPECS)
+def test_compiled_prefill_equals_eager_prefill(spec):
+    torch.manual_seed(0)
+    model = zoo.build(spec, d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    ids = torch.randint(0, 50, (5, 9))
+    with torch.no_grad():
+        eager, eager_states = model.prefill(ids, capacity=12, batch_chunk=2)
+        for _ in range(2):  # the second call runs the cached compiled functions
+            logits, states = model.prefill(ids, capacity=12, batch_chunk=2, compile=True)
+            torch.testing.assert_close(logits, eager, **PREFILL_TOL)
+            for s, e in zip(states, eager_states):
+                assert s.keys() == e.keys() and int(s["position"]) == 9
+                for k in s:
+                    torch.testing.assert_close(s[k], e[k], **PREFILL_TOL)
+    assert len(model._compiled_fns) == 2  # slices of 2 and of 1 sequence
+
+
+@pytest.mark.parametrize("spec", PREFILL_SPECS)
+def test_compiled_prefill_generates_the_eager_tokens(spec):
+    torch.manual_seed(0)
+    model = zoo.build(spec, d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 50, (3, 7))
+    eager = model.generate(prompt, 9)
+    assert torch.equal(model.generate(prompt, 9, compile_prefill=True), eager)
+    assert torch.equal(model.generate(prompt, 9, compile_prefill=True, compile_step=True), eager)
+
+
+@pytest.mark.parametrize("bad", [3, "reduce-overhead", "max-autotune"])
+def test_compiled_prefill_rejects_bad_modes(bad):
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    with pytest.raises(ValueError, match="without its own CUDA graphs"):
+        model.prefill(torch.tensor([[1, 2]]), compile=bad)
+    with pytest.raises(ValueError, match="compile_prefill"):
+        model.generate(torch.tensor([[1, 2]]), 0, compile_prefill=bad)

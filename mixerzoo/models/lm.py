@@ -22,6 +22,27 @@ __all__ = ["LanguageModel"]
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
+def _compile_mode(compile: bool | str, name: str) -> str | None:
+    """None (eager), or the torch.compile mode of ``compile`` (``True``: ``"default"``); clear errors otherwise."""
+    if not compile:
+        return None
+    mode = "default" if compile is True else compile
+    if not isinstance(mode, str) or mode in _CUDA_GRAPH_MODES:
+        raise ValueError(
+            f"{name}={compile!r}: use True or a torch.compile mode without its own CUDA graphs "
+            f"(e.g. 'default', 'max-autotune-no-cudagraphs'); generate(cuda_graph=True) captures the decode step"
+        )
+    return mode
+
+
+def _shapes(states: list[State]) -> tuple:
+    """What a compiled function specializes on: every state tensor's shape, dtype and device (ints as they are)."""
+    return tuple(
+        tuple((k, (tuple(t.shape), t.dtype, t.device) if isinstance(t, Tensor) else t) for k, t in s.items())
+        for s in states
+    )
+
+
 class LanguageModel(nn.Module):
     """``forward(input_ids [B, L]) -> logits [B, L, vocab]`` (or at masked positions); ``generate`` decodes."""
 
@@ -76,7 +97,11 @@ class LanguageModel(nn.Module):
         return self.head(x[positions])  # [N, V]
 
     def prefill(
-        self, input_ids: Tensor, capacity: int | None = None, batch_chunk: int | None = None
+        self,
+        input_ids: Tensor,
+        capacity: int | None = None,
+        batch_chunk: int | None = None,
+        compile: bool | str = False,
     ) -> tuple[Tensor, list[State]]:
         """Run the prompt in parallel; returns the last position's logits ``[B, V]`` and the layer states.
 
@@ -85,22 +110,38 @@ class LanguageModel(nn.Module):
             capacity: tokens the states must hold (attention's KV cache); default L.
             batch_chunk: run at most this many sequences at a time (bounds activation memory at large
                 batch); each slice writes its rows of the full preallocated states in place.
+            compile: run each slice (embedding, blocks with their states, final norm, head at the last position)
+                through ``torch.compile(dynamic=False, fullgraph=True)`` without autograd; ``True`` for the default
+                mode or a mode name (not one with its own CUDA graphs). Compiled once per model, mode, slice shape
+                and capacity, cached on the model. Inductor fuses the elementwise work between the GEMMs (norms,
+                residual adds, SiLU·mul, rotary, casts); attention and the mixers' Triton kernels stay opaque ops.
         """
         self._check_ids(input_ids)
+        mode = _compile_mode(compile, "compile")
         B, L = input_ids.shape
         param = next(self.parameters())
         states = self.stack.init_state(B, device=input_ids.device, dtype=param.dtype, capacity=capacity or L)
         chunk = B if batch_chunk is None else max(1, batch_chunk)
         logits = []
         for lo in range(0, B, chunk):
-            rows = [
-                {k: (t.new_zeros(()) if k == "position" else t[lo : lo + chunk]) for k, t in s.items()} for s in states
-            ]  # views: in-place updates land in the full states
-            x, _ = self.stack(self.embed(input_ids[lo : lo + chunk]), rows)
-            logits.append(self.head(self.norm(x[:, -1])))
+            # views: in-place updates land in the full states. The position is the Python int 0 (fresh states), so
+            # no mixer reads a tensor on the host (a sync per layer in eager, a graph break under compile)
+            rows = [{k: (0 if k == "position" else t[lo : lo + chunk]) for k, t in s.items()} for s in states]
+            ids = input_ids[lo : lo + chunk]
+            if mode is None:
+                logits.append(self._prefill_logits(ids, rows))
+                continue
+            key = ("prefill", tuple(ids.shape), capacity or L, _shapes(rows))
+            with torch.no_grad():
+                logits.append(self._compiled(LanguageModel._prefill_logits, mode, key)(ids, rows))
         for s in states:
             s["position"].fill_(L)
-        return torch.cat(logits), states
+        return torch.cat(logits) if len(logits) > 1 else logits[0], states
+
+    def _prefill_logits(self, input_ids: Tensor, rows: list[State]) -> Tensor:
+        """One batch slice from fresh states ``rows`` (updated in place): the last position's logits ``[b, V]``."""
+        x, _ = self.stack(self.embed(input_ids), rows)  # [b, L, D]
+        return self.head(self.norm(x[:, -1]))  # [b, V]
 
     def step(self, tokens: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
         """One token per sequence, ``tokens [B]`` → logits ``[B, V]``; states updated in place."""
@@ -121,20 +162,18 @@ class LanguageModel(nn.Module):
         """
         if not compile_step:
             return self._step_logits
-        mode = "default" if compile_step is True else compile_step
-        if not isinstance(mode, str) or mode in _CUDA_GRAPH_MODES:
-            raise ValueError(
-                f"compile_step={compile_step!r}: use True or a torch.compile mode without its own CUDA graphs "
-                f"(e.g. 'default', 'max-autotune-no-cudagraphs'); generate(cuda_graph=True) captures the step"
-            )
-        shapes = tuple(tuple((k, tuple(t.shape), t.dtype, t.device) for k, t in s.items()) for s in states)
-        key = (id(self), mode, shapes)  # id: a deep copy of the model inherits the dict, never its compiled steps
-        cache = self.__dict__.setdefault("_compiled_steps", {})
+        mode = _compile_mode(compile_step, "compile_step")
+        return self._compiled(LanguageModel._step_logits, mode, ("step", _shapes(states)))
+
+    def _compiled(self, base: Callable, mode: str, key: tuple) -> Callable:
+        """``torch.compile(dynamic=False, fullgraph=True)`` of the method ``base`` bound to this model, cached per
+        (model, mode, key)."""
+        key = (id(self), mode, *key)  # id: a deep copy of the model inherits the dict, never its compiled functions
+        cache = self.__dict__.setdefault("_compiled_fns", {})
         if key not in cache:
-            # dynamo keeps its compiled graphs (and its recompile limit) per code object: a fresh copy of
-            # _step_logits's code per model and shape never shares them, so no recompile limit is ever hit
-            base = LanguageModel._step_logits
-            code = base.__code__.replace(co_name=f"_step_logits_{len(cache)}")
+            # dynamo keeps its compiled graphs (and its recompile limit) per code object: a fresh copy of the
+            # method's code per model and shape never shares them, so no recompile limit is ever hit
+            code = base.__code__.replace(co_name=f"{base.__name__}_{len(cache)}")
             fn = types.FunctionType(code, base.__globals__, code.co_name, base.__defaults__, base.__closure__)
             cache[key] = torch.compile(
                 types.MethodType(fn, self), dynamic=False, fullgraph=True, mode=None if mode == "default" else mode
@@ -151,6 +190,7 @@ class LanguageModel(nn.Module):
         generator: torch.Generator | None = None,
         cuda_graph: bool | None = None,
         compile_step: bool | str = False,
+        compile_prefill: bool | str = False,
     ) -> Tensor:
         """Prefill the prompt, then decode ``max_new_tokens`` tokens one step at a time.
 
@@ -165,19 +205,21 @@ class LanguageModel(nn.Module):
                 per token. Default: on for CUDA inputs.
             compile_step: run the step through ``torch.compile`` (see ``decode_step``), captured in the same
                 CUDA graph when ``cuda_graph``; ``True`` for the default mode or a mode name. Default off.
+            compile_prefill: run the prompt through the compiled prefill (``prefill(compile=...)``). Default off.
 
         Returns:
             ``[B, L + max_new_tokens]``: the prompt followed by the generated tokens.
         """
         if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
             raise ValueError("generate: need max_new_tokens >= 0, temperature >= 0 and top_k >= 1 (or None)")
+        _compile_mode(compile_step, "compile_step"), _compile_mode(compile_prefill, "compile_prefill")  # errors first
         if max_new_tokens == 0:
             return input_ids
         use_graph = input_ids.is_cuda if cuda_graph is None else cuda_graph
         if use_graph and not input_ids.is_cuda:
             raise ValueError("generate: cuda_graph=True needs the model and input_ids on a CUDA device")
         B, L = input_ids.shape
-        logits, states = self.prefill(input_ids, capacity=L + max_new_tokens)
+        logits, states = self.prefill(input_ids, capacity=L + max_new_tokens, compile=compile_prefill)
         out = torch.empty(B, L + max_new_tokens, dtype=input_ids.dtype, device=input_ids.device)
         out[:, :L] = input_ids
         decode = self.decode_step(states, compile_step) if max_new_tokens > 1 else None
