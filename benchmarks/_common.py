@@ -90,6 +90,23 @@ class NoLaunch:
         NoLaunch.launches += 1
 
 
+def host_us(fn, reps: int) -> float:
+    """µs per call of ``fn``: 20 warm-up calls (not counted in any launch counter the caller resets after), then the
+    best of 5 batch medians of ``reps // 5`` calls (the CPU is shared: noise only adds time)."""
+    for _ in range(20):
+        fn()
+    NoLaunch.launches = 0
+    medians = []
+    for _ in range(5):
+        times = []
+        for _ in range(reps // 5):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        medians.append(sorted(times)[len(times) // 2])
+    return min(medians) * 1e6
+
+
 def host_overhead_rows(module, cases, reps: int = 500, profile: str | None = None) -> list[dict]:
     """CPU microbenchmark of a kernel module's Python path: every ``*_kernel`` of ``module`` replaced by a no-op and
     ``module.interpreting`` by ``False`` (the GPU's launch configuration), then each of ``cases`` — ``(label, fn)`` —
@@ -109,18 +126,9 @@ def host_overhead_rows(module, cases, reps: int = 500, profile: str | None = Non
     rows = []
     try:
         for label, fn in cases:
-            for _ in range(20):
-                fn()
             NoLaunch.launches = 0
-            medians = []
-            for _ in range(5):
-                times = []
-                for _ in range(reps // 5):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                medians.append(sorted(times)[len(times) // 2])
-            rows.append(dict(case=label, us=min(medians) * 1e6, launches=NoLaunch.launches / (reps // 5 * 5)))
+            us = host_us(fn, reps)
+            rows.append(dict(case=label, us=us, launches=NoLaunch.launches / (reps // 5 * 5)))
             print(
                 f"host, launches stubbed: {label:36s} {rows[-1]['us']:8.1f} us  ({rows[-1]['launches']:.0f} launches)",
                 flush=True,

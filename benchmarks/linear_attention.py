@@ -30,6 +30,8 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _common import NoLaunch, host_us  # noqa: E402  (the script's folder, benchmarks/, is on sys.path)
+
 from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels.linear_attention import (  # noqa: E402
     linear_attention,
@@ -407,18 +409,6 @@ def check_one(name: str, opts: dict) -> None:
     print("check", row, flush=True)
 
 
-class _NoLaunch:
-    """Stands in for a Triton kernel: ``kernel[grid](...)`` does nothing but count the launch."""
-
-    launches = 0
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            _NoLaunch.launches += 1
-
-        return launch
-
-
 def host_overhead(reps: int = 500, profile: bool = False, device: str = "cpu", stub: bool = True) -> list[dict]:
     """CPU microbenchmark of the Python path: every Triton launch of ``triton_ops`` replaced by a no-op, the median µs
     per forward (no grad) and per forward + backward (``autograd.grad``) call (best of 5 batch medians), B=4, H=16, d′=16, dv=64, bf16 on the CPU.
@@ -434,7 +424,7 @@ def host_overhead(reps: int = 500, profile: bool = False, device: str = "cpu", s
         T._INTERPRET = False  # the GPU's launch configuration (chunk sizes, 16-bit dots)
     kernels = {n: getattr(T, n) for n in dir(T) if n.startswith("_la_") and n.endswith("_kernel")} if stub else {}
     for n in kernels:
-        setattr(T, n, _NoLaunch())
+        setattr(T, n, NoLaunch())
     rows = []
     try:
         for name in ("taylor", "poselu", "performer"):
@@ -454,19 +444,8 @@ def host_overhead(reps: int = 500, profile: bool = False, device: str = "cpu", s
 
                 row = dict(kind=name, mode=mode, L=L)
                 for label, f in (("fwd_us", fwd), ("fwdbwd_us", fwd_bwd)):
-                    for _ in range(20):
-                        f()
-                    _NoLaunch.launches = 0
-                    medians = []  # the best of 5 batch medians: the CPU is shared, noise only adds time
-                    for _ in range(5):
-                        times = []
-                        for _ in range(reps // 5):
-                            t0 = time.perf_counter()
-                            f()
-                            times.append(time.perf_counter() - t0)
-                        medians.append(sorted(times)[len(times) // 2])
-                    row[label] = min(medians) * 1e6
-                    row[label.replace("_us", "_launches")] = _NoLaunch.launches / (reps // 5 * 5)
+                    row[label] = host_us(f, reps)  # counts the stubbed launches of the timed calls in NoLaunch
+                    row[label.replace("_us", "_launches")] = NoLaunch.launches / (reps // 5 * 5)
                     if device != "cpu":
                         torch.cuda.synchronize()
                 row.update(device=device, stub=stub)
