@@ -20,6 +20,7 @@ import argparse
 import json
 import pathlib
 import re
+import time
 from collections import Counter
 
 import torch
@@ -34,7 +35,10 @@ from mixerzoo.zoo import PRESETS
 def profile_prefill(model, name: str, batch: int, length: int, top: int, compile: bool | str = False) -> dict:
     ids = torch.randint(0, model.vocab_size, (batch, length), device="cuda")
     with torch.no_grad():
+        t0 = time.perf_counter()
         model.prefill(ids, compile=compile)  # warm-up: the compile, if any
+        torch.cuda.synchronize()
+        warmup_s = time.perf_counter() - t0
         wall_ms = bench._time_ms(lambda: model.prefill(ids, compile=compile), reps=5)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             model.prefill(ids, compile=compile)
@@ -49,12 +53,13 @@ def profile_prefill(model, name: str, batch: int, length: int, top: int, compile
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
     label = step_label(compile)
     print(f"\n## {name} ({label}), batch {batch}, {length} tokens: wall {wall_ms:.2f} ms, GPU kernels {gpu_ms:.2f} ms, "
-          f"{launches} launches\n")  # fmt: skip
+          f"{launches} launches (warm-up {warmup_s:.1f} s)\n")  # fmt: skip
     print("| kernel | ms | launches |\n|---|---:|---:|")
     for key, (t, n) in ranked:
         print(f"| `{key[:90]}` | {t:.3f} | {n} |")
     return {"model": name, "prefill": label, "batch": batch, "len": length, "wall_ms": wall_ms, "gpu_ms": gpu_ms,
-            "launches": launches, "top": [{"kernel": k, "ms": t, "launches": n} for k, (t, n) in ranked]}  # fmt: skip
+            "launches": launches, "warmup_s": warmup_s,
+            "top": [{"kernel": k, "ms": t, "launches": n} for k, (t, n) in ranked]}  # fmt: skip
 
 
 # --- kernel counts on the CPU ---------------------------------------------------------------------------------------
@@ -190,13 +195,12 @@ def main() -> None:
                 print(name, dtype, count_kernels(model, length=args.len if args.len <= 512 else 256), flush=True)
         return
     rows = []
-    for name in args.models:
-        model = bench._build(name, torch.bfloat16)
-        for b in args.batch:
+    models = {name: bench._build(name, torch.bfloat16) for name in args.models}
+    for b in args.batch:  # batch-major: a run cut short by its time limit still has every model at the first batch
+        for name, model in models.items():
             for mode in bench.compile_steps(args.compile):
                 rows.append(profile_prefill(model, name, b, args.len, args.top, compile=mode))
-        del model
-        torch.cuda.empty_cache()
+                torch.cuda.empty_cache()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prefill_profile.json").write_text(json.dumps({"environment": bench.environment(), "rows": rows}, indent=1))

@@ -134,8 +134,7 @@ class LanguageModel(nn.Module):
             key = ("prefill", tuple(ids.shape), capacity or L, _shapes(rows))
             with torch.no_grad():
                 logits.append(self._compiled(LanguageModel._prefill_logits, mode, key)(ids, rows))
-        for s in states:
-            s["position"].fill_(L)
+        torch._foreach_add_([s["position"] for s in states], L)  # fresh zeros → L, one launch for all layers on CUDA
         return torch.cat(logits) if len(logits) > 1 else logits[0], states
 
     def _prefill_logits(self, input_ids: Tensor, rows: list[State]) -> Tensor:
@@ -212,7 +211,8 @@ class LanguageModel(nn.Module):
         """
         if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
             raise ValueError("generate: need max_new_tokens >= 0, temperature >= 0 and top_k >= 1 (or None)")
-        _compile_mode(compile_step, "compile_step"), _compile_mode(compile_prefill, "compile_prefill")  # errors first
+        for value, name in ((compile_step, "compile_step"), (compile_prefill, "compile_prefill")):
+            _compile_mode(value, name)  # a bad mode raises before any work
         if max_new_tokens == 0:
             return input_ids
         use_graph = input_ids.is_cuda if cuda_graph is None else cuda_graph
