@@ -187,23 +187,23 @@ def main() -> None:
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = ap.parse_args()
     if args.count:
+        length = min(args.len, 256)  # the counts do not depend on L (past the window); the interpreter is slow
         for name in args.models:
             preset = PRESETS[name]
-            for dtype in (torch.bfloat16,):  # the benchmark's dtype: eager adds its casts
-                model = build(gpu_paths(preset.spec), d_model=args.width, n_heads=args.width // 64, vocab_size=512,
-                              max_len=preset.max_len, dtype=dtype).eval()  # fmt: skip
-                print(name, dtype, count_kernels(model, length=args.len if args.len <= 512 else 256), flush=True)
+            model = build(gpu_paths(preset.spec), d_model=args.width, n_heads=args.width // 64, vocab_size=512,
+                          max_len=preset.max_len, dtype=torch.bfloat16).eval()  # fmt: skip
+            print(name, count_kernels(model, length=length), flush=True)  # bf16: eager counts its casts
         return
-    rows = []
+    out = pathlib.Path(args.out) / "prefill_profile.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env, rows = bench.environment(), []
     models = {name: bench._build(name, torch.bfloat16) for name in args.models}
     for b in args.batch:  # batch-major: a run cut short by its time limit still has every model at the first batch
         for name, model in models.items():
             for mode in bench.compile_steps(args.compile):
                 rows.append(profile_prefill(model, name, b, args.len, args.top, compile=mode))
                 torch.cuda.empty_cache()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "prefill_profile.json").write_text(json.dumps({"environment": bench.environment(), "rows": rows}, indent=1))
+                out.write_text(json.dumps({"environment": env, "rows": rows}, indent=1))  # after each row
 
 
 if __name__ == "__main__":

@@ -347,6 +347,21 @@ def test_compiled_prefill_generates_the_eager_tokens(spec):
     assert torch.equal(model.generate(prompt, 9, compile_prefill=True, compile_step=True), eager)
 
 
+@pytest.mark.gpu
+def test_compiled_prefill_equals_eager_on_cuda():
+    torch.manual_seed(0)
+    model = zoo.build("taylor16-sw8-conv3-attn", vocab_size=1000, d_model=128, device="cuda").eval()
+    prompt = torch.randint(0, 1000, (4, 37), device="cuda")
+    with torch.no_grad():
+        eager, eager_states = model.prefill(prompt, capacity=64, batch_chunk=3)
+        logits, states = model.prefill(prompt, capacity=64, batch_chunk=3, compile=True)
+    torch.testing.assert_close(logits, eager, atol=1e-4, rtol=1e-4)  # fp32; inductor's own reduction order
+    for s, e in zip(states, eager_states):
+        for k in s:
+            torch.testing.assert_close(s[k], e[k], atol=1e-4, rtol=1e-4)
+    assert torch.equal(model.generate(prompt, 16, compile_prefill=True), model.generate(prompt, 16))
+
+
 @pytest.mark.parametrize("bad", [3, "reduce-overhead", "max-autotune"])
 def test_compiled_prefill_rejects_bad_modes(bad):
     model = zoo.build("conv3", d_model=16, vocab_size=10)
