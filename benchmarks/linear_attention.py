@@ -188,9 +188,10 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
         del qa, ka, va, doa
 
 
-def section_variants(quick: bool) -> None:
-    """Chunk size for Taylor, and the quadratic/chunked crossover (fwd+bwd) for Taylor and PosELU."""
-    for L in (4096, 16384):
+def section_variants(quick: bool, crossover_lengths: list[int] | None = None) -> None:
+    """Chunk size for Taylor, and the quadratic/chunked crossover (fwd+bwd) for Taylor and PosELU; with
+    ``crossover_lengths`` only the crossover, at those lengths."""
+    for L in (4096, 16384) if crossover_lengths is None else ():
         q, k, v, do = make_inputs(L)
         fm = feature_map("taylor", DK).to(DEV)
         for bt in (64, 128):
@@ -206,7 +207,7 @@ def section_variants(quick: bool) -> None:
     T.FORCE_CHUNK = None
     for name in ("taylor", "poselu"):
         fm = feature_map(name, DK).to(DEV)
-        for L in (64, 128, 256, 512, 1024, 2048):
+        for L in crossover_lengths or (64, 128, 256, 512, 1024, 2048):
             q, k, v, do = make_inputs(L)
             for mode in ("chunk", "parallel"):
                 T.FORCE_MODE = mode
@@ -249,6 +250,7 @@ KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kern
 ALGO_ROWS = {
     "serial": dict(ALGORITHM="serial"),
     "parallel": dict(ALGORITHM="parallel"),
+    "parallel-nosplit": dict(ALGORITHM="parallel", BWD_SPLIT=False),  # dq and dk/dv in one backward program
 }
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
@@ -259,7 +261,7 @@ TAYLOR_ALGO_ROWS = {
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
-    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16")
+    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT")
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:
@@ -271,7 +273,7 @@ def section_algo(quick: bool) -> None:
                 fm = feature_map(name, DK, **MAPS[name]).to(DEV)
                 f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
                 rows = {**ALGO_ROWS, **(TAYLOR_ALGO_ROWS if name == "taylor" else {})}
-                for bt in (64, 128) if name == "taylor" else (None,):
+                for bt in (128,) if name == "taylor" else (None,):  # BT=64 lost every row of runs 3-6
                     for algo, settings in rows.items():
                         for n, value in {**defaults, **settings}.items():
                             setattr(T, n, value)
@@ -611,6 +613,9 @@ def main() -> None:
     ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
+    ap.add_argument(
+        "--crossover-L", default=None, help="variants section: only the crossover, at these lengths (a,b,..)"
+    )
     ap.add_argument("--algo", choices=T.ALGORITHMS, default=None, help="chunked-mode state algorithm for every section")
     ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
     ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile")
@@ -632,7 +637,7 @@ def main() -> None:
         t0 = time.time()
         try:
             {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
-             "variants": lambda: section_variants(args.quick), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
+             "variants": lambda: section_variants(args.quick, args.crossover_L and [int(x) for x in args.crossover_L.split(",")]), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
              "algo": lambda: section_algo(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001
             note_error(f"section {sec}", e)

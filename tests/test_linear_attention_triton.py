@@ -90,6 +90,7 @@ def _kernel_settings():
     T.FORCE_CHUNK = None
     T.ALGORITHM = algorithm
     T.CHUNK_STATE = chunk_state
+    T.BWD_SPLIT = True
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -258,6 +259,30 @@ def test_chunk_state_head_equals_tiles():
         res[kernel] = (o, kv, z, *torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves))
     for a, b in zip(res["head"], res["tiles"]):
         assert rel_err(a, b) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
+def test_backward_split_equals_one_program(name):
+    """dq and dk/dv as two launches (``BWD_SPLIT``, default) or one program: the same gradients (fp32, chunked mode
+    with states in and out, and the quadratic mode)."""
+    fm = make_map(name, 5).to(DEVICE)
+    q, k, v, do = inputs(1, 37, 2, 5, 9, torch.float32, 1.0, seed=11)
+    D = fm.out_dim
+    kv0, z0 = torch.rand(1, 2, D, 9, device=DEVICE), torch.rand(1, 2, D, device=DEVICE)
+    for mode in ("chunk", "parallel"):
+        T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
+        res = {}
+        for split in (True, False):
+            T.BWD_SPLIT = split
+            leaves = [t.clone().requires_grad_() for t in (q, k, v, kv0, z0)]
+            o, (kv, z) = linear_attention(
+                *leaves[:3], fm, initial_state=(leaves[3], leaves[4]), output_final_state=True, offset=3,
+                backend="triton",
+            )  # fmt: skip
+            res[split] = torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves)
+        T.BWD_SPLIT = True
+        for a, b in zip(res[True], res[False]):
+            assert rel_err(a, b) < 1e-6, mode
 
 
 def test_unknown_chunk_state_raises():

@@ -623,9 +623,12 @@ def _la_bwd_kernel(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
-    NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr,
 ):  # fmt: skip
-    """dq of query chunk c and dk, dv of key chunk c. Grid ``(NC, B·H)``.
+    """dq of query chunk c (``DO_Q``) and dk, dv of key chunk c (``DO_KV``). Grid ``(NC, B·H)``.
+
+    The two halves share only their inputs: with ``BWD_SPLIT`` (``triton_ops``) they run as two launches of this
+    kernel, one flag each, so each keeps about half the live tiles (registers).
 
     With ``dnum = do/den`` and ``dden`` (``_la_bwd_pre_kernel``): ``dA = dnum·Vᵀ + dden`` (causal),
     ``dφQ = dA·φK + dnum·Sᵀ + dden·Zᵀ``, ``dφK = dAᵀ·φQ + V·dSᵀ + dZ``, ``dV = Aᵀ·dnum + φK·dS``; Taylor
@@ -660,74 +663,80 @@ def _la_bwd_kernel(
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dv = tl.zeros([BT, BV], dtype=tl.float32)
     # ---- dq: this query chunk against key chunks j <= c
-    if PARALLEL:
-        j_start = 0
-    else:
-        j_start = i_c
-    for j_c in range(j_start, i_c + 1):
-        o_tk = j_c * BT + o_t
-        m_tk = o_tk < L
-        m_a = (o_tc[:, None] >= o_tk[None, :]) & m_tk[None, :]
-        b_kj = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
-        b_vj = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
-        b_da = tl.dot(b_dn, tl.trans(b_vj), input_precision=PREC)
-        if NORMALIZE:
-            b_da += b_dd[:, None]
-        b_da = tl.where(m_a, b_da, 0.0)
-        if SCORE:
-            b_sc = tl.dot(b_q, tl.trans(b_kj), input_precision=PREC) * SQ
-            b_dq += tl.dot(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), input_precision=PREC)
+    if DO_Q:
+        if PARALLEL:
+            j_start = 0
         else:
-            b_kjf = b_kj.to(tl.float32)
-            for i_d in range(NDT):
-                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-                b_phk = _phi_fwd(b_kjf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                b_g = tl.dot(b_da, b_phk, input_precision=PREC)
-                b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            j_start = i_c
+        for j_c in range(j_start, i_c + 1):
+            o_tk = j_c * BT + o_t
+            m_tk = o_tk < L
+            m_a = (o_tc[:, None] >= o_tk[None, :]) & m_tk[None, :]
+            b_kj = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
+            b_vj = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
+            b_da = tl.dot(b_dn, tl.trans(b_vj), input_precision=PREC)
+            if NORMALIZE:
+                b_da += b_dd[:, None]
+            b_da = tl.where(m_a, b_da, 0.0)
+            if SCORE:
+                b_sc = tl.dot(b_q, tl.trans(b_kj), input_precision=PREC) * SQ
+                b_dq += tl.dot(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), input_precision=PREC)
+            else:
+                b_kjf = b_kj.to(tl.float32)
+                for i_d in range(NDT):
+                    b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                    b_phk = _phi_fwd(b_kjf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                    b_g = tl.dot(b_da, b_phk, input_precision=PREC)
+                    b_dq += _phi_bwd(
+                        b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
+                    )
     # ---- dk, dv: this key chunk against query chunks i >= c
-    if PARALLEL:
-        i_end = NC
-    else:
-        i_end = i_c + 1
-    for i_q in range(i_c, i_end):
-        o_tq = i_q * BT + o_t
-        m_tq = o_tq < L
-        m_at = (o_tq[None, :] >= o_tc[:, None]) & m_tq[None, :] & m_tc[:, None]  # [keys, queries]
-        b_qi = _mm_in(_load_rows(p_q, o_tq, m_tq, L, H, DK, BK), DOT16)
-        b_dni = _load_rows(p_do, o_tq, m_tq, L, H, DV, BV).to(tl.float32)
-        if NORMALIZE:
-            b_dni = b_dni / tl.load(p_den + o_tq, mask=m_tq, other=1.0)[:, None]
-            b_ddi = tl.load(p_dden + o_tq, mask=m_tq, other=0.0)
-        b_dat = tl.dot(b_v, tl.trans(b_dni), input_precision=PREC)
-        if NORMALIZE:
-            b_dat += b_ddi[None, :]
-        b_dat = tl.where(m_at, b_dat, 0.0)
-        if SCORE:
-            b_st = tl.dot(b_k, tl.trans(b_qi), input_precision=PREC) * SQ
-            b_at = 1.0 + b_st + 0.5 * b_st * b_st
-            b_dk += tl.dot(b_dat * (1.0 + b_st) * SQ, b_qi.to(tl.float32), input_precision=PREC)
+    if DO_KV:
+        if PARALLEL:
+            i_end = NC
         else:
-            b_qif = b_qi.to(tl.float32)
-            b_at = tl.zeros([BT, BT], dtype=tl.float32)
-            for i_d in range(NDT):
-                b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-                b_phq = _phi_fwd(b_qif, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                b_at += tl.dot(b_phk, tl.trans(b_phq), input_precision=PREC)
-                b_g = tl.dot(b_dat, b_phq, input_precision=PREC)
-                b_dk += _phi_bwd(b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-        b_at = tl.where(m_at, b_at, 0.0)
-        b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
+            i_end = i_c + 1
+        for i_q in range(i_c, i_end):
+            o_tq = i_q * BT + o_t
+            m_tq = o_tq < L
+            m_at = (o_tq[None, :] >= o_tc[:, None]) & m_tq[None, :] & m_tc[:, None]  # [keys, queries]
+            b_qi = _mm_in(_load_rows(p_q, o_tq, m_tq, L, H, DK, BK), DOT16)
+            b_dni = _load_rows(p_do, o_tq, m_tq, L, H, DV, BV).to(tl.float32)
+            if NORMALIZE:
+                b_dni = b_dni / tl.load(p_den + o_tq, mask=m_tq, other=1.0)[:, None]
+                b_ddi = tl.load(p_dden + o_tq, mask=m_tq, other=0.0)
+            b_dat = tl.dot(b_v, tl.trans(b_dni), input_precision=PREC)
+            if NORMALIZE:
+                b_dat += b_ddi[None, :]
+            b_dat = tl.where(m_at, b_dat, 0.0)
+            if SCORE:
+                b_st = tl.dot(b_k, tl.trans(b_qi), input_precision=PREC) * SQ
+                b_at = 1.0 + b_st + 0.5 * b_st * b_st
+                b_dk += tl.dot(b_dat * (1.0 + b_st) * SQ, b_qi.to(tl.float32), input_precision=PREC)
+            else:
+                b_qif = b_qi.to(tl.float32)
+                b_at = tl.zeros([BT, BT], dtype=tl.float32)
+                for i_d in range(NDT):
+                    b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+                    b_phq = _phi_fwd(b_qif, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                    b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+                    b_at += tl.dot(b_phk, tl.trans(b_phq), input_precision=PREC)
+                    b_g = tl.dot(b_dat, b_phq, input_precision=PREC)
+                    b_dk += _phi_bwd(
+                        b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
+                    )
+            b_at = tl.where(m_at, b_at, 0.0)
+            b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
     # ---- inter-chunk terms through the states (tile by tile)
     if HAS_S or HAS_DS:
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
         o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
         for i_d in range(NDT):
             b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-            if HAS_S:  # dφQ = dnum·Sᵀ + dden·Zᵀ
+            if HAS_S and DO_Q:  # dφQ = dnum·Sᵀ + dden·Zᵀ
                 b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
                 b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-            if HAS_DS:  # dφK = V·dSᵀ + dZ, dV += φK·dS
+            if HAS_DS and DO_KV:  # dφK = V·dSᵀ + dZ, dV += φK·dS
                 b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
                 b_phk = tl.where(m_tc[:, None], b_phk, 0.0)
                 b_dvi, b_g = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV, BD, PREC)
@@ -735,10 +744,12 @@ def _la_bwd_kernel(
                 b_dk += _phi_bwd(b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
     o_q = (i_b.to(tl.int64) * L * H + i_h) * DK + o_tc[:, None].to(tl.int64) * (H * DK) + tl.arange(0, BK)[None, :]
     m_q = m_tc[:, None] & (tl.arange(0, BK)[None, :] < DK)
-    tl.store(dq + o_q, b_dq.to(dq.dtype.element_ty), mask=m_q)
-    tl.store(dk + o_q, b_dk.to(dk.dtype.element_ty), mask=m_q)
-    o_dv = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
-    tl.store(dv + o_dv, b_dv.to(dv.dtype.element_ty), mask=m_tc[:, None] & m_v[None, :])
+    if DO_Q:
+        tl.store(dq + o_q, b_dq.to(dq.dtype.element_ty), mask=m_q)
+    if DO_KV:
+        tl.store(dk + o_q, b_dk.to(dk.dtype.element_ty), mask=m_q)
+        o_dv = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
+        tl.store(dv + o_dv, b_dv.to(dv.dtype.element_ty), mask=m_tc[:, None] & m_v[None, :])
 
 
 @triton.jit

@@ -105,6 +105,11 @@ CHUNK_STATES = ("auto", "tiles", "head")
 # SM, not registers, limit it. None: 8 at BT=128, else 4 (``_warps``).
 CHUNK_STATE_WARPS: int | None = 4
 
+# The dq/dk/dv kernel as two launches, dq and dk/dv (True), or one program doing both (False). Split, each
+# specialization keeps fewer live tiles; offline sm_90 compile, Taylor d′=16, dv=64, BT=128, bf16: see the notes
+# ("Backward split"). Untimed: the algo section's ``parallel-nosplit`` row times False. Env ``MIXERZOO_LA_BWD_SPLIT``.
+BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -518,12 +523,13 @@ def _bwd_impl(
     dq = _empty(q.shape, q.dtype, dev)
     dk = _empty(k.shape, k.dtype, dev)
     dv = _empty(v.shape, v.dtype, dev)
-    _la_bwd_kernel[(nc, B * H)](
-        q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
-        offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-        HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, num_warps=cfg.warps,
-        num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
-    )  # fmt: skip
+    for do_q, do_kv in ((True, False), (False, True)) if BWD_SPLIT else ((True, True),):
+        _la_bwd_kernel[(nc, B * H)](
+            q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
+            offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
+            HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, num_warps=cfg.warps,
+            num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
+        )  # fmt: skip
     return dq, dk, dv, ds0, dz0
 
 
