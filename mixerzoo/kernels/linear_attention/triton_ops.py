@@ -61,8 +61,10 @@ __all__ = ["ALGORITHM", "CHUNK_STATE", "PARALLEL_MAX_L", "linear_attention_step_
 
 # Longest L for which the quadratic kernels beat the chunked ones, measured on the H200 (bf16, B=4, H=16, dv=64,
 # d′=16; benchmarks/notes/linear_attention.md, run 2): the quadratic kernel won fwd and fwd+bwd at every
-# L <= 2048 for Taylor; for PosELU it won fwd+bwd up to 2048 but fwd only up to 1024. Other maps share "default".
-PARALLEL_MAX_L: dict[str, int] = {"taylor": 2048, "default": 1024}
+# L <= 2048 for Taylor; for PosELU it won fwd+bwd up to 2048 but fwd only up to 1024. Run 7 (after the host cuts and
+# the head chunk-state kernel), fwd+bwd quadratic / chunked ms: Taylor 1.05 / 1.62 at 2048, 3.59 / 1.74 at 4096;
+# PosELU 1.10 / 1.47 at 2048 (fwd 0.317 / 0.309), 3.89 / 1.36 at 4096. Other maps share "default" (unmeasured there).
+PARALLEL_MAX_L: dict[str, int] = {"taylor": 2048, "poselu": 2048, "default": 1024}
 
 # Test hooks: fill kernel outputs with NaN before the launch (to prove every element is written), and
 # force the chunk size / algorithm. ``None`` means the tuned default.
@@ -106,8 +108,10 @@ CHUNK_STATES = ("auto", "tiles", "head")
 CHUNK_STATE_WARPS: int | None = 4
 
 # The dq/dk/dv kernel as two launches, dq and dk/dv (True), or one program doing both (False). Split, each
-# specialization keeps fewer live tiles; offline sm_90 compile, Taylor d′=16, dv=64, BT=128, bf16: see the notes
-# ("Backward split"). Untimed: the algo section's ``parallel-nosplit`` row times False. Env ``MIXERZOO_LA_BWD_SPLIT``.
+# specialization keeps fewer live tiles (offline sm_90 compile, d′=16, dv=64, bf16: Taylor at BT=128 255 registers +
+# 48 B of spills → 179 and 252, none; Performer at BT=64 936 B of spills → 0 and 188 B). H200, 2026-11-28 (notes,
+# "Run 7"), B=4, H=16, fwd+bwd ms split / one program: Performer L=16384 3.73 / 4.93; Taylor 6.73 / 6.75 (16384) and
+# 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
