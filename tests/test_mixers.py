@@ -177,6 +177,20 @@ def test_mixer_inputs_are_checked():
         attn(torch.randn(1, 4, D_MODEL), attn.init_state(1, capacity=3))
 
 
+def test_rotary_table_equals_the_angles_of_the_positions():
+    """The cached table (a forward's angles) gives the angles ``rotary_angles`` computes for the same positions, for
+    ranges that grow the table, start inside it, and pass ``TABLE_MAX_POSITIONS`` (computed, not tabled)."""
+    from mixerzoo.mixers import rotary
+
+    for hd in (7, 64):
+        for start, L in ((0, 5), (100, 37), (1000, 100), (3000, 2000), (rotary.TABLE_MAX_POSITIONS - 2, 4)):
+            want = rotary.rotary_angles(torch.arange(start, start + L), hd)
+            got = rotary.rotary_table(start, L, hd, "cpu")
+            for a, b in zip(got, want):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["sw", "attn"])
 def test_rotary_embeddings_are_on_by_default_and_can_be_turned_off(name):
     token = small_token(name)

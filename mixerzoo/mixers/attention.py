@@ -56,7 +56,7 @@ class Attention(RotaryQKVMixer):
         self._check_input(x, self.ctx.d_model, self.token or "attn")
         B, L, _ = x.shape
         start = 0 if state is None else int(state["position"])
-        q, k, v = self._qkv(x, torch.arange(start, start + L, device=x.device))
+        q, k, v = self._qkv(x, start)
         if state is not None:
             self._check_capacity(state, start, L)
             state["k"][:, start : start + L] = k.to(state["k"].dtype)

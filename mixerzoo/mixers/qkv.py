@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mixerzoo.mixers.base import LayerContext, Mixer, State
-from mixerzoo.mixers.rotary import rotary_angles, rotate
+from mixerzoo.mixers.rotary import rotary_angles, rotary_table, rotate
 
 
 def attention_heads(ctx: LayerContext, heads: int | None, kv_heads: int | None, name: str) -> tuple[int, int, int]:
@@ -29,15 +29,22 @@ class RotaryQKVMixer(Mixer):
         self.qkv_proj = nn.Linear(d, d + 2 * self.kv_heads * self.head_dim, bias=False)
         self.out_proj = nn.Linear(d, d, bias=False)
 
-    def _qkv(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``."""
+    def _qkv(self, x: Tensor, positions: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``.
+
+        ``positions``: the int position of the first of x's L tokens (a forward: angles from the cached table), or a
+        0-dim tensor (a decode step: computed, no host sync)."""
         lead = x.shape[:-1]
         kv_width = self.kv_heads * self.head_dim
         qk, v = self.qkv_proj(x).split([self.ctx.d_model + kv_width, kv_width], dim=-1)
         qk = qk.reshape(*lead, self.heads + self.kv_heads, self.head_dim)  # [B, (L,) H + Hkv, hd]: q's heads, then k's
         v = v.reshape(*lead, self.kv_heads, self.head_dim)
         if self.config.rope:  # q and k in one pass, with one cos/sin of the positions
-            qk = rotate(qk, *rotary_angles(positions, self.head_dim))
+            if isinstance(positions, int):
+                cos, sin = rotary_table(positions, x.shape[1], self.head_dim, x.device)
+            else:
+                cos, sin = rotary_angles(positions, self.head_dim)
+            qk = rotate(qk, cos, sin)
         return qk[..., : self.heads, :], qk[..., self.heads :, :], v
 
     def _kv_state(self, batch_size: int, length: int, device, dtype) -> State:

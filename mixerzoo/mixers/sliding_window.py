@@ -51,7 +51,7 @@ class SlidingWindowAttention(RotaryQKVMixer):
         self._check_input(x, self.ctx.d_model, self.token or "sw")
         B, L, _ = x.shape
         start = 0 if state is None else int(state["position"])
-        q, k, v = self._qkv(x, torch.arange(start, start + L, device=x.device))
+        q, k, v = self._qkv(x, start)
         keys, values = k, v
         if state is not None and start > 0:  # prepend the cached keys the first queries still see
             past = torch.arange(max(0, start - self.window + 1), start, device=x.device) % self.window

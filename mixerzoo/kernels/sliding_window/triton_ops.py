@@ -400,9 +400,7 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
         if big:
             return dict(BM=32, BN=32, num_warps=8, num_stages=2)
         return (
-            dict(BM=32, BN=64, num_warps=4, num_stages=3)
-            if bd <= 64
-            else dict(BM=64, BN=64, num_warps=4, num_stages=2)
+            dict(BM=32, BN=64, num_warps=4, num_stages=3) if bd <= 64 else dict(BM=64, BN=64, num_warps=4, num_stages=2)
         )
     if big:  # dq
         return dict(BM=64, BN=32, num_warps=8, num_stages=2)
