@@ -255,13 +255,14 @@ ALGO_ROWS = {
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
     "parallel-fp32S": dict(ALGORITHM="parallel", FWD_STATES_BF16=False),  # fp32 forward states
+    "parallel-sym": dict(ALGORITHM="parallel", TAYLOR_SYMMETRIC=True),  # the symmetric internal layout
 }
 
 
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
-    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT")
+    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT", "TAYLOR_SYMMETRIC")
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:

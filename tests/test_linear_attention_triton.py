@@ -81,7 +81,7 @@ def normalize_for(name: str) -> bool:
 @pytest.fixture(autouse=True)
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
-    algorithm, chunk_state = T.ALGORITHM, T.CHUNK_STATE
+    algorithm, chunk_state, taylor_symmetric = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -91,6 +91,7 @@ def _kernel_settings():
     T.ALGORITHM = algorithm
     T.CHUNK_STATE = chunk_state
     T.BWD_SPLIT = True
+    T.TAYLOR_SYMMETRIC = taylor_symmetric
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -283,6 +284,22 @@ def test_backward_split_equals_one_program(name):
         T.BWD_SPLIT = True
         for a, b in zip(res[True], res[False]):
             assert rel_err(a, b) < 1e-6, mode
+
+
+@pytest.mark.parametrize(
+    "d,algorithm,dtype,initial_state",
+    [(1, "parallel", torch.float32, True), (2, "serial", torch.float32, False), (5, "parallel", torch.bfloat16, True),
+     (16, "serial", torch.float32, True), (17, "parallel", torch.float32, False), (33, "parallel", torch.float32, True)],
+)  # fmt: skip
+def test_taylor_symmetric_layout_matches_oracle(d, algorithm, dtype, initial_state):
+    """Taylor's symmetric internal layout (``TAYLOR_SYMMETRIC``, kernel FM 7: each pair x_i·x_j stored once, √2-scaled)
+    in the chunked mode against the fp64 oracle: output, final state and gradients, odd and even d′ (odd: an unpaired
+    middle row), one and several pair tiles. ``MIXERZOO_LA_TAYLOR_SYMMETRIC=1`` runs the whole file on it."""
+    T.TAYLOR_SYMMETRIC = True
+    assert T._plan("taylor", d).sym
+    check_against_oracle(
+        "taylor", 2, 45, 2, d, 7, dtype, 1.0, "chunk", 16, seed=d, algorithm=algorithm, initial_state=initial_state
+    )
 
 
 def test_unknown_chunk_state_raises():
@@ -556,6 +573,17 @@ def test_gpu_large_shapes(name, mode):
     """B=2, L=1031 (ragged), H=3, d′=16, dv=64, bf16, against the fp64 oracle, forward and gradients."""
     offset = 9 if name == "cosformer" else 0
     check_against_oracle(name, 2, 1031, 3, 16, 64, torch.bfloat16, 1.0, mode, None, offset=offset)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("d,dv", [(16, 64), (24, 256), (64, 48)])
+def test_gpu_taylor_symmetric_layout(d, dv):
+    """Taylor's symmetric internal layout on the GPU at realistic shapes, chunked mode, from an initial state."""
+    T.TAYLOR_SYMMETRIC = True
+    check_against_oracle(
+        "taylor", 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, algorithm="parallel", initial_state=True
+    )
 
 
 @pytest.mark.gpu

@@ -38,6 +38,8 @@ import triton
 import triton.language as tl
 
 FM_IDS = {"identity": 0, "relu": 1, "poselu": 2, "square": 3, "cosformer": 4, "performer": 5, "taylor": 6}
+SQRT2 = tl.constexpr(1.4142135623730951)  # a global a @triton.jit function may read
+# The chunked kernels also take FM = 7: Taylor in the symmetric internal layout (``triton_ops.TAYLOR_SYMMETRIC``).
 
 
 def _interpreter_index_shim() -> None:
@@ -84,6 +86,30 @@ def _dot_f32(a, b, PREC: tl.constexpr):
 
 
 @triton.jit
+def _taylor_sym_cols(i_d, SC1, SC2, DK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, BKP: tl.constexpr):
+    """Taylor's symmetric layout, feature tile ``i_d``: for each column, the factors' indices ``(a, b)`` into x
+    (−1: the factor is 1) and the coefficient, so that ``φ = coef·x_a·x_b``. Tiles ``< NT1``: ``[x·SC1, 1, x_i²·SC2,
+    0…]``; then blocks of ``BKP`` columns, block p holding ``x_p·x_j`` (j > p) and then ``x_i·x_j`` (i = d′−1−p,
+    j > i), each times √2·SC2 (the pair's two entries of the full d′×d′ block in one column)."""
+    o_c = i_d * BD + tl.arange(0, BD)
+    is_x = o_c < DK
+    is_one = o_c == DK
+    is_sq = (o_c > DK) & (o_c <= 2 * DK)
+    o_p = o_c - NT1 * BD  # column within the pair blocks (negative in the first tiles)
+    p = tl.maximum(o_p, 0) // BKP
+    cc = tl.maximum(o_p, 0) % BKP
+    n1 = DK - 1 - p  # row p's entries
+    in_pairs = (o_p >= 0) & (2 * p < DK)
+    first = in_pairs & (cc < n1)
+    second = in_pairs & (cc >= n1) & (cc < DK - 1) & (DK - 1 - p != p)
+    i2 = DK - 1 - p
+    o_a = tl.where(is_x, o_c, tl.where(is_sq, o_c - DK - 1, tl.where(first, p, tl.where(second, i2, -1))))
+    o_b = tl.where(is_sq, o_c - DK - 1, tl.where(first, p + 1 + cc, tl.where(second, i2 + 1 + cc - n1, -1)))
+    coef = tl.where(is_x, SC1, tl.where(is_one, 1.0, tl.where(is_sq, SC2, tl.where(first | second, SQRT2 * SC2, 0.0))))
+    return o_a, o_b, coef
+
+
+@triton.jit
 def _phi_fwd(
     b_x, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
@@ -109,6 +135,13 @@ def _phi_fwd(
         b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
         o_c = i_d * BD + tl.arange(0, BD)
         b_phi = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0)
+    elif FM == 7:  # taylor, symmetric layout (M = the pair-block width)
+        o_a, o_b, coef = _taylor_sym_cols(i_d, SC1, SC2, DK, BD, NT1, M)
+        b_a = tl.dot(b_x, (o_k[:, None] == o_a[None, :]).to(tl.float32), input_precision=PREC)
+        b_b = tl.dot(b_x, (o_k[:, None] == o_b[None, :]).to(tl.float32), input_precision=PREC)
+        b_a += (o_a < 0).to(tl.float32)[None, :]
+        b_b += (o_b < 0).to(tl.float32)[None, :]
+        b_phi = b_a * b_b * coef[None, :]
     else:  # taylor
         o_d = tl.arange(0, BD)
         if i_d < NT1:
@@ -152,6 +185,15 @@ def _phi_bwd(
         b_h = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0) * b_g  # dφ ⊙ φ
         b_dxs = _dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * b_xs
         b_dx = b_dxs * SC1
+    elif FM == 7:
+        o_a, o_b, coef = _taylor_sym_cols(i_d, SC1, SC2, DK, BD, NT1, M)
+        b_sa = (o_k[:, None] == o_a[None, :]).to(tl.float32)  # [BK, BD]
+        b_sb = (o_k[:, None] == o_b[None, :]).to(tl.float32)
+        b_a = tl.dot(b_x, b_sa, input_precision=PREC) + (o_a < 0).to(tl.float32)[None, :]
+        b_b = tl.dot(b_x, b_sb, input_precision=PREC) + (o_b < 0).to(tl.float32)[None, :]
+        b_gc = b_g * coef[None, :]
+        b_dx = tl.dot(b_gc * b_b, tl.trans(b_sa), input_precision=PREC)
+        b_dx += tl.dot(b_gc * b_a, tl.trans(b_sb), input_precision=PREC)
     else:
         o_d = tl.arange(0, BD)
         if i_d < NT1:

@@ -114,6 +114,14 @@ CHUNK_STATE_WARPS: int | None = 4
 # 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 
+# Taylor's internal layout for the chunked kernels. False (default): the full d′×d′ second-order block, every pair
+# (i, j) stored twice (DI = 320 at d′=16). True: each canonical feature once (DI = 192 at d′=16): a first tile
+# [x·SC1, 1, x_i²·SC2], then blocks of two rows, (p, d′−1−p), holding x_i·x_j·√2·SC2 for j > i (d′−1 columns), built
+# by the same selection matmuls (kernel FM id 7, the block width passed as M). Every state-array pass and φ·S product
+# shrinks by DI. CPU-tested against the fp64 oracle; untimed (the algo section's ``parallel-sym`` row), so off.
+# Env ``MIXERZOO_LA_TAYLOR_SYMMETRIC=1``: the start value True.
+TAYLOR_SYMMETRIC: bool = os.environ.get("MIXERZOO_LA_TAYLOR_SYMMETRIC", "0") == "1"
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -141,15 +149,23 @@ class Plan:
     sq: float  # 1/√d′
     ms: float  # performer 1/√m
     ang: float  # cosformer π/(2M)
+    sym: bool = False  # taylor: the symmetric internal layout (``TAYLOR_SYMMETRIC``)
+    bkp: int = 0  # taylor, symmetric: columns per block of two paired rows (d′ − 1 padded to a power of two)
 
     @property
     def di(self) -> int:
         return self.ndt * self.bd
 
 
+def _plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
+    """``make_plan`` with the current ``TAYLOR_SYMMETRIC`` setting."""
+    return make_plan(kind, dk, m, max_len, sym=TAYLOR_SYMMETRIC and kind == "taylor")
+
+
 @cache
-def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
-    """The tiling for feature map ``kind`` at d′ = ``dk`` (``m`` performer features, ``max_len`` cosformer M)."""
+def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0, sym: bool = False) -> Plan:
+    """The tiling for feature map ``kind`` at d′ = ``dk`` (``m`` performer features, ``max_len`` cosformer M; ``sym``:
+    Taylor's symmetric layout, see ``TAYLOR_SYMMETRIC``)."""
     if kind not in FM_IDS:
         raise NotImplementedError(
             f"linear_attention (triton): no fused kernel for feature map kernel_id={kind!r}; "
@@ -159,7 +175,14 @@ def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
         raise ValueError(f"linear_attention (triton): d′ must be in 1..64 for the fused kernels, got {dk}")
     bk = max(16, next_pow2(dk))
     nt1, mm, out_dim = 0, 0, dk
-    if kind == "taylor":
+    bkp = 0
+    if kind == "taylor" and sym:
+        bd = 64
+        nt1 = cdiv(2 * dk + 1, bd)  # [x·SC1, 1, x_i²·SC2]
+        bkp = next_pow2(max(dk - 1, 1))
+        ndt = nt1 + (cdiv((dk + 1) // 2 * bkp, bd) if dk > 1 else 0)  # blocks of rows (p, d′−1−p), j > i only
+        out_dim = 1 + dk + dk * (dk + 1) // 2
+    elif kind == "taylor":
         bd = 64
         nt1 = cdiv(dk + 1, bd)
         ndt = nt1 + cdiv(dk, bd // bk)
@@ -176,7 +199,7 @@ def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
     return Plan(
         kind=kind, fm=FM_IDS[kind], dk=dk, bk=bk, bd=bd, ndt=ndt, nt1=nt1, m=mm, out_dim=out_dim,
         sc1=dk**-0.25, sc2=1.0 / math.sqrt(2.0 * dk), sq=dk**-0.5, ms=1.0 / math.sqrt(mm) if mm else 1.0,
-        ang=math.pi / (2 * max_len) if max_len else 0.0,
+        ang=math.pi / (2 * max_len) if max_len else 0.0, sym=sym, bkp=bkp,
     )  # fmt: skip
 
 
@@ -184,6 +207,18 @@ def make_plan(kind: str, dk: int, m: int = 0, max_len: int = 0) -> Plan:
 def _index_maps(plan: Plan) -> tuple[list[int], list[int], list[float], list[float]]:
     """For each canonical feature f: internal rows (a, b), the weight w (canonical = (S[a] + S[b])·w) and
     u (S[a] = S[b] = canonical·u). Taylor's pair (i, j) lives at both (i, j) and (j, i) of the full block."""
+    if plan.sym:  # one internal column per canonical feature: a permutation
+        d, base = plan.dk, plan.nt1 * plan.bd
+        cols = [d] + list(range(d))
+        for i, j in [(r, c) for r in range(d) for c in range(r, d)]:  # torch.triu_indices order
+            if i == j:
+                cols.append(d + 1 + i)
+            else:
+                p = min(i, d - 1 - i)  # the block of rows p and d′−1−p
+                cc = j - i - 1 if i == p else (d - 1 - p) + (j - i - 1)
+                cols.append(base + p * plan.bkp + cc)
+        n = len(cols)
+        return cols, cols, [0.5] * n, [1.0] * n
     if plan.kind == "taylor":
         d, base = plan.dk, plan.nt1 * plan.bd
         a, b = [d] + list(range(d)), [d] + list(range(d))
@@ -241,7 +276,7 @@ def _plan_of(fm) -> tuple[Plan, Tensor | None]:
     m = int(getattr(fm, "m", 0)) if kind == "performer" else 0
     max_len = int(getattr(fm, "max_len", 0)) if kind == "cosformer" else 0
     proj = fm.projection if kind == "performer" else None
-    return make_plan(kind, fm.d_prime, m, max_len), proj
+    return _plan(kind, fm.d_prime, m, max_len), proj
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,7 +322,8 @@ def _consts(plan: Plan) -> dict:
 
 def _statics(plan: Plan, dv: int, bt: int, prec: str) -> dict:
     return dict(
-        FM=plan.fm, DK=plan.dk, DV=dv, BT=bt, BK=plan.bk, BD=plan.bd, NT1=plan.nt1, NDT=plan.ndt, M=plan.m,
+        FM=7 if plan.sym else plan.fm, DK=plan.dk, DV=dv, BT=bt, BK=plan.bk, BD=plan.bd, NT1=plan.nt1, NDT=plan.ndt,
+        M=plan.bkp if plan.sym else plan.m,
         PREC=prec,
     )  # fmt: skip
 
@@ -546,13 +582,13 @@ def _op_fwd(
     q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
     kind: str, m: int, max_len: int, normalize: bool, eps: float, offset: int, want_state: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    plan = make_plan(kind, q.shape[-1], m, max_len)
+    plan = _plan(kind, q.shape[-1], m, max_len)
     return _fwd_impl(plan, q, k, v, s0, z0, w, normalize, eps, offset, want_state)
 
 
 @_op_fwd.register_fake
 def _op_fwd_fake(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state):
-    plan = make_plan(kind, q.shape[-1], m, max_len)
+    plan = _plan(kind, q.shape[-1], m, max_len)
     B, L, H, _ = q.shape
     dv = v.shape[-1]
     o = v.new_empty(B, L, H, dv)
@@ -570,7 +606,7 @@ def _op_bwd(
     den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, kind: str, m: int, max_len: int, normalize: bool,
     offset: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    plan = make_plan(kind, q.shape[-1], m, max_len)
+    plan = _plan(kind, q.shape[-1], m, max_len)
     dq, dk, dv, ds0, dz0 = _bwd_impl(plan, do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, normalize, offset)
     if ds0 is None:
         ds0, dz0 = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
@@ -607,7 +643,7 @@ class _LinearAttention(torch.autograd.Function):
         if do is None:
             do = torch.zeros_like(o)
         if want_state and (dsT is not None or dzT is not None):
-            plan = make_plan(kind, q.shape[-1], m, max_len)
+            plan = _plan(kind, q.shape[-1], m, max_len)
             f32 = dict(dtype=torch.float32, device=q.device)
             B, H, dv = q.shape[0], q.shape[2], v.shape[-1]
             dsT = dsT.contiguous() if dsT is not None else torch.zeros(B, H, plan.di, dv, **f32)
@@ -694,7 +730,7 @@ def _op_step(
     q: Tensor, k: Tensor, v: Tensor, kv: Tensor, z: Tensor, w: Tensor | None, offset_t: Tensor | None,
     kind: str, m: int, max_len: int, normalize: bool, eps: float, offset: int,
 ) -> Tensor:  # fmt: skip
-    plan = make_plan(kind, q.shape[-1], m, max_len)
+    plan = _plan(kind, q.shape[-1], m, max_len)
     B, H, dk = q.shape
     dv = v.shape[-1]
     o = _empty((B, H, dv), v.dtype, q.device)
