@@ -20,7 +20,6 @@ import argparse
 import json
 import pathlib
 import re
-import time
 from collections import Counter
 
 import torch
@@ -35,11 +34,7 @@ from mixerzoo.zoo import PRESETS
 def profile_prefill(model, name: str, batch: int, length: int, top: int, compile: bool | str = False) -> dict:
     ids = torch.randint(0, model.vocab_size, (batch, length), device="cuda")
     with torch.no_grad():
-        t0 = time.perf_counter()
-        model.prefill(ids, compile=compile)  # warm-up: the compile, if any
-        torch.cuda.synchronize()
-        warmup_s = time.perf_counter() - t0
-        wall_ms = bench._time_ms(lambda: model.prefill(ids, compile=compile), reps=5)
+        warmup_s, wall_ms = bench._warm_up_and_time(lambda: model.prefill(ids, compile=compile), reps=5)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             model.prefill(ids, compile=compile)
             torch.cuda.synchronize()
@@ -137,7 +132,7 @@ def _fresh_rows(model, batch: int, length: int) -> list[dict]:
 def count_kernels(model, batch: int = 1, length: int = 256) -> dict:
     """Kernels of one ``prefill`` of ``[batch, length]`` tokens. Eager: a dispatch-mode count of the whole call
     (``syncs``: host reads of a tensor, ``int(t)``). Compiled: the launches in inductor's generated ``call()`` for
-    the stack forward, plus what stays eager around it (the state allocation, ``position.fill_``)."""
+    the stack forward, plus what stays eager around it (the state allocation, the positions' ``_foreach_add_``)."""
     from torch._inductor.utils import run_and_get_code
 
     ids = torch.randint(0, model.vocab_size, (batch, length))

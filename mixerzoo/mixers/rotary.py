@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["apply_rotary", "rotary_angles", "rotary_table", "rotate"]
+__all__ = ["rotary_angles", "rotary_table", "rotate"]
 
 # Positions past this are computed per call instead of tabled (a table of 2^20 positions at head dim 128 is 256 MB).
 TABLE_MAX_POSITIONS = 1 << 20
@@ -69,8 +69,3 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     if r < x.shape[-1]:
         out[..., r:] = x[..., r:]  # an odd head dim: the last dim is not rotated
     return out
-
-
-def apply_rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate ``x [B, L, H, hd]`` (or ``[B, H, hd]`` with 0-dim positions) by absolute ``positions [L]``."""
-    return rotate(x, *rotary_angles(positions, x.shape[-1], base))

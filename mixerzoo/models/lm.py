@@ -222,8 +222,8 @@ class LanguageModel(nn.Module):
         logits, states = self.prefill(input_ids, capacity=L + max_new_tokens, compile=compile_prefill)
         out = torch.empty(B, L + max_new_tokens, dtype=input_ids.dtype, device=input_ids.device)
         out[:, :L] = input_ids
-        decode = self.decode_step(states, compile_step) if max_new_tokens > 1 else None
         step = self._graphed_step(states, B, compile_step) if use_graph and max_new_tokens > 1 else None
+        decode = self.decode_step(states, compile_step) if step is None and max_new_tokens > 1 else None
         for i in range(max_new_tokens):
             token = self._sample(logits, temperature, top_k, generator)  # [B]
             out[:, L + i] = token
