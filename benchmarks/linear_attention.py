@@ -255,7 +255,7 @@ ALGO_ROWS = {
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
     "parallel-fp32S": dict(ALGORITHM="parallel", FWD_STATES_BF16=False),  # fp32 forward states
-    "parallel-sym": dict(ALGORITHM="parallel", TAYLOR_SYMMETRIC=True),  # the symmetric internal layout
+    "parallel-full": dict(ALGORITHM="parallel", TAYLOR_SYMMETRIC=False),  # the full d′×d′ internal layout
 }
 
 

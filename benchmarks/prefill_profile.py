@@ -1,7 +1,7 @@
 """Where a model's prefill spends its time: wall time against the summed GPU kernel time, and the top kernels.
 
 Run on the GPU:  python benchmarks/prefill_profile.py [--models based-360m transformer-360m] [--len 4096]
-                 [--batch 1 4] [--compile [MODE]]
+                 [--batch 1 4] [--compile [MODE]] [--graph] [--host]
 Count kernels on the CPU:  TRITON_INTERPRET=1 python benchmarks/prefill_profile.py --count [--width 128]
 
 A prefill whose wall time is far above its summed kernel time is bound by the host (Python, launches, syncs); one
@@ -23,6 +23,7 @@ import re
 from collections import Counter
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -31,30 +32,50 @@ from mixerzoo.bench import step_label
 from mixerzoo.zoo import PRESETS
 
 
-def profile_prefill(model, name: str, batch: int, length: int, top: int, compile: bool | str = False) -> dict:
+def profile_prefill(
+    model, name: str, batch: int, length: int, top: int, compile: bool | str = False, host: bool = False,
+    graph: bool = False,
+) -> dict:  # fmt: skip
     ids = torch.randint(0, model.vocab_size, (batch, length), device="cuda")
+    run = lambda: model.prefill(ids, compile=compile, cuda_graph=graph)  # noqa: E731
     with torch.no_grad():
-        warmup_s, wall_ms = bench._warm_up_and_time(lambda: model.prefill(ids, compile=compile), reps=5)
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            model.prefill(ids, compile=compile)
+        warmup_s, wall_ms = bench._warm_up_and_time(run, reps=5)
+        activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if host else [])
+        with profile(activities=activities) as prof:
+            run()
             torch.cuda.synchronize()
+    host_rows = _host_table(prof, top) if host else []
     kernels: dict[str, list[float]] = {}
     for e in prof.key_averages():
         t = getattr(e, "device_time_total", 0.0)
-        if t > 0:
+        if t > 0 and e.device_type != DeviceType.CPU:  # kernels only: a CPU op's total repeats its kernels' time
             kernels[e.key] = [t / 1e3, e.count]
     gpu_ms = sum(t for t, _ in kernels.values())
     launches = sum(n for _, n in kernels.values())
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
-    label = step_label(compile)
+    label = step_label(compile) + ("+graph" if graph else "")
     print(f"\n## {name} ({label}), batch {batch}, {length} tokens: wall {wall_ms:.2f} ms, GPU kernels {gpu_ms:.2f} ms, "
           f"{launches} launches (warm-up {warmup_s:.1f} s)\n")  # fmt: skip
     print("| kernel | ms | launches |\n|---|---:|---:|")
     for key, (t, n) in ranked:
         print(f"| `{key[:90]}` | {t:.3f} | {n} |")
     return {"model": name, "prefill": label, "batch": batch, "len": length, "wall_ms": wall_ms, "gpu_ms": gpu_ms,
-            "launches": launches, "warmup_s": warmup_s,
+            "launches": launches, "warmup_s": warmup_s, "host_top": host_rows,
             "top": [{"kernel": k, "ms": t, "launches": n} for k, (t, n) in ranked]}  # fmt: skip
+
+
+def _host_table(prof, top: int) -> list[dict]:
+    """The host side of one profiled prefill: the CPU events with the most self time (Python-free: aten ops, custom
+    ops, CUDA runtime calls such as ``cudaLaunchKernel`` and any ``cudaStreamSynchronize``), printed and returned."""
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total_ms = sum(e.self_cpu_time_total for e in events) / 1e3
+    print(f"\nHost: {total_ms:.2f} ms of self CPU time in profiled events\n")
+    print("| host event | self ms | calls |\n|---|---:|---:|")
+    rows = []
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        print(f"| `{e.key[:80]}` | {e.self_cpu_time_total / 1e3:.3f} | {e.count} |")
+        rows.append({"event": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count})
+    return rows
 
 
 # --- kernel counts on the CPU ---------------------------------------------------------------------------------------
@@ -177,6 +198,8 @@ def main() -> None:
         "--compile", nargs="?", const="default", default=None, metavar="MODE",
         help="also profile the torch.compile'd prefill (optional mode, e.g. max-autotune-no-cudagraphs)",
     )  # fmt: skip
+    ap.add_argument("--graph", action="store_true", help="also profile each prefill replayed from a CUDA graph")
+    ap.add_argument("--host", action="store_true", help="also profile the host side (top CPU events by self time)")
     ap.add_argument("--count", action="store_true", help="count kernels on the CPU instead (TRITON_INTERPRET=1)")
     ap.add_argument("--width", type=int, default=128, help="d_model of --count (head dim 64)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
@@ -196,7 +219,10 @@ def main() -> None:
     for b in args.batch:  # batch-major: a run cut short by its time limit still has every model at the first batch
         for name, model in models.items():
             for mode in bench.compile_steps(args.compile):
-                rows.append(profile_prefill(model, name, b, args.len, args.top, compile=mode))
+                for graph in (False, True) if args.graph else (False,):
+                    rows.append(
+                        profile_prefill(model, name, b, args.len, args.top, compile=mode, host=args.host, graph=graph)
+                    )
                 torch.cuda.empty_cache()
                 out.write_text(json.dumps({"environment": env, "rows": rows}, indent=1))  # after each row
 

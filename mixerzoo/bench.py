@@ -47,14 +47,18 @@ def _time_ms(fn, reps: int = 20) -> float:
     return _warm_up_and_time(fn, reps)[1]
 
 
-def _warm_up_and_time(fn, reps: int) -> tuple[float, float]:
-    """``(seconds of the first, untimed call, median ms of the next reps)``: the first call is where a compiled
-    function compiles, so its time is the one-time cost reported beside the timing."""
+def _warm_up_and_time(fn, reps: int, warm_ups: int = 2) -> tuple[float, float]:
+    """``(seconds of the first, untimed call, median ms of reps calls after warm_ups more untimed ones)``: the first
+    call is where a compiled function compiles, so its time is the one-time cost reported beside the timing; the
+    further warm-ups let allocator pools, library handles and clocks settle before the timed calls."""
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     fn()
     torch.cuda.synchronize()
     first_s = time.perf_counter() - t0
+    for _ in range(warm_ups):
+        fn()
+    torch.cuda.synchronize()
     times = []
     for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -215,16 +219,17 @@ def bench_generate_largest(
 @torch.no_grad()
 def bench_prefill(
     name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None,
-    compile: bool | str = False,
+    compile: bool | str = False, cuda_graph: bool = False,
 ) -> dict:  # fmt: skip
     """Time ``model.prefill`` over ``[batch, seq_len]`` tokens; floor = FLOPs / matmul rate.
 
     ``compile`` (``True`` or a ``torch.compile`` mode) times the compiled prefill (``prefill(compile=...)``);
-    ``warmup_s`` is the first, untimed call: for a compiled prefill, the compile.
+    ``cuda_graph`` the prefill replayed from a CUDA graph (``prefill(cuda_graph=True)``, label ``+graph``);
+    ``warmup_s`` is the first, untimed call: the compile and the capture, if any.
     """
     model = model if model is not None else _build(name, dtype)
     ids = torch.randint(0, model.vocab_size, (batch, seq_len), device="cuda")
-    warmup_s, ms = _warm_up_and_time(lambda: model.prefill(ids, compile=compile), reps=5)
+    warmup_s, ms = _warm_up_and_time(lambda: model.prefill(ids, compile=compile, cuda_graph=cuda_graph), reps=5)
     weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
     flops = 2.0 * batch * seq_len * weights
     for block in model.stack.blocks:
@@ -236,7 +241,8 @@ def bench_prefill(
         elif isinstance(m, LinearAttention):
             flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
     floor_ms = 1e3 * flops / ceilings.matmul_flops_per_s
-    return {"model": name, "batch": batch, "prefill": step_label(compile), "seq_len": seq_len, "ms": ms,
+    label = step_label(compile) + ("+graph" if cuda_graph else "")
+    return {"model": name, "batch": batch, "prefill": label, "seq_len": seq_len, "ms": ms,
             "floor_ms": floor_ms, "over_floor": ms / floor_ms, "tokens_per_s": batch * seq_len / (ms * 1e-3),
             "warmup_s": warmup_s}  # fmt: skip
 
@@ -293,10 +299,14 @@ def bench_main(argv: list[str] | None = None) -> int:
         help="prefill: also time the torch.compile'd prefill beside the eager one (compiled in an untimed warm-up); "
         "optional mode, e.g. max-autotune-no-cudagraphs",
     )  # fmt: skip
+    parser.add_argument(
+        "--cuda-graph", action="store_true",
+        help="prefill: also time each prefill replayed from a CUDA graph (prefill(cuda_graph=True))",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    if args.compile is not None and args.what != "prefill":
-        parser.error("--compile times the compiled prefill; for the decode step use --compile-step")
+    if (args.compile is not None or args.cuda_graph) and args.what != "prefill":
+        parser.error("--compile and --cuda-graph are the prefill's; the decode step is always graphed, --compile-step")
     if not torch.cuda.is_available():
         print("mixerzoo bench needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -311,8 +321,11 @@ def bench_main(argv: list[str] | None = None) -> int:
         if args.what == "prefill":
             for b in args.batch:
                 for mode in compile_steps(args.compile):
-                    rows.append(bench_prefill(name, b, args.prompt, ceilings, model=model, compile=mode))
-                    print(rows[-1], flush=True)
+                    for graph in (False, True) if args.cuda_graph else (False,):
+                        rows.append(
+                            bench_prefill(name, b, args.prompt, ceilings, model=model, compile=mode, cuda_graph=graph)
+                        )
+                        print(rows[-1], flush=True)
         else:
             for b in args.batch:
                 for step in compile_steps(args.compile_step):

@@ -291,12 +291,14 @@ def test_backward_split_equals_one_program(name):
     [(1, "parallel", torch.float32, True), (2, "serial", torch.float32, False), (5, "parallel", torch.bfloat16, True),
      (16, "serial", torch.float32, True), (17, "parallel", torch.float32, False), (33, "parallel", torch.float32, True)],
 )  # fmt: skip
-def test_taylor_symmetric_layout_matches_oracle(d, algorithm, dtype, initial_state):
-    """Taylor's symmetric internal layout (``TAYLOR_SYMMETRIC``, kernel FM 7: each pair x_i·x_j stored once, √2-scaled)
-    in the chunked mode against the fp64 oracle: output, final state and gradients, odd and even d′ (odd: an unpaired
-    middle row), one and several pair tiles. ``MIXERZOO_LA_TAYLOR_SYMMETRIC=1`` runs the whole file on it."""
-    T.TAYLOR_SYMMETRIC = True
-    assert T._plan("taylor", d).sym
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_taylor_layouts_match_oracle(d, algorithm, dtype, initial_state, symmetric):
+    """Both of Taylor's internal layouts in the chunked mode against the fp64 oracle: output, final state and
+    gradients, odd and even d′ (symmetric, odd: an unpaired middle row), one and several pair tiles. Symmetric
+    (``TAYLOR_SYMMETRIC``, the default, kernel FM 7): each pair x_i·x_j stored once, √2-scaled; the rest of this file
+    runs on it. Full: the d′×d′ block (``MIXERZOO_LA_TAYLOR_SYMMETRIC=0`` runs the whole file on it)."""
+    T.TAYLOR_SYMMETRIC = symmetric
+    assert T._plan("taylor", d).sym == symmetric
     check_against_oracle(
         "taylor", 2, 45, 2, d, 7, dtype, 1.0, "chunk", 16, seed=d, algorithm=algorithm, initial_state=initial_state
     )
@@ -578,9 +580,10 @@ def test_gpu_large_shapes(name, mode):
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("d,dv", [(16, 64), (24, 256), (64, 48)])
-def test_gpu_taylor_symmetric_layout(d, dv):
-    """Taylor's symmetric internal layout on the GPU at realistic shapes, chunked mode, from an initial state."""
-    T.TAYLOR_SYMMETRIC = True
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_gpu_taylor_layouts(d, dv, symmetric):
+    """Both of Taylor's internal layouts on the GPU at realistic shapes, chunked mode, from an initial state."""
+    T.TAYLOR_SYMMETRIC = symmetric
     check_against_oracle(
         "taylor", 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, algorithm="parallel", initial_state=True
     )

@@ -297,11 +297,13 @@ def test_bench_times_compiled_beside_eager():
         {"model": "m", "batch": 1, "prefill": "compiled", "ms": 10.0, "warmup_s": 60.0},
     ]
     assert [(r["prefill"], r["speedup"], r["warmup_s"]) for r in prefill_speedups(pre + rows)] == [("compiled", 3, 60)]
-    with pytest.raises(SystemExit):  # --compile is the prefill's; the decode step's is --compile-step
-        bench_main(["generate", "based-360m", "--compile"])
+    for flag in ("--compile", "--cuda-graph"):  # the prefill's; the decode step's is --compile-step
+        with pytest.raises(SystemExit):
+            bench_main(["generate", "based-360m", flag])
     if not torch.cuda.is_available():  # the flags parse; the bench itself needs a GPU
         assert bench_main(["generate", "based-360m", "--compile-step"]) == 2
         assert bench_main(["prefill", "based-360m", "--compile"]) == 2
+        assert bench_main(["prefill", "based-360m", "--compile", "--cuda-graph"]) == 2
 
 
 # The compiled prefill (torch.compile of the stack forward from fresh states): one graph, equal to eager prefill.
@@ -360,6 +362,36 @@ def test_compiled_prefill_equals_eager_on_cuda():
         for k in s:
             torch.testing.assert_close(s[k], e[k], atol=1e-4, rtol=1e-4)
     assert torch.equal(model.generate(prompt, 16, compile_prefill=True), model.generate(prompt, 16))
+
+
+def test_graphed_prefill_needs_cuda():
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    with pytest.raises(ValueError, match="cuda_graph=True needs"):
+        model.prefill(torch.tensor([[1, 2]]), cuda_graph=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile", [False, True])
+def test_graphed_prefill_equals_eager_on_cuda(compile):
+    """The CUDA-graph prefill: equal to the eager one (bitwise when not compiled), on a second prompt of the same
+    shape (a replay), with the first call's outputs untouched by the replay, and after a shape change (a recapture)."""
+    torch.manual_seed(0)
+    model = zoo.build("taylor16-sw8-conv3-attn", vocab_size=1000, d_model=128, device="cuda").eval()
+    tol = {"atol": 1e-4, "rtol": 1e-4} if compile else {"atol": 0.0, "rtol": 0.0}
+    first = None
+    for shape in ((4, 37), (4, 37), (3, 20)):
+        prompt = torch.randint(0, 1000, shape, device="cuda")
+        with torch.no_grad():
+            eager, eager_states = model.prefill(prompt, capacity=64)
+            logits, states = model.prefill(prompt, capacity=64, compile=compile, cuda_graph=True)
+        torch.testing.assert_close(logits, eager, **tol)
+        for s, e in zip(states, eager_states):
+            assert s.keys() == e.keys()
+            for k in s:
+                torch.testing.assert_close(s[k], e[k], **tol)
+        if first is None:
+            first = (logits.clone(), logits)
+    assert torch.equal(first[0], first[1])  # the replays did not overwrite what the first call returned
 
 
 @pytest.mark.parametrize("bad", [3, "reduce-overhead", "max-autotune"])

@@ -102,6 +102,7 @@ class LanguageModel(nn.Module):
         capacity: int | None = None,
         batch_chunk: int | None = None,
         compile: bool | str = False,
+        cuda_graph: bool = False,
     ) -> tuple[Tensor, list[State]]:
         """Run the prompt in parallel; returns the last position's logits ``[B, V]`` and the layer states.
 
@@ -115,9 +116,23 @@ class LanguageModel(nn.Module):
                 mode or a mode name (not one with its own CUDA graphs). Compiled once per model, mode, slice shape
                 and capacity, cached on the model. Inductor fuses the elementwise work between the GEMMs (norms,
                 residual adds, SiLU·mul, rotary, casts); attention and the mixers' Triton kernels stay opaque ops.
+            cuda_graph: replay the whole prefill (state allocation included) from one CUDA graph, captured at the
+                first call of each (shape, capacity, batch_chunk, compile) and kept for the next: no host work per
+                layer, so a prefill bound by its launches runs at its kernels' pace. No autograd. The model keeps one
+                captured prefill (its memory pool holds the activations of one call); a new shape replaces it. The
+                logits and states returned are copies, which a later call never overwrites. CUDA only.
         """
         self._check_ids(input_ids)
         mode = _compile_mode(compile, "compile")
+        if cuda_graph:
+            if not input_ids.is_cuda:
+                raise ValueError("prefill: cuda_graph=True needs the model and input_ids on a CUDA device")
+            return self._graphed_prefill(input_ids, capacity, batch_chunk, mode)
+        return self._prefill(input_ids, capacity, batch_chunk, mode)
+
+    def _prefill(
+        self, input_ids: Tensor, capacity: int | None, batch_chunk: int | None, mode: str | None
+    ) -> tuple[Tensor, list[State]]:
         B, L = input_ids.shape
         param = next(self.parameters())
         states = self.stack.init_state(B, device=input_ids.device, dtype=param.dtype, capacity=capacity or L)
@@ -136,6 +151,31 @@ class LanguageModel(nn.Module):
                 logits.append(self._compiled(LanguageModel._prefill_logits, mode, key)(ids, rows))
         torch._foreach_add_([s["position"] for s in states], L)  # fresh zeros → L, one launch for all layers on CUDA
         return torch.cat(logits) if len(logits) > 1 else logits[0], states
+
+    @torch.no_grad()
+    def _graphed_prefill(
+        self, input_ids: Tensor, capacity: int | None, batch_chunk: int | None, mode: str | None
+    ) -> tuple[Tensor, list[State]]:
+        """``_prefill`` replayed from a CUDA graph kept on the model (one at a time), copies of its outputs."""
+        key = (tuple(input_ids.shape), input_ids.dtype, input_ids.device, capacity, batch_chunk, mode)
+        entry = self.__dict__.get("_prefill_graph")
+        if entry is None or entry[0] != key:
+            self.__dict__["_prefill_graph"] = entry = None  # free the old graph's pool before capturing a new one
+            static_ids = input_ids.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # compile (if any), Triton kernels, library handles, cached tables
+                    self._prefill(static_ids, capacity, batch_chunk, mode)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # recorded, not run
+                outputs = self._prefill(static_ids, capacity, batch_chunk, mode)
+            entry = self.__dict__["_prefill_graph"] = (key, graph, static_ids, outputs)
+        _, graph, static_ids, (logits, states) = entry
+        static_ids.copy_(input_ids)
+        graph.replay()
+        return logits.clone(), [{k: t.clone() if isinstance(t, Tensor) else t for k, t in s.items()} for s in states]
 
     def _prefill_logits(self, input_ids: Tensor, rows: list[State]) -> Tensor:
         """One batch slice from fresh states ``rows`` (updated in place): the last position's logits ``[b, V]``."""
