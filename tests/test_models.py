@@ -364,6 +364,26 @@ def test_compiled_prefill_equals_eager_on_cuda():
     assert torch.equal(model.generate(prompt, 16, compile_prefill=True), model.generate(prompt, 16))
 
 
+def test_head_rows_are_padded_and_never_read():
+    """The head is padded to a multiple of ``HEAD_ALIGN`` rows (aligned cuBLAS kernels for any vocabulary); every
+    logits path drops the padded rows, so even huge weights there never change a prediction."""
+    from mixerzoo.models.lm import HEAD_ALIGN
+
+    torch.manual_seed(0)
+    model = zoo.build("taylor4-sw3-conv3-attn", d_model=32, vocab_size=50, n_heads=2).eval()
+    assert model.head.weight.shape[0] == HEAD_ALIGN == 64
+    with torch.no_grad():
+        model.head.weight[50:] = 1e4
+        ids = torch.randint(0, 50, (2, 7))
+        assert model(ids).shape == (2, 7, 50)
+        assert model(ids, positions=ids > 25).shape[-1] == 50
+        logits, states = model.prefill(ids, capacity=12)
+        assert logits.shape == (2, 50) and model.step(ids[:, 0], states)[0].shape == (2, 50)
+    out = model.generate(ids, 5)
+    assert (out < 50).all()
+    assert zoo.build("conv3", d_model=16, vocab_size=128).head.weight.shape[0] == 128  # aligned: no padding
+
+
 def test_graphed_prefill_needs_cuda():
     model = zoo.build("conv3", d_model=16, vocab_size=10)
     with pytest.raises(ValueError, match="cuda_graph=True needs"):

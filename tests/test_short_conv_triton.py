@@ -142,11 +142,77 @@ def test_step_matches_forward_and_updates_state_in_place(B, C, K, dtype, has_bia
             assert torch.equal(state.double(), ht_ref)
 
 
+def strided_views(B, L, C, K, dtype, layout, seed=0):
+    """u and gate as the mixer makes them: ``"halves"``, the two halves of one ``[B, L, 2C]`` projection (time stride
+    2C, no copy in the op); ``"time_major"``, views of a ``[L, B, 2C]`` buffer (batch stride 2C, time stride 2BC);
+    ``"channels_strided"``, ``[B, C, L]`` transposed (channel stride L ≠ 1: the op copies). Leaves: the buffers."""
+    g = torch.Generator().manual_seed(seed)
+    if layout == "halves":
+        buf = torch.randn(B, L, 2 * C, generator=g).to(dtype).requires_grad_()
+        u, gate = buf.chunk(2, dim=-1)
+        leaves = [buf]
+    elif layout == "time_major":
+        buf = torch.randn(L, B, 2 * C, generator=g).to(dtype).requires_grad_()
+        u, gate = buf.transpose(0, 1).chunk(2, dim=-1)
+        leaves = [buf]
+    else:
+        bu, bg = (torch.randn(B, C, L, generator=g).to(dtype).requires_grad_() for _ in range(2))
+        u, gate = bu.transpose(1, 2), bg.transpose(1, 2)
+        leaves = [bu, bg]
+    w = (torch.randn(C, K, generator=g) * K**-0.5).to(dtype).requires_grad_()
+    b = torch.randn(C, generator=g).to(dtype).requires_grad_()
+    h0 = torch.randn(B, K - 1, C, generator=g).to(dtype).requires_grad_()
+    return u, gate, w, b, h0, leaves
+
+
+@cpu_only
+@pytest.mark.parametrize(
+    "B,L,C,K,dtype,layout",
+    [(2, 37, 5, 3, torch.float32, "halves"), (1, 9, 16, 4, torch.bfloat16, "halves"),
+     (3, 20, 7, 2, torch.float32, "time_major"), (2, 13, 6, 3, torch.float32, "channels_strided")],
+)  # fmt: skip
+def test_strided_inputs_match_oracle(B, L, C, K, dtype, layout):
+    """u and gate read through their strides: y, the final state and every gradient against the oracle on the same
+    views (for ``"halves"`` no copy: the kernel reads the projection buffer itself)."""
+    u, gate, w, b, h0, leaves = strided_views(B, L, C, K, dtype, layout)
+    assert not u.is_contiguous() and not gate.is_contiguous()
+    y, ht = gated_short_conv(u, gate, w, b, initial_state=h0, output_final_state=True, backend="triton")
+    y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+    assert_close("y", y, y_ref, dtype)
+    assert torch.equal(ht.double(), ht_ref)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    inputs = [*leaves, w, b, h0]
+    grads = torch.autograd.grad((y.float() * dy.float()).sum() + ht.float().sum(), inputs)
+    grads_ref = torch.autograd.grad((y_ref * dy.double()).sum() + ht_ref.sum(), inputs)
+    for i, (gr, gr_ref) in enumerate(zip(grads, grads_ref)):
+        assert_close(f"grad {i}", gr, gr_ref, dtype)
+
+
+@cpu_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_reads_strided_rows(dtype):
+    """The decode step on u and gate that are halves of projection rows (batch stride steps·2C, not C)."""
+    B, C, K, steps = 3, 10, 3, 3
+    u, gate, w, b, h0, _ = strided_views(B, steps, C, K, dtype, "halves", seed=2)
+    with torch.no_grad():
+        y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+        state = h0.detach().clone()
+        for t in range(steps):
+            ut, gt = u[:, t], gate[:, t]
+            assert ut.stride() == (steps * 2 * C, 1)
+            assert_close(
+                f"y step {t}", gated_short_conv_step(ut, gt, state, w, b, backend="triton"), y_ref[:, t], dtype
+            )
+        assert torch.equal(state.double(), ht_ref)
+
+
 @cpu_only
 def test_custom_ops_pass_opcheck_and_compile():
     u, gate, w, b, h0 = make(2, 11, 6, 3, torch.float32, "cpu", True, True)
     torch.library.opcheck(torch.ops.mixerzoo.gated_short_conv_fwd, (u, gate, w, b, h0))
     torch.library.opcheck(torch.ops.mixerzoo.gated_short_conv_fwd, (u, gate, w, None, None))
+    su, sg, *_ = strided_views(2, 11, 6, 3, torch.float32, "halves")
+    torch.library.opcheck(torch.ops.mixerzoo.gated_short_conv_fwd, (su, sg, w, b, h0))
     state = h0.detach().clone()
     torch.library.opcheck(
         torch.ops.mixerzoo.gated_short_conv_step, (u[:, 0].detach(), gate[:, 0].detach(), state, w.detach(), None)

@@ -18,6 +18,11 @@ from mixerzoo.models.block import RMSNorm, Stack
 
 __all__ = ["LanguageModel"]
 
+# The head's output rows are padded to a multiple of this (its logits sliced back to vocab_size): for an odd width
+# cuBLAS falls back to an unaligned kernel (H200, decode step at batch 128, vocab 50,277: 162 µs, 7× its bytes over
+# copy bandwidth, in `benchmarks/results/decode_profile.json`). The padded rows are never read.
+HEAD_ALIGN = 64
+
 # torch.compile modes that wrap the step in inductor's own CUDA graphs: they cannot be captured in ours.
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
@@ -52,7 +57,7 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, stack.d_model)
         self.stack = stack
         self.norm = RMSNorm(stack.d_model)
-        self.head = nn.Linear(stack.d_model, vocab_size, bias=False)
+        self.head = nn.Linear(stack.d_model, -(-vocab_size // HEAD_ALIGN) * HEAD_ALIGN, bias=False)
 
     @property
     def spec(self) -> str:
@@ -88,13 +93,18 @@ class LanguageModel(nn.Module):
         self._check_ids(input_ids)
         x = self.norm(self.stack(self.embed(input_ids)))  # [B, L, D]
         if positions is None:
-            return self.head(x)  # [B, L, V]
+            return self._logits(x)  # [B, L, V]
         if positions.dtype != torch.bool or positions.shape != input_ids.shape:
             raise ValueError(
                 f"positions must be a bool mask shaped like input_ids {tuple(input_ids.shape)}, "
                 f"got {positions.dtype} {tuple(positions.shape)}"
             )
-        return self.head(x[positions])  # [N, V]
+        return self._logits(x[positions])  # [N, V]
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """The head over ``x [..., D]``: ``[..., vocab_size]`` (a view that drops the padded rows, ``HEAD_ALIGN``)."""
+        logits = self.head(x)
+        return logits if logits.shape[-1] == self.vocab_size else logits[..., : self.vocab_size]
 
     def prefill(
         self,
@@ -180,12 +190,12 @@ class LanguageModel(nn.Module):
     def _prefill_logits(self, input_ids: Tensor, rows: list[State]) -> Tensor:
         """One batch slice from fresh states ``rows`` (updated in place): the last position's logits ``[b, V]``."""
         x, _ = self.stack(self.embed(input_ids), rows)  # [b, L, D]
-        return self.head(self.norm(x[:, -1]))  # [b, V]
+        return self._logits(self.norm(x[:, -1]))  # [b, V]
 
     def step(self, tokens: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
         """One token per sequence, ``tokens [B]`` → logits ``[B, V]``; states updated in place."""
         x, states = self.stack.step(self.embed(tokens), states)
-        return self.head(self.norm(x)), states
+        return self._logits(self.norm(x)), states
 
     def _step_logits(self, tokens: Tensor, states: list[State]) -> Tensor:
         return self.step(tokens, states)[0]  # [B, V]

@@ -29,10 +29,12 @@ __all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
 
 
 @triton.jit
-def _load_x(p_u, p_h0, i_b, o_i, o_c, m_c, L, C, K: tl.constexpr, HAS_H0: tl.constexpr):
-    """``x`` at u-index rows ``o_i`` (may be < 0: the state, or zeros) as fp32 ``[BT, BC]``."""
+def _load_x(p_u, p_h0, i_b, o_i, o_c, m_c, L, C, sbu, stu, K: tl.constexpr, HAS_H0: tl.constexpr):
+    """``x`` at u-index rows ``o_i`` (may be < 0: the state, or zeros) as fp32 ``[BT, BC]``; u's batch and time
+    strides ``sbu``, ``stu`` (its channels contiguous)."""
     m_u = (o_i[:, None] >= 0) & (o_i[:, None] < L) & m_c[None, :]
-    b_x = tl.load(p_u + (i_b * L + o_i[:, None]).to(tl.int64) * C + o_c[None, :], mask=m_u, other=0.0).to(tl.float32)
+    o_u = i_b.to(tl.int64) * sbu + o_i[:, None].to(tl.int64) * stu + o_c[None, :]
+    b_x = tl.load(p_u + o_u, mask=m_u, other=0.0).to(tl.float32)
     if HAS_H0:
         m_h = (o_i[:, None] < 0) & (o_i[:, None] >= -(K - 1)) & m_c[None, :]
         o_h = (i_b * (K - 1) + K - 1 + o_i[:, None]).to(tl.int64) * C + o_c[None, :]
@@ -41,24 +43,25 @@ def _load_x(p_u, p_h0, i_b, o_i, o_c, m_c, L, C, K: tl.constexpr, HAS_H0: tl.con
 
 
 @triton.jit
-def _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K: tl.constexpr, HAS_H0: tl.constexpr):
+def _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K: tl.constexpr, HAS_H0: tl.constexpr):
     """Pre-activation ``z[t] = bias + Σ_k w[k]·u[t−K+1+k]`` for rows ``o_t`` (fp32 ``[BT, BC]``)."""
     b_z = tl.zeros([o_t.shape[0], o_c.shape[0]], dtype=tl.float32) + b_bias[None, :]
     for k in tl.static_range(K):
         b_w = tl.load(p_w + o_c * K + k, mask=m_c, other=0.0).to(tl.float32)  # [BC]
-        b_z += b_w[None, :] * _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, K, HAS_H0)
+        b_z += b_w[None, :] * _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, sbu, stu, K, HAS_H0)
     return b_z
 
 
 @triton.jit
 def gated_short_conv_fwd_kernel(
-    p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C,
+    p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C, sbu, stu, sbg, stg,
     K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, NT: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_H0: tl.constexpr,
 ):  # fmt: skip
     """One program: channels ``o_c`` of sequence i_b over NT consecutive ``BT``-row tiles (rows
     ``i_t·NT·BT …``); the K−1 halo rows of each tile were loaded by the tile before it (L1 hits). Channel
-    blocks are the fastest grid axis, so neighbouring programs read neighbouring bytes of the same rows."""
+    blocks are the fastest grid axis, so neighbouring programs read neighbouring bytes of the same rows. u and gate
+    are read through their batch and time strides (views of one projection need no copy); y is contiguous."""
     i_c, i_t, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
@@ -70,25 +73,28 @@ def gated_short_conv_fwd_kernel(
         o_t = (i_t * NT + j) * BT + tl.arange(0, BT)
         m_tc = (o_t[:, None] < L) & m_c[None, :]
         o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
-        b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
-        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+        o_g = i_b.to(tl.int64) * sbg + o_t[:, None].to(tl.int64) * stg + o_c[None, :]
+        b_g = tl.load(p_g + o_g, mask=m_tc, other=0.0).to(tl.float32)
+        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K, HAS_H0)
         b_y = b_z * tl.sigmoid(b_z) * b_g
         tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
     if K > 1:
         if i_t == tl.num_programs(1) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
             for r in tl.static_range(K - 1):
-                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + r, tl.int32), o_c, m_c, L, C, K, HAS_H0)
+                o_r = tl.full([1], L - K + 1 + r, tl.int32)
+                b_s = _load_x(p_u, p_h0, i_b, o_r, o_c, m_c, L, C, sbu, stu, K, HAS_H0)
                 o_s = (i_b * (K - 1) + r).to(tl.int64) * C + o_c
                 tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
 
 
 @triton.jit
 def gated_short_conv_bwd_kernel(
-    p_u, p_g, p_w, p_bias, p_h0, p_dy, p_dht, p_du, p_dg, p_dh0, p_dwp, p_dbp, L, C,
+    p_u, p_g, p_w, p_bias, p_h0, p_dy, p_dht, p_du, p_dg, p_dh0, p_dwp, p_dbp, L, C, sbu, stu, sbg, stg,
     K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_DHT: tl.constexpr,
 ):  # fmt: skip
-    """Rows in x-space: with a state the program rows start at u-index −(K−1) (those rows are the state's grads)."""
+    """Rows in x-space: with a state the program rows start at u-index −(K−1) (those rows are the state's grads).
+    u and gate through their strides (as the forward); dy, du and dgate contiguous."""
     i_t, i_c, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     if HAS_H0:
         o_i = i_t * BT + tl.arange(0, BT) - (K - 1)
@@ -105,9 +111,10 @@ def gated_short_conv_bwd_kernel(
         # dz at rows o_i + s (zero outside 0 … L−1) feeds dx[o_i] through tap K−1−s
         o_t = o_i + s
         m_t = (o_t[:, None] >= 0) & (o_t[:, None] < L) & m_c[None, :]
-        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K, HAS_H0)
         o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
-        b_g = tl.load(p_g + o_y, mask=m_t, other=0.0).to(tl.float32)
+        o_g = i_b.to(tl.int64) * sbg + o_t[:, None].to(tl.int64) * stg + o_c[None, :]
+        b_g = tl.load(p_g + o_g, mask=m_t, other=0.0).to(tl.float32)
         b_dy = tl.load(p_dy + o_y, mask=m_t, other=0.0).to(tl.float32)
         b_sig = tl.sigmoid(b_z)
         b_dz = b_dy * b_g * b_sig * (1.0 + b_z * (1.0 - b_sig))
@@ -119,7 +126,7 @@ def gated_short_conv_bwd_kernel(
             if HAS_BIAS:
                 tl.store(p_dbp + o_p, tl.sum(b_dz, axis=0), mask=m_c)
             for k in tl.static_range(K):
-                b_x = _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, K, HAS_H0)
+                b_x = _load_x(p_u, p_h0, i_b, o_t - (K - 1) + k, o_c, m_c, L, C, sbu, stu, K, HAS_H0)
                 tl.store(p_dwp + o_p * K + k, tl.sum(b_dz * b_x, axis=0), mask=m_c)
     if HAS_DHT:  # the final state is x rows L−K+1 … L−1: its gradient adds to theirs
         o_j = o_i - (L - K + 1)
@@ -135,13 +142,14 @@ def gated_short_conv_bwd_kernel(
 
 @triton.jit
 def gated_short_conv_step_kernel(
-    p_u, p_g, p_h, p_w, p_bias, p_y, C, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr
+    p_u, p_g, p_h, p_w, p_bias, p_y, C, sbu, sbg, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr
 ):
-    """One token; the program owns channels ``o_c`` of sequence ``i_b``: reads the K−1 state rows, then shifts them."""
+    """One token; the program owns channels ``o_c`` of sequence ``i_b``: reads the K−1 state rows, then shifts them.
+    u and gate rows at batch strides ``sbu``, ``sbg`` (views of one projection); y contiguous."""
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
-    b_u = tl.load(p_u + i_b * C + o_c, mask=m_c, other=0.0)
+    b_u = tl.load(p_u + i_b.to(tl.int64) * sbu + o_c, mask=m_c, other=0.0)
     b_z = tl.load(p_w + o_c * K + (K - 1), mask=m_c, other=0.0).to(tl.float32) * b_u.to(tl.float32)
     if HAS_BIAS:
         b_z += tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
@@ -152,7 +160,7 @@ def gated_short_conv_step_kernel(
             tl.store(p_h + (i_b * (K - 1) + k - 1).to(tl.int64) * C + o_c, b_h, mask=m_c)
     if K > 1:
         tl.store(p_h + (i_b * (K - 1) + K - 2).to(tl.int64) * C + o_c, b_u.to(p_h.dtype.element_ty), mask=m_c)
-    b_g = tl.load(p_g + i_b * C + o_c, mask=m_c, other=0.0).to(tl.float32)
+    b_g = tl.load(p_g + i_b.to(tl.int64) * sbg + o_c, mask=m_c, other=0.0).to(tl.float32)
     tl.store(p_y + i_b * C + o_c, (b_z * tl.sigmoid(b_z) * b_g).to(p_y.dtype.element_ty), mask=m_c)
 
 
@@ -183,6 +191,12 @@ def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def _rows(t: Tensor) -> Tensor:
+    """``t`` itself when its channels (last dim) are contiguous: the kernels read u and gate through their other
+    strides, so the two halves of the mixer's input projection need no copy. Otherwise a contiguous copy."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
 
 
@@ -193,7 +207,8 @@ def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tenso
 
 def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
     """The forward launch, shared by the custom op (torch.compile) and the eager path."""
-    u, gate, weight, bias, h0 = (_contig(t) for t in (u, gate, weight, bias, h0))
+    u, gate = _rows(u), _rows(gate)
+    weight, bias, h0 = (_contig(t) for t in (weight, bias, h0))
     B, L, C = u.shape
     K = weight.shape[1]
     y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
@@ -201,6 +216,7 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
     gated_short_conv_fwd_kernel[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
+        u.stride(0), u.stride(1), gate.stride(0), gate.stride(1),
         K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, **cfg,
     )  # fmt: skip
     return y, ht
@@ -210,7 +226,8 @@ def _bwd(
     dy: Tensor, dht: Tensor | None, u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The backward launch and the dweight/dbias reduction, shared by the custom op and the eager path."""
-    dy, dht, u, gate, weight, bias, h0 = (_contig(t) for t in (dy, dht, u, gate, weight, bias, h0))
+    u, gate = _rows(u), _rows(gate)
+    dy, dht, weight, bias, h0 = (_contig(t) for t in (dy, dht, weight, bias, h0))
     B, L, C = u.shape
     K = weight.shape[1]
     BT, BC, nw = _tiles(C, K)
@@ -222,7 +239,8 @@ def _bwd(
     dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
     gated_short_conv_bwd_kernel[(NT, cdiv(C, BC), B)](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
-        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C,
+        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C, u.stride(0), u.stride(1), gate.stride(0),
+        gate.stride(1),
         K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
         num_warps=nw,
     )  # fmt: skip
@@ -245,7 +263,7 @@ def gated_short_conv_fwd(
 
 @gated_short_conv_fwd.register_fake
 def _(u, gate, weight, bias, initial_state):
-    return torch.empty_like(u), u.new_empty(u.shape[0], weight.shape[1] - 1, u.shape[2])
+    return u.new_empty(u.shape), u.new_empty(u.shape[0], weight.shape[1] - 1, u.shape[2])  # contiguous, as the op
 
 
 @torch.library.custom_op("mixerzoo::gated_short_conv_bwd", mutates_args=())
@@ -265,9 +283,9 @@ def gated_short_conv_bwd(
 @gated_short_conv_bwd.register_fake
 def _(dy, d_final_state, u, gate, weight, bias, initial_state):
     C = u.shape[2]
-    dh0 = torch.empty_like(initial_state) if initial_state is not None else u.new_empty(0)
+    dh0 = initial_state.new_empty(initial_state.shape) if initial_state is not None else u.new_empty(0)
     db = weight.new_empty(C) if bias is None else bias.new_empty(C)
-    return torch.empty_like(u), torch.empty_like(gate), torch.empty_like(weight), db, dh0
+    return u.new_empty(u.shape), gate.new_empty(gate.shape), weight.new_empty(weight.shape), db, dh0
 
 
 def _fwd_setup(ctx, inputs, output):
@@ -307,7 +325,8 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
     """One token, ``u, gate [B, C]``; ``state [B, K−1, C]`` shifted and updated in place."""
     if not state.is_contiguous():
         raise ValueError("gated_short_conv_step (triton): state must be contiguous (it is updated in place)")
-    u, gate, weight, bias = (_contig(t) for t in (u, gate, weight, bias))
+    u, gate = _rows(u), _rows(gate)
+    weight, bias = _contig(weight), _contig(bias)
     B, C = u.shape
     K = weight.shape[1]
     y = _empty(B, C, like=u)
@@ -320,6 +339,8 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
         bias if bias is not None else u,
         y,
         C,
+        u.stride(0),
+        gate.stride(0),
         K=K,
         BC=BC,
         HAS_BIAS=bias is not None,
@@ -330,7 +351,7 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
 
 @gated_short_conv_step.register_fake
 def _(u, gate, state, weight, bias):
-    return torch.empty_like(u)
+    return u.new_empty(u.shape)
 
 
 def gated_short_conv_triton(
