@@ -59,11 +59,42 @@ def randn(*shape, dtype, device, gen, scale=1.0):
     return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
 
 
-def check_fwd_bwd(B, Lq, Lk, H, Hkv, d, dv, W, dtype, device, scale=None, seed=0, input_scale=1.0):
+def qkv_views(layout, B, Lq, Lk, H, Hkv, d, dv, dtype, device, gen, input_scale=1.0):
+    """q ``[B, Lq, H, d]``, k ``[B, Lk, Hkv, d]``, v ``[B, Lk, Hkv, dv]`` that require grad, laid out as:
+
+    - ``"contiguous"``: leaves;
+    - ``"fused"``: head slices of one ``[B, L, H + 2·Hkv, d]`` buffer (the mixers' rotated q/k and projection views;
+      needs Lq = Lk, d = dv);
+    - ``"heads_first"``: ``[B, H, L, d]`` tensors transposed (head stride L·d, time stride d);
+    - ``"last_strided"``: last-dim stride ≠ 1 (q, k every other element of a wider row; v a transposed
+      ``[B, L, dv, Hkv]``): the host copies these."""
+    if layout == "fused":
+        assert Lq == Lk and d == dv, "one buffer for q, k, v"
+        buf = randn(B, Lq, H + 2 * Hkv, d, dtype=dtype, device=device, gen=gen, scale=input_scale).requires_grad_()
+        return buf[:, :, :H], buf[:, :, H : H + Hkv], buf[:, :, H + Hkv :]
+    shapes = ((B, Lq, H, d), (B, Lk, Hkv, d), (B, Lk, Hkv, dv))
+    scales = (input_scale, input_scale, 1.0)
+    if layout == "contiguous":
+        return tuple(
+            randn(*sh, dtype=dtype, device=device, gen=gen, scale=sc).requires_grad_() for sh, sc in zip(shapes, scales)
+        )
+    if layout == "heads_first":
+        return tuple(
+            randn(b, h, L, e, dtype=dtype, device=device, gen=gen, scale=sc).requires_grad_().transpose(1, 2)
+            for (b, L, h, e), sc in zip(shapes, scales)
+        )
+    assert layout == "last_strided", layout
+    q, k = (randn(b, L, h, 2 * e, dtype=dtype, device=device, gen=gen, scale=input_scale).requires_grad_()[..., ::2]
+            for b, L, h, e in shapes[:2])  # fmt: skip
+    v = randn(B, Lk, dv, Hkv, dtype=dtype, device=device, gen=gen).requires_grad_().transpose(-1, -2)
+    return q, k, v
+
+
+def check_fwd_bwd(B, Lq, Lk, H, Hkv, d, dv, W, dtype, device, scale=None, seed=0, input_scale=1.0, layout="contiguous"):
     g = torch.Generator().manual_seed(seed)
-    q = randn(B, Lq, H, d, dtype=dtype, device=device, gen=g, scale=input_scale).requires_grad_()
-    k = randn(B, Lk, Hkv, d, dtype=dtype, device=device, gen=g, scale=input_scale).requires_grad_()
-    v = randn(B, Lk, Hkv, dv, dtype=dtype, device=device, gen=g).requires_grad_()
+    q, k, v = qkv_views(layout, B, Lq, Lk, H, Hkv, d, dv, dtype, device, g, input_scale)
+    if layout != "contiguous":  # the layout under test reaches the op as a view
+        assert not (q.is_contiguous() or k.is_contiguous() or v.is_contiguous())
     o = sliding_window_attention(q, k, v, W, scale=scale, backend="triton")
     assert o.dtype == dtype and o.shape == (B, Lq, H, dv)
     ref = sliding_window_reference(q, k, v, W, scale)
@@ -161,16 +192,29 @@ def ring_from_prefix(k_all, v_all, P, W):
     return ck, cv
 
 
-def check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0):
+def check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0, layout="contiguous"):
+    """``layout="row"``: each step's q ``[B, H, d]``, k, v ``[B, Hkv, d]`` are head views of one projection row
+    ``[B, (H + 2·Hkv)·d]`` (the mixers' decode step; d = dv); ``"last_strided"``: last-dim stride 2 (copied)."""
     g = torch.Generator().manual_seed(seed)
     n = P + steps
-    q_all = randn(B, n, H, d, dtype=dtype, device=device, gen=g)
-    k_all = randn(B, n, Hkv, d, dtype=dtype, device=device, gen=g)
-    v_all = randn(B, n, Hkv, dv, dtype=dtype, device=device, gen=g)
+    if layout == "row":
+        assert d == dv
+        proj = randn(B, n, (H + 2 * Hkv) * d, dtype=dtype, device=device, gen=g)
+        q_all, k_all, v_all = (x.unflatten(-1, (-1, d)) for x in proj.split([H * d, Hkv * d, Hkv * d], dim=-1))
+    elif layout == "last_strided":
+        q_all, k_all, v_all = (
+            randn(B, n, h, 2 * e, dtype=dtype, device=device, gen=g)[..., ::2] for h, e in ((H, d), (Hkv, d), (Hkv, dv))
+        )
+    else:
+        q_all = randn(B, n, H, d, dtype=dtype, device=device, gen=g)
+        k_all = randn(B, n, Hkv, d, dtype=dtype, device=device, gen=g)
+        v_all = randn(B, n, Hkv, dv, dtype=dtype, device=device, gen=g)
     ck, cv = ring_from_prefix(k_all, v_all, P, W)
     ptrs = (ck.data_ptr(), cv.data_ptr())
     for t in range(P, n):
         pos = torch.tensor(t, device=device) if as_tensor else t
+        if layout != "contiguous":  # the step's inputs are views
+            assert not (q_all[:, t].is_contiguous() or k_all[:, t].is_contiguous() or v_all[:, t].is_contiguous())
         o = sliding_window_attention_step(q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton")
         ref = sliding_window_reference(q_all[:, t : t + 1], k_all[:, : t + 1], v_all[:, : t + 1], W)[:, 0]
         assert o.shape == (B, H, dv) and o.dtype == dtype
@@ -274,6 +318,93 @@ def test_custom_ops_pass_opcheck_and_compile():
     ref = f(q, k, v)
     assert torch.allclose(out, ref)
     assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(out, (q, k)), torch.autograd.grad(ref, (q, k))))
+
+
+@cpu_only
+@pytest.mark.parametrize(
+    "layout,B,L,H,Hkv,d,dv,W,dtype",
+    [
+        ("fused", 2, 37, 4, 2, 16, 16, 19, torch.float32),  # grouped kv heads; L off the 16-tile
+        ("fused", 1, 11, 3, 1, 24, 24, 16, torch.bfloat16),  # L < W; d padded to 32
+        ("heads_first", 2, 45, 4, 2, 16, 8, 13, torch.float32),  # head stride L·d, time stride d
+        ("heads_first", 1, 9, 2, 2, 16, 16, 40, torch.float16),  # L < W
+        ("last_strided", 1, 23, 4, 2, 16, 8, 7, torch.float32),  # copied by the host
+    ],
+)
+def test_strided_views_match_oracle(layout, B, L, H, Hkv, d, dv, W, dtype):
+    """q, k, v as the mixers pass them (views, no copy): read through their strides, forward and gradients; a last
+    dim of stride ≠ 1 is copied first. Lk > Lq for the layouts that allow it (a cache before the queries)."""
+    Lk = L if layout == "fused" else L + 5
+    check_fwd_bwd(B, L, Lk, H, Hkv, d, dv, W, dtype, "cpu", seed=L + W, layout=layout)
+
+
+def copies(fn, *args) -> tuple[list[str], object]:
+    """The aten ops that copy a tensor (``.contiguous()`` of a view) while ``fn(*args)`` runs, and its result. Not
+    ``copy_``: the interpreter's launches write their outputs back with it."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = fn(*args)
+    return sorted({e.name for e in prof.events() if e.name in ("aten::clone", "aten::contiguous")}), out
+
+
+@cpu_only
+def test_views_reach_the_kernels_without_copies():
+    """The forward, backward and decode launches on the mixers' views copy nothing; a last dim of stride ≠ 1 is the
+    one case copied (the control: the check sees copies)."""
+    g = torch.Generator().manual_seed(9)
+    for layout in ("fused", "heads_first", "last_strided"):
+        q, k, v = (x.detach() for x in qkv_views(layout, 1, 17, 17, 2, 1, 16, 16, torch.float32, "cpu", g))
+        do = randn(1, 17, 2, 16, dtype=torch.float32, device="cpu", gen=g)
+        seen, (o, lse) = copies(T._fwd, q, k, v, 5, 0.25)
+        seen_bwd, _ = copies(T._bwd, do, q, k, v, o, lse, 5, 0.25)
+        assert (seen != [] and seen_bwd != []) == (layout == "last_strided"), (layout, seen, seen_bwd)
+        assert (seen + seen_bwd == []) == (layout != "last_strided"), (layout, seen, seen_bwd)
+    row = randn(2, 4 * 16, dtype=torch.float32, device="cpu", gen=g)
+    q1, k1, v1 = (x.unflatten(-1, (-1, 16)) for x in row.split([32, 16, 16], dim=-1))
+    ck, cv = torch.zeros(2, 6, 1, 16), torch.zeros(2, 6, 1, 16)
+    assert copies(T.sliding_window_step_triton, q1, k1, v1, ck, cv, 3)[0] == []
+    ck8 = torch.zeros(2, 6, 1, 8)
+    assert copies(T.sliding_window_step_triton, q1[..., ::2], k1[..., ::2], v1, ck8, cv, 4)[0] != []
+
+
+@cpu_only
+@pytest.mark.parametrize("layout", ["row", "last_strided"])
+@pytest.mark.parametrize("W,P,cfg", [(8, 3, None), (5, 12, dict(S=1, BW=4, num_warps=1, PREFETCH=True))])
+def test_step_reads_views_of_the_projection_row(monkeypatch, layout, W, P, cfg):
+    """The decode step's q, k, v as head views of one projection row (grouped kv heads), partial and wrapped rings;
+    the output and the ring contents against the oracle."""
+    if cfg is not None:
+        monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    check_steps(2, 4, 2, 16, 16, W, P, 2, torch.float32, "cpu", as_tensor=P > 5, seed=W + P, layout=layout)
+
+
+@cpu_only
+def test_custom_ops_with_views_pass_opcheck_and_compile():
+    """The custom ops on view inputs: opcheck compares the fake outputs' shapes and strides with the real ones
+    (contiguous; dq, dk, dv too, for a dense permuted q), and torch.compile traces the mixers' slicing."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (
+        randn(1, h, 19, e, dtype=torch.float32, device="cpu", gen=g).transpose(1, 2)
+        for h, e in ((4, 16), (2, 16), (2, 8))
+    )
+    torch.library.opcheck(
+        torch.ops.mixerzoo.sliding_window_fwd, (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), 5, 0.25)
+    )
+    q, k, v = q.detach(), k.detach(), v.detach()
+    o, lse = torch.ops.mixerzoo.sliding_window_fwd(q, k, v, 5, 0.25)
+    torch.library.opcheck(torch.ops.mixerzoo.sliding_window_bwd, (torch.randn_like(o), q, k, v, o, lse, 5, 0.25))
+    row = randn(2, 4 * 16, dtype=torch.float32, device="cpu", gen=g)
+    q1, k1, v1 = (x.unflatten(-1, (-1, 16)) for x in row.split([32, 16, 16], dim=-1))
+    ck, cv = torch.randn(2, 6, 1, 16), torch.randn(2, 6, 1, 16)
+    torch.library.opcheck(torch.ops.mixerzoo.sliding_window_step, (q1, k1, v1, ck, cv, torch.tensor(8), 0, 0.25))
+    buf = randn(1, 19, 4, 16, dtype=torch.float32, device="cpu", gen=g).requires_grad_()
+
+    def f(buf):
+        return T.sliding_window_triton(buf[:, :, :2], buf[:, :, 2:3], buf[:, :, 3:], 5).square().sum()
+
+    out = torch.compile(f, backend="aot_eager", fullgraph=True)(buf)
+    ref = f(buf)
+    assert torch.allclose(out, ref)
+    assert torch.allclose(torch.autograd.grad(out, buf)[0], torch.autograd.grad(ref, buf)[0])
 
 
 def zero_fills(backward) -> list[str]:
