@@ -229,6 +229,9 @@ def main() -> None:
         # the path of the previous commit (the custom op's dispatcher and autograd wrapper): host time before/after
         "custom_op": lambda u, g, w, b: torch.ops.mixerzoo.gated_short_conv_fwd(u, g, w, b, None)[0],
         "conv1d_eager": conv1d_gate,
+        # not a peer: torch's own elementwise kernel over the same bytes (reads u and gate, writes one tensor), the
+        # fraction of copy bandwidth a plain streaming kernel reaches at this size
+        "add": lambda u, g, w, b: torch.add(u, g),
     }
     if not args.no_compiled:
         impls["conv1d_compiled"] = torch.compile(conv1d_gate)
@@ -263,11 +266,12 @@ def main() -> None:
             )
         for name, f in impls.items():
             try:
-                with torch.no_grad():
-                    row[f"{name}_rel_vs_mixerzoo"] = rel(f(u, gate, w, b).float(), y_ours.float())
+                if name != "add":  # a different function: nothing to compare
+                    with torch.no_grad():
+                        row[f"{name}_rel_vs_mixerzoo"] = rel(f(u, gate, w, b).float(), y_ours.float())
                 row[f"{name}_fwd_ms"] = ms = bench(lambda f=f: f(u, gate, w, b))
                 row[f"{name}_fwd_GBps"] = 3 * n / (ms * 1e-3) / 1e9
-                if name in ("v1", "nograd", "custom_op"):  # forward only (v1's backward is the library's)
+                if name in ("v1", "nograd", "custom_op", "add"):  # forward only (v1's backward is the library's)
                     continue
                 row[f"{name}_fwdbwd_ms"] = ms = bench(
                     lambda f=f: torch.autograd.grad(f(u, gate, w, b), (u, gate, w, b), dy)
@@ -334,16 +338,22 @@ def main() -> None:
         "`ours` = the public eager path with inputs that need grad (one autograd.Function); `no-grad` = the same on "
         "detached inputs (the bare launch); `custom op` = the dispatcher path of the previous commit (the same kernel).",
         "",
-        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | no-grad fwd ms | no-grad / copy bw | custom op fwd ms | "
+        "`u + gate` = torch.add over the same bytes (u and gate read, one tensor written): what a plain streaming "
+        "kernel reaches at this size, for scale.",
+        "",
+        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | u + gate / copy bw | no-grad fwd ms | no-grad / copy bw | "
+        "custom op fwd ms | "
         "v1 fwd ms | v1 / copy bw | conv1d eager | conv1d compiled | "
         "ours f+b ms | GB/s | conv1d eager f+b | conv1d compiled f+b |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for r in rows:
         gbps = r.get("mixerzoo_triton_fwd_GBps")
         lines.append(
             f"| {r['B']} | {r['L']} | {r['C']} | {r['K']} | {fmt(r.get('mixerzoo_triton_fwd_ms'))} | {fmt(gbps)} | "
-            f"{fmt(gbps / bw if gbps else None)} | {fmt(r.get('nograd_fwd_ms'))} | "
+            f"{fmt(gbps / bw if gbps else None)} | {fmt(r['add_fwd_GBps'] / bw if r.get('add_fwd_GBps') else None)} | "
+            f"{fmt(r.get('nograd_fwd_ms'))} | "
             f"{fmt(r['nograd_fwd_GBps'] / bw if r.get('nograd_fwd_GBps') else None)} | "
             f"{fmt(r.get('custom_op_fwd_ms'))} | {fmt(r.get('v1_fwd_ms'))} | "
             f"{fmt(r['v1_fwd_GBps'] / bw if r.get('v1_fwd_GBps') else None)} | {fmt(r.get('conv1d_eager_fwd_ms'))} | "
