@@ -577,6 +577,37 @@ def test_gpu_large_shapes(name, mode):
     check_against_oracle(name, 2, 1031, 3, 16, 64, torch.bfloat16, 1.0, mode, None, offset=offset)
 
 
+def _at_allocation_end(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` whose last element ends its own CUDA allocation (a 2 MiB-rounded segment of at least 12 MiB,
+    which the caching allocator gives a block of its own): a kernel that reads past the tensor's end touches memory
+    that may be unmapped (a fault) instead of a neighbour's bytes in the same segment."""
+    n, elem = t.numel(), t.element_size()
+    total = max(12 << 20, -(-n * elem // (2 << 20)) * (2 << 20)) // elem
+    out = torch.empty(total, dtype=t.dtype, device=t.device)[total - n :].view(t.shape)
+    return out.copy_(t)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", ["taylor", "performer"])
+def test_gpu_partial_value_tile_reads_nothing_past_the_end(name):
+    """dv = 112 (head dim of the based-1.3b preset: value tiles of 64, the second one partial), chunked mode, with v
+    and the upstream gradient ending their allocations. Before ``_load_vtile`` the chunk-state kernels read the last
+    tile's columns up to 128 of the last row: 16 elements past v's end (an illegal address on the H200 in the 1.3B
+    prefill of 4,096 tokens)."""
+    T.FORCE_MODE, T.ALGORITHM = "chunk", "parallel"
+    fm = make_map(name, 16).to(DEVICE)
+    q, k, v, do = inputs(1, 4096, 16, 16, 112, torch.bfloat16, 1.0)
+    v, do = _at_allocation_end(v), _at_allocation_end(do)
+    leaves = [t.requires_grad_() for t in (q, k, v)]
+    o = linear_attention(*leaves, fm, backend="triton")
+    grads = torch.autograd.grad(o, leaves, do)
+    torch.cuda.synchronize()
+    ref = linear_attention(*(t.detach().float() for t in (q, k, v)), fm, backend="torch")
+    assert rel_err(o, ref) < 2e-2
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("d,dv", [(16, 64), (24, 256), (64, 48)])

@@ -249,6 +249,17 @@ def _load_rows(p_base, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
+def _load_vtile(p_base, i_v, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
+    """Columns ``i_v·BW …`` (masked past W) of rows ``o_t`` of one head of a ``[B, L, H, W]`` tensor: value tile i_v,
+    ``[BT, BW]`` (input dtype). The column mask counts from the tile's start, so the last, partial tile reads nothing
+    past the row (with ``_load_rows(p_base + i_v·BW, …)`` it would read up to BW − W % BW elements past the tensor's
+    end: an illegal address on the GPU when that is the end of an allocation, e.g. dv = 112 with BV = 64)."""
+    o_w = i_v * BW + tl.arange(0, BW)
+    p = p_base + o_t[:, None].to(tl.int64) * (H * W) + o_w[None, :]
+    return tl.load(p, mask=m_t[:, None] & (o_w[None, :] < W), other=0.0)
+
+
+@triton.jit
 def _mm_in(b_x, DOT16: tl.constexpr):
     """A q/k tile as a score-matmul operand: native 16-bit (exact products, fp32 accumulation) or fp32.
 
@@ -299,8 +310,7 @@ def _la_state_fwd_kernel(
         b_k = _load_rows(p_k, o_tc, m_t, L, H, DK, BK).to(tl.float32)
         b_phi = _phi_fwd(b_k, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
         b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-        b_vv = _load_rows(p_v + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-        b_vv = tl.where(m_v[None, :], b_vv, 0.0)
+        b_vv = _load_vtile(p_v, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
         b_s += tl.dot(tl.trans(b_phi), b_vv, input_precision=PREC)
         b_z += tl.sum(b_phi, axis=0)
     if STORE_FINAL:
@@ -339,8 +349,7 @@ def _la_chunk_state_kernel(
     b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)
     b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
     b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-    b_y = _load_rows(p_y + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    b_y = tl.where(m_v[None, :], b_y, 0.0)
+    b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
     if GRAD:
         if NORMALIZE:
             b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
@@ -385,8 +394,7 @@ def _la_chunk_state_head_kernel(
     p_y = y + (i_b.to(tl.int64) * L * H + i_h) * DV
     p_xt = p_x + o_tc[:, None].to(tl.int64) * (H * DK)  # [BT, 1] row pointers of this chunk's x
     b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)  # [BT, BK], zero past DK and L
-    b_y = _load_rows(p_y + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    b_y = tl.where(m_v[None, :], b_y, 0.0)
+    b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
     if GRAD:
         if NORMALIZE:
             b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
@@ -622,8 +630,7 @@ def _la_state_bwd_kernel(
         b_q = _load_rows(p_q, o_tc, m_t, L, H, DK, BK).to(tl.float32)
         b_phi = _phi_fwd(b_q, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
         b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-        b_dn = _load_rows(p_do + i_v * BV, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-        b_dn = tl.where(m_v[None, :], b_dn, 0.0)
+        b_dn = _load_vtile(p_do, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
         if NORMALIZE:
             b_den = tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)
             b_dn = b_dn / b_den[:, None]
