@@ -1,7 +1,8 @@
 """End-to-end generation and prefill throughput of Based against a Transformer (the paper's 24× and 1.56×).
 
-Run on the GPU:  python benchmarks/generation.py [--compile-step [MODE]] [--compile-prefill [MODE]]
-Writes benchmarks/results/generation.{md,json}: the paper's setting (batch 128, prompt 1,024, 1,024 new tokens),
+Run on the GPU:  python benchmarks/generation.py [--batch 16 64 128] [--compile-step [MODE]] [--compile-prefill [MODE]]
+Re-plot saved results (no GPU):  python benchmarks/generation.py --plot results/generation.json ... [--out DIR]
+Writes benchmarks/results/generation.{md,json,png}: the paper's setting (batch 128, prompt 1,024, 1,024 new tokens),
 each model at its largest batch, and prefill of 4,096 tokens, each beside its floor. With ``--compile-step`` every
 decode row is timed twice in the same run, the eager step and the ``torch.compile``'d step, both CUDA-graphed; with
 ``--compile-prefill`` the prefill rows too, the eager prefill and the compiled one (compiled in an untimed warm-up).
@@ -28,6 +29,7 @@ from mixerzoo.bench import (
     compile_steps,
     environment,
     measure_ceilings,
+    plot_throughput,
     prefill_speedups,
     speedups,
 )
@@ -38,7 +40,7 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pair", nargs=2, default=["based-1.3b", "transformer-1.3b"])
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, nargs="+", default=[128], help="decode batch sizes besides 1")
     parser.add_argument("--prompt", type=int, default=1024)
     parser.add_argument("--new", type=int, default=1024)
     parser.add_argument("--largest-new", type=int, default=64)
@@ -53,14 +55,24 @@ def main() -> int:
         help="time the torch.compile'd prefill beside the eager one (optional mode)",
     )  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--plot", nargs="+", metavar="JSON", help="only plot these saved generation.json files")
     args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    if args.plot:
+        panels = {_pair_title(json.loads(pathlib.Path(f).read_text())["generate"]): json.loads(
+            pathlib.Path(f).read_text())["generate"] for f in args.plot}  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        plot_throughput(panels, out / "generation.png")
+        print(f"wrote {out / 'generation.png'}")
+        return 0
+    ratio_batch = 128 if 128 in args.batch else max(args.batch)
     ceilings = measure_ceilings()
     torch.cuda.empty_cache()
     print(f"copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s")
     gen, pre = [], []
     for name in args.pair:
         model = _build(name, torch.bfloat16)
-        for b, new in ((1, 128), (args.batch, args.new)):
+        for b, new in [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]:
             for step in compile_steps(args.compile_step):
                 gen.append(bench_generate(name, b, args.prompt, new, ceilings, model=model, compile_step=step))
                 print(gen[-1], flush=True)
@@ -78,7 +90,7 @@ def main() -> int:
     eager = [r for r in ok if r["step"] == "eager"]
     by = {(r["model"], r["batch"]): r for r in eager}
     lin, att = args.pair
-    ratio = by[(lin, args.batch)]["tokens_per_s"] / by[(att, args.batch)]["tokens_per_s"]
+    ratio = by[(lin, ratio_batch)]["tokens_per_s"] / by[(att, ratio_batch)]["tokens_per_s"]
     best = {m: max(r["tokens_per_s"] for r in eager if r["model"] == m) for m in args.pair}
     fast = {(r["model"], r["batch"]): r for r in ok if r["step"] != "eager"}
     compiled = []
@@ -86,8 +98,8 @@ def main() -> int:
         compiled = [
             "## Compiled vs eager step (both CUDA-graphed, same run)", "",
             _table(speedups(ok), ["model", "batch", "step", "eager_ms", "compiled_ms", "speedup", "capture_s"]), "",
-            f"Throughput ratio {lin}/{att} at batch {args.batch} with the compiled step: "
-            f"**{fast[(lin, args.batch)]['tokens_per_s'] / fast[(att, args.batch)]['tokens_per_s']:.2f}×**.", "",
+            f"Throughput ratio {lin}/{att} at batch {ratio_batch} with the compiled step: "
+            f"**{fast[(lin, ratio_batch)]['tokens_per_s'] / fast[(att, ratio_batch)]['tokens_per_s']:.2f}×**.", "",
         ]  # fmt: skip
     pre_ms = {(r["model"], r["prefill"]): r["ms"] for r in pre}
     prefill_ratio = pre_ms[(att, "eager")] / pre_ms[(lin, "eager")]
@@ -106,22 +118,26 @@ def main() -> int:
         f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s.", "",
         "## Decode (CUDA-graph step per token)", "",
         _table(ok, ["model", "batch", "step", "prompt", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor", "peak_gb", "bound"]),
-        "", f"Throughput ratio {lin}/{att} at batch {args.batch} (eager step): **{ratio:.2f}×** (paper: 24×); "
+        "", f"Throughput ratio {lin}/{att} at batch {ratio_batch} (eager step): **{ratio:.2f}×** (paper: 24×); "
         f"each at its best batch: **{best[lin] / best[att]:.2f}×**.", "",
         *compiled,
         "## Prefill", "", _table(pre, PREFILL_KEYS),
         "", f"Prefill speed ratio {lin}/{att} at {args.prefill_len} tokens: **{prefill_ratio:.2f}×** (paper: 1.56×).",
         *compiled_prefill,
     ]  # fmt: skip
-    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "generation.md").write_text("\n".join(md) + "\n")
     payload = {"environment": environment(), "ceilings": asdict(ceilings),
                "generate": gen, "prefill": pre, "ratio_at_batch": ratio, "ratio_best": best[lin] / best[att],
                "prefill_ratio": prefill_ratio}  # fmt: skip
     (out / "generation.json").write_text(json.dumps(payload, indent=2, default=str))
+    plot_throughput({_pair_title(gen): gen}, out / "generation.png")
     print("\n".join(md))
     return 0
+
+
+def _pair_title(rows: list[dict]) -> str:
+    return " vs ".join(dict.fromkeys(r["model"] for r in rows))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindow
 
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings",
-    "prefill_speedups",
+    "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
 
 
@@ -254,6 +254,36 @@ PREFILL_SPEEDUP_KEYS = ["model", "batch", "prefill", "eager_ms", "compiled_ms", 
 def prefill_speedups(rows: list[dict]) -> list[dict]:
     """Eager prefill time over compiled prefill time, per (model, batch) that has both rows."""
     return speedups(rows, label="prefill", ms="ms", cost="warmup_s")
+
+
+def plot_throughput(panels: dict[str, list[dict]], path) -> None:
+    """Decode tokens per second against batch size (both axes log), one panel per title in ``panels`` (e.g. one per
+    model pair), one line per (model, step): solid eager, dashed compiled; a hollow marker where a step is more than
+    1.3× above its floor. Rows are ``bench_generate`` results; rows with an ``error`` are skipped."""
+    from mixerzoo.report import _figure
+
+    figure = _figure(5.2 * len(panels), 4.4)
+    for i, (title, rows) in enumerate(panels.items()):
+        ax = figure.add_subplot(1, len(panels), i + 1)
+        ok = [r for r in rows if "error" not in r and "tokens_per_s" in r]
+        for j, model in enumerate(dict.fromkeys(r["model"] for r in ok)):
+            for step in dict.fromkeys(r["step"] for r in ok if r["model"] == model):
+                mine = sorted((r for r in ok if r["model"] == model and r["step"] == step), key=lambda r: r["batch"])
+                ax.plot([r["batch"] for r in mine], [r["tokens_per_s"] for r in mine], color=f"C{j}",
+                        linestyle="-" if step == "eager" else "--", label=f"{model} ({step})")  # fmt: skip
+                for r in mine:
+                    near = r.get("step_over_floor", 99) <= 1.3
+                    ax.plot(r["batch"], r["tokens_per_s"], marker="o", color=f"C{j}",
+                            markerfacecolor=f"C{j}" if near else "white")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("decode tokens / s")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 def environment() -> dict:

@@ -306,6 +306,22 @@ def test_bench_times_compiled_beside_eager():
         assert bench_main(["prefill", "based-360m", "--compile", "--cuda-graph"]) == 2
 
 
+def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
+    pytest.importorskip("matplotlib")
+    from mixerzoo.bench import plot_throughput
+
+    rows = [
+        {"model": m, "batch": b, "step": st, "tokens_per_s": t * b, "step_over_floor": f}
+        for m, t, f in (("a", 900.0, 2.0), ("b", 300.0, 1.2))
+        for st in ("eager", "compiled")
+        for b in (1, 128)
+    ]
+    rows.append({"model": "a", "batch": 512, "step": "eager", "error": "out of memory"})  # skipped
+    path = tmp_path / "generation.png"
+    plot_throughput({"a vs b": rows, "a vs b again": rows[:4]}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # The compiled prefill (torch.compile of the stack forward from fresh states): one graph, equal to eager prefill.
 PREFILL_SPECS = (
     "taylor4-cosformer4-sw3-conv3-attn",  # cosformer: a position-dependent map, reads the start position
