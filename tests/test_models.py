@@ -406,6 +406,23 @@ def test_graphed_prefill_needs_cuda():
         model.prefill(torch.tensor([[1, 2]]), cuda_graph=True)
 
 
+def test_captured_prefill_is_not_inherited_by_a_copy():
+    """The captured prefill lives outside the module: a deep copy starts without it (it would replay the original's
+    weights) and it is freed with its model."""
+    import copy
+    import gc
+
+    from mixerzoo.models.lm import _PREFILL_GRAPHS
+
+    model = zoo.build("conv3", d_model=16, vocab_size=10)
+    _PREFILL_GRAPHS[model] = ("key", None, None, None)  # what _graphed_prefill stores
+    assert _PREFILL_GRAPHS.get(copy.deepcopy(model)) is None
+    n = len(_PREFILL_GRAPHS)
+    del model
+    gc.collect()
+    assert len(_PREFILL_GRAPHS) == n - 1
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True])
 def test_graphed_prefill_equals_eager_on_cuda(compile):

@@ -8,6 +8,7 @@ of generated tokens for every mixer but ``attn``, whose KV cache is preallocated
 from __future__ import annotations
 
 import types
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -22,6 +23,10 @@ __all__ = ["LanguageModel"]
 # cuBLAS falls back to an unaligned kernel (H200, decode step at batch 128, vocab 50,277: 162 µs, 7× its bytes over
 # copy bandwidth, in `benchmarks/results/decode_profile.json`). The padded rows are never read.
 HEAD_ALIGN = 64
+
+# Each model's captured prefill (``prefill(cuda_graph=True)``): outside the module, so a deep copy of the model never
+# inherits (and replays) the original's graph, and the graph is freed with the model.
+_PREFILL_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # torch.compile modes that wrap the step in inductor's own CUDA graphs: they cannot be captured in ours.
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -168,9 +173,10 @@ class LanguageModel(nn.Module):
     ) -> tuple[Tensor, list[State]]:
         """``_prefill`` replayed from a CUDA graph kept on the model (one at a time), copies of its outputs."""
         key = (tuple(input_ids.shape), input_ids.dtype, input_ids.device, capacity, batch_chunk, mode)
-        entry = self.__dict__.get("_prefill_graph")
+        entry = _PREFILL_GRAPHS.get(self)
         if entry is None or entry[0] != key:
-            self.__dict__["_prefill_graph"] = entry = None  # free the old graph's pool before capturing a new one
+            _PREFILL_GRAPHS.pop(self, None)  # free the old graph's pool before capturing a new one
+            entry = None
             static_ids = input_ids.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -181,7 +187,7 @@ class LanguageModel(nn.Module):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):  # recorded, not run
                 outputs = self._prefill(static_ids, capacity, batch_chunk, mode)
-            entry = self.__dict__["_prefill_graph"] = (key, graph, static_ids, outputs)
+            entry = _PREFILL_GRAPHS[self] = (key, graph, static_ids, outputs)
         _, graph, static_ids, (logits, states) = entry
         static_ids.copy_(input_ids)
         graph.replay()
