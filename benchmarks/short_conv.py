@@ -72,6 +72,15 @@ def conv_fwd_kernel_v1(
                 tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
 
 
+def fast_fwd(u, gate, w, b):
+    """The library forward with ``FWD_FAST`` on (detached inputs: the bare launch)."""
+    T.FWD_FAST = True
+    try:
+        return T.gated_short_conv_triton(u.detach(), gate.detach(), w.detach(), b.detach())[0]
+    finally:
+        T.FWD_FAST = False
+
+
 def conv_fwd_v1(u, gate, w, b):
     B, L, C = u.shape
     K = w.shape[1]
@@ -232,6 +241,7 @@ def main() -> None:
         # not a peer: torch's own elementwise kernel over the same bytes (reads u and gate, writes one tensor), the
         # fraction of copy bandwidth a plain streaming kernel reaches at this size
         "add": lambda u, g, w, b: torch.add(u, g),
+        "fast": fast_fwd,  # the forward's FAST path (T.FWD_FAST), forward only
     }
     if not args.no_compiled:
         impls["conv1d_compiled"] = torch.compile(conv1d_gate)
@@ -271,7 +281,13 @@ def main() -> None:
                         row[f"{name}_rel_vs_mixerzoo"] = rel(f(u, gate, w, b).float(), y_ours.float())
                 row[f"{name}_fwd_ms"] = ms = bench(lambda f=f: f(u, gate, w, b))
                 row[f"{name}_fwd_GBps"] = 3 * n / (ms * 1e-3) / 1e9
-                if name in ("v1", "nograd", "custom_op", "add"):  # forward only (v1's backward is the library's)
+                if name in (
+                    "v1",
+                    "nograd",
+                    "custom_op",
+                    "add",
+                    "fast",
+                ):  # forward only (v1's backward is the library's)
                     continue
                 row[f"{name}_fwdbwd_ms"] = ms = bench(
                     lambda f=f: torch.autograd.grad(f(u, gate, w, b), (u, gate, w, b), dy)
@@ -341,18 +357,22 @@ def main() -> None:
         "`u + gate` = torch.add over the same bytes (u and gate read, one tensor written): what a plain streaming "
         "kernel reaches at this size, for scale.",
         "",
-        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | u + gate / copy bw | no-grad fwd ms | no-grad / copy bw | "
+        "`fast` = the forward's FAST path (`triton_ops.FWD_FAST`: unmasked interior tiles, approximate sigmoid).",
+        "",
+        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | u + gate / copy bw | fast fwd ms | fast / copy bw | "
+        "no-grad fwd ms | no-grad / copy bw | "
         "custom op fwd ms | "
         "v1 fwd ms | v1 / copy bw | conv1d eager | conv1d compiled | "
         "ours f+b ms | GB/s | conv1d eager f+b | conv1d compiled f+b |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-        "| --- |",
+        "| --- | --- | --- |",
     ]
     for r in rows:
         gbps = r.get("mixerzoo_triton_fwd_GBps")
         lines.append(
             f"| {r['B']} | {r['L']} | {r['C']} | {r['K']} | {fmt(r.get('mixerzoo_triton_fwd_ms'))} | {fmt(gbps)} | "
             f"{fmt(gbps / bw if gbps else None)} | {fmt(r['add_fwd_GBps'] / bw if r.get('add_fwd_GBps') else None)} | "
+            f"{fmt(r.get('fast_fwd_ms'))} | {fmt(r['fast_fwd_GBps'] / bw if r.get('fast_fwd_GBps') else None)} | "
             f"{fmt(r.get('nograd_fwd_ms'))} | "
             f"{fmt(r['nograd_fwd_GBps'] / bw if r.get('nograd_fwd_GBps') else None)} | "
             f"{fmt(r.get('custom_op_fwd_ms'))} | {fmt(r.get('v1_fwd_ms'))} | "

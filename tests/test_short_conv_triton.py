@@ -189,6 +189,32 @@ def test_strided_inputs_match_oracle(B, L, C, K, dtype, layout):
 
 
 @cpu_only
+@pytest.mark.parametrize(
+    "B,L,C,K,dtype,has_state,layout",
+    [(2, 131, 16, 3, torch.float32, False, None), (1, 67, 32, 4, torch.bfloat16, True, None),
+     (2, 50, 16, 1, torch.float16, False, None), (2, 45, 32, 2, torch.float32, True, "halves"),
+     (1, 40, 12, 3, torch.float32, False, None)],
+)  # fmt: skip
+def test_fast_forward_path_matches_oracle(B, L, C, K, dtype, has_state, layout):
+    """``FWD_FAST``: interior tiles (BT=16 rows here, full channel blocks: C a power of two) take the unmasked path
+    with the approximate sigmoid, the first tile, the last partial one and C=12's partial channel block the general
+    one; y and the final state against the oracle (the backward is unchanged)."""
+    T.FWD_FAST = True
+    try:
+        if layout is None:
+            u, gate, w, b, h0 = make(B, L, C, K, dtype, "cpu", True, has_state, seed=L)
+        else:
+            u, gate, w, b, h0, _ = strided_views(B, L, C, K, dtype, layout, seed=L)
+        with torch.no_grad():
+            y, ht = gated_short_conv(u, gate, w, b, initial_state=h0, output_final_state=True, backend="triton")
+        y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+        assert_close("y", y, y_ref, dtype)
+        assert torch.equal(ht.double(), ht_ref)
+    finally:
+        T.FWD_FAST = False
+
+
+@cpu_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_step_reads_strided_rows(dtype):
     """The decode step on u and gate that are halves of projection rows (batch stride steps·2C, not C)."""
@@ -295,6 +321,21 @@ gpu = pytest.mark.gpu
 )
 def test_gpu_forward_backward(B, L, C, K, has_bias, has_state, dtype):
     check_fwd_bwd(B, L, C, K, dtype, "cuda", has_bias, has_state)
+
+
+@gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "B,L,C,K,has_state", [(2, 4099, 1024, 3, True), (4, 2048, 4096, 4, False), (3, 1000, 257, 3, False)]
+)
+def test_gpu_fast_forward_path(B, L, C, K, has_state, dtype):
+    """``FWD_FAST`` at the GPU's tiles (interior tiles unmasked, approximate sigmoid; C=257: partial channel block)."""
+    T.FWD_FAST = True
+    try:
+        check_fwd_bwd(B, L, C, K, dtype, "cuda", True, has_state)
+    finally:
+        T.FWD_FAST = False
 
 
 @gpu

@@ -18,6 +18,8 @@ with fake and autograd registrations), so ``torch.compile`` traces through them.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -52,16 +54,33 @@ def _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K: tl.c
     return b_z
 
 
+LOG2E = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _silu_gate(b_z, b_g, FAST: tl.constexpr):
+    """``silu(z)·g`` in fp32. ``FAST``: the sigmoid's reciprocal as ``div.full`` (approximate, ≤ 2 ulp) of
+    ``1 + 2^(−z·log2 e)`` instead of ``tl.sigmoid``'s IEEE division and its range checks."""
+    if FAST:
+        return tl.fdiv(b_z, 1.0 + tl.exp2(-b_z * LOG2E), ieee_rounding=False) * b_g
+    else:
+        return b_z * tl.sigmoid(b_z) * b_g
+
+
 @triton.jit
 def gated_short_conv_fwd_kernel(
     p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C, sbu, stu, sbg, stg,
     K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, NT: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_H0: tl.constexpr,
+    HAS_H0: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     """One program: channels ``o_c`` of sequence i_b over NT consecutive ``BT``-row tiles (rows
     ``i_t·NT·BT …``); the K−1 halo rows of each tile were loaded by the tile before it (L1 hits). Channel
     blocks are the fastest grid axis, so neighbouring programs read neighbouring bytes of the same rows. u and gate
-    are read through their batch and time strides (views of one projection need no copy); y is contiguous."""
+    are read through their batch and time strides (views of one projection need no copy); y is contiguous.
+
+    ``FAST`` (``FWD_FAST``): a tile with every row and channel in range and no state rows in its halo takes an
+    unmasked path with int64 bases per tile and int32 offsets inside it, and the approximate sigmoid reciprocal
+    (``_silu_gate``); other tiles take the general path. Host: only when ``BT·stride`` fits in int32."""
     i_c, i_t, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
@@ -69,15 +88,29 @@ def gated_short_conv_fwd_kernel(
         b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
     else:
         b_bias = tl.zeros([BC], dtype=tl.float32)
+    r_t = tl.arange(0, BT)
     for j in range(NT):
-        o_t = (i_t * NT + j) * BT + tl.arange(0, BT)
-        m_tc = (o_t[:, None] < L) & m_c[None, :]
-        o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
-        o_g = i_b.to(tl.int64) * sbg + o_t[:, None].to(tl.int64) * stg + o_c[None, :]
-        b_g = tl.load(p_g + o_g, mask=m_tc, other=0.0).to(tl.float32)
-        b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K, HAS_H0)
-        b_y = b_z * tl.sigmoid(b_z) * b_g
-        tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
+        t0 = (i_t * NT + j) * BT
+        if FAST and (t0 >= K - 1) and (t0 + BT <= L) and (i_c * BC + BC <= C):
+            # interior tile: no masks; one int64 base per tensor, int32 offsets within the tile
+            p_ut = p_u + i_b.to(tl.int64) * sbu + t0.to(tl.int64) * stu + o_c[None, :]
+            b_z = tl.zeros([BT, BC], dtype=tl.float32) + b_bias[None, :]
+            for k in tl.static_range(K):
+                b_w = tl.load(p_w + o_c * K + k).to(tl.float32)
+                b_z += b_w[None, :] * tl.load(p_ut + (r_t[:, None] + (k - (K - 1))) * stu).to(tl.float32)
+            p_gt = p_g + i_b.to(tl.int64) * sbg + t0.to(tl.int64) * stg
+            b_g = tl.load(p_gt + r_t[:, None] * stg + o_c[None, :]).to(tl.float32)
+            p_yt = p_y + (i_b.to(tl.int64) * L + t0) * C
+            tl.store(p_yt + r_t[:, None] * C + o_c[None, :], _silu_gate(b_z, b_g, True).to(p_y.dtype.element_ty))
+        else:
+            o_t = t0 + r_t
+            m_tc = (o_t[:, None] < L) & m_c[None, :]
+            o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
+            o_g = i_b.to(tl.int64) * sbg + o_t[:, None].to(tl.int64) * stg + o_c[None, :]
+            b_g = tl.load(p_g + o_g, mask=m_tc, other=0.0).to(tl.float32)
+            b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, sbu, stu, b_bias, K, HAS_H0)
+            b_y = _silu_gate(b_z, b_g, FAST)
+            tl.store(p_y + o_y, b_y.to(p_y.dtype.element_ty), mask=m_tc)
     if K > 1:
         if i_t == tl.num_programs(1) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
             for r in tl.static_range(K - 1):
@@ -197,6 +230,13 @@ def _rows(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+# The forward kernel's FAST path (unmasked interior tiles, int32 in-tile offsets, approximate sigmoid reciprocal).
+# Offline sm_90 compile (K=3, BT=32, BC=256, 8 warps, bf16): 1,168 SASS instructions per thread for its 32 elements
+# (36 per element: ~3 warp-instructions per clock per SM at copy bandwidth, near the 4 the SM can issue), which is
+# why the forward stops at 62-81% of copy bandwidth while torch.add over the same bytes reaches 81-102%. FAST: see
+# the notes ("Short conv forward, FAST path"). CPU-tested, untimed: off. Env ``MIXERZOO_CONV_FWD_FAST=1``: on.
+FWD_FAST: bool = os.environ.get("MIXERZOO_CONV_FWD_FAST", "0") == "1"
+
 POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
 
 
@@ -214,10 +254,12 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
     cfg = _fwd_tiles(C, L, K)
     grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
+    # the fast path's int32 offsets within a tile: (BT + K) rows of the widest row stride
+    fast = FWD_FAST and (cfg["BT"] + K) * max(u.stride(1), gate.stride(1), C) + C < 2**31
     gated_short_conv_fwd_kernel[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
         u.stride(0), u.stride(1), gate.stride(0), gate.stride(1),
-        K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, **cfg,
+        K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast, **cfg,
     )  # fmt: skip
     return y, ht
 
