@@ -189,17 +189,22 @@ def speedups(rows: list[dict], label: str = "step", ms: str = "step_ms", cost: s
     ]  # fmt: skip
 
 
-def largest_batch(model, prompt_len: int, new_tokens: int, headroom: float = 0.85) -> int:
-    """The most sequences whose weights, states and a prefill slice fit in the device's memory (analytic)."""
+def largest_batch(
+    model, prompt_len: int, new_tokens: int, headroom: float = 0.85, total_memory: int | None = None
+) -> int:
+    """The most sequences whose weights, states and a prefill slice fit in ``total_memory`` bytes (default: the
+    current CUDA device's), analytic. Each sequence's state counts twice: capturing the decode step warms it up on a
+    copy of the states (``LanguageModel._graphed_step``), so both exist while it captures."""
     elem = next(model.parameters()).element_size()
-    total = torch.cuda.get_device_properties(0).total_memory * headroom
+    if total_memory is None:
+        total_memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     weights = sum(p.numel() for p in model.parameters()) * elem
     state = sum(
         b.mixer.state_size(prompt_len + new_tokens) * (4 if isinstance(b.mixer, LinearAttention) else elem)
         for b in model.stack.blocks
     )
     workspace = 128 * prompt_len * model.stack.d_model * elem * 24 + 2 * model.vocab_size * 128 * 4  # prefill slices
-    return max(1, int((total - weights - workspace) // state))
+    return max(1, int((total_memory * headroom - weights - workspace) // (2 * state)))
 
 
 def bench_generate_largest(

@@ -306,6 +306,25 @@ def test_bench_times_compiled_beside_eager():
         assert bench_main(["prefill", "based-360m", "--compile", "--cuda-graph"]) == 2
 
 
+def test_largest_batch_estimate_fits_twice_the_states():
+    """The analytic largest batch: weights, a prefill workspace and two copies of every sequence's state (the capture
+    warms up on a copy) within the memory given; more memory, more sequences; a constant-state model fits more
+    sequences than one whose KV cache grows with the tokens."""
+    from mixerzoo.bench import largest_batch
+    from mixerzoo.mixers import LinearAttention
+
+    based = zoo.build("conv3-taylor8-sw16", d_model=64, vocab_size=128, n_heads=1, dtype=torch.bfloat16)
+    attn = zoo.build("conv3-attn-sw16", d_model=64, vocab_size=128, n_heads=1, dtype=torch.bfloat16)
+    gb = 1 << 30
+    b1, b2 = largest_batch(based, 1024, 1024, total_memory=gb), largest_batch(based, 1024, 1024, total_memory=4 * gb)
+    assert 1 < b1 < b2
+    assert largest_batch(attn, 1024, 1024, total_memory=gb) < b1
+    state = sum(
+        blk.mixer.state_size(2048) * (4 if isinstance(blk.mixer, LinearAttention) else 2) for blk in based.stack.blocks
+    )
+    assert 2 * state * b1 <= 0.85 * gb
+
+
 def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
     pytest.importorskip("matplotlib")
     from mixerzoo.bench import plot_throughput
