@@ -57,6 +57,20 @@ def environment(copy_gbps: float) -> dict:
     return {**run_environment(), "copy_GBps": copy_gbps}
 
 
+def kernel_times(prof, per: int = 1, skip: tuple[str, ...] = ()) -> dict[str, list[float]]:
+    """The GPU kernels of a ``torch.profiler`` run: name → ``[ms, launches]``, each divided by ``per`` (e.g. the
+    replays profiled). CPU ops are left out (their device total repeats their kernels' time), and so are kernels
+    whose name contains one of ``skip`` (case-insensitive)."""
+    from torch.autograd import DeviceType
+
+    kernels = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", 0.0)
+        if t > 0 and e.device_type != DeviceType.CPU and not any(x.lower() in e.key.lower() for x in skip):
+            kernels[e.key] = [t / 1e3 / per, e.count / per]
+    return kernels
+
+
 def warm_up(fns, seconds: float = 2.0) -> None:
     """Run ``fns`` round-robin for ``seconds`` (after one call each: compiles) before the first timed row of a table.
     ``do_bench`` times 40 ms per call site: without this, the first row ran at the GPU's idle clocks (2026-11-28 15:19

@@ -26,6 +26,7 @@ import pathlib
 import re
 
 import torch
+from _common import kernel_times  # the script's folder, benchmarks/, is on sys.path
 from torch.profiler import ProfilerActivity, profile
 
 from mixerzoo import bench
@@ -68,15 +69,13 @@ def profile_decode(model, name: str, batch: int, prompt: int, top: int, compile_
         for _ in range(PROFILED):
             token = step(token).argmax(-1)
         torch.cuda.synchronize()
-    kernels: dict[str, list[float]] = {}  # name -> [ms per step, launches per step]
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", 0.0)
-        if t > 0 and not e.key.startswith(("Memcpy", "Memset")) and "argmax" not in e.key.lower():
-            kernels[e.key] = [t / 1e3 / PROFILED, e.count / PROFILED]
+    # name -> [ms per step, launches per step]; the token copy-in and the argmax outside the step left out
+    kernels = kernel_times(prof, per=PROFILED, skip=("Memcpy", "Memset", "argmax"))
     groups: dict[str, list[float]] = {g: [0.0, 0.0] for g, _ in GROUPS + (("other", None),)}
     for key, (t, n) in kernels.items():
-        groups[group_of(key)][0] += t
-        groups[group_of(key)][1] += n
+        group = groups[group_of(key)]
+        group[0] += t
+        group[1] += n
     gpu_ms = sum(t for t, _ in kernels.values())
     nbytes, flops = bench.decode_cost(model, batch, prompt)
     floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)

@@ -59,8 +59,8 @@ def main() -> int:
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     if args.plot:
-        panels = {_pair_title(json.loads(pathlib.Path(f).read_text())["generate"]): json.loads(
-            pathlib.Path(f).read_text())["generate"] for f in args.plot}  # fmt: skip
+        saved = [json.loads(pathlib.Path(f).read_text())["generate"] for f in args.plot]
+        panels = {_pair_title(rows): rows for rows in saved}
         out.mkdir(parents=True, exist_ok=True)
         plot_throughput(panels, out / "generation.png")
         print(f"wrote {out / 'generation.png'}")

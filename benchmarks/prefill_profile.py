@@ -23,7 +23,7 @@ import re
 from collections import Counter
 
 import torch
-from torch.autograd import DeviceType
+from _common import kernel_times  # the script's folder, benchmarks/, is on sys.path
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -45,11 +45,7 @@ def profile_prefill(
             run()
             torch.cuda.synchronize()
     host_rows = _host_table(prof, top) if host else []
-    kernels: dict[str, list[float]] = {}
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", 0.0)
-        if t > 0 and e.device_type != DeviceType.CPU:  # kernels only: a CPU op's total repeats its kernels' time
-            kernels[e.key] = [t / 1e3, e.count]
+    kernels = kernel_times(prof)
     gpu_ms = sum(t for t, _ in kernels.values())
     launches = sum(n for _, n in kernels.values())
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]

@@ -71,6 +71,17 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def unit_stride_rows(t: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """``(t, t.stride())`` when t's last dim has stride 1, else a contiguous copy and its strides. The Triton kernels
+    read every other stride, so the mixers' views (q, k, v or u and gate: slices of one fused projection) reach them
+    without a copy. One ``stride()`` call: ~0.3 µs of host time per tensor."""
+    st = t.stride()
+    if st[-1] != 1:
+        t = t.contiguous()
+        st = t.stride()
+    return t, st
+
+
 def cdiv(a: int, b: int) -> int:
     """Host-side ceil division: ``triton.cdiv`` is a ``constexpr_function`` in triton 3.6 (5–9 µs a host call)."""
     return -(-a // b)

@@ -45,6 +45,22 @@ def _compile_mode(compile: bool | str, name: str) -> str | None:
     return mode
 
 
+def _capture(warm_up: Callable[[], object], record: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
+    """``(graph, outputs)``: ``warm_up()`` twice on a side stream (the compile if any, Triton kernels, library handles,
+    cached tables), then ``record()`` captured in a CUDA graph: recorded, not run, so what it writes is untouched until
+    the first replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            warm_up()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = record()
+    return graph, outputs
+
+
 def _shapes(states: list[State]) -> tuple:
     """What a compiled function specializes on: every state tensor's shape, dtype and device (ints as they are)."""
     return tuple(
@@ -176,19 +192,10 @@ class LanguageModel(nn.Module):
         entry = _PREFILL_GRAPHS.get(self)
         if entry is None or entry[0] != key:
             _PREFILL_GRAPHS.pop(self, None)  # free the old graph's pool before capturing a new one
-            entry = None
             static_ids = input_ids.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # compile (if any), Triton kernels, library handles, cached tables
-                    self._prefill(static_ids, capacity, batch_chunk, mode)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # recorded, not run
-                outputs = self._prefill(static_ids, capacity, batch_chunk, mode)
-            entry = _PREFILL_GRAPHS[self] = (key, graph, static_ids, outputs)
-        _, graph, static_ids, (logits, states) = entry
+            run = lambda: self._prefill(static_ids, capacity, batch_chunk, mode)  # noqa: E731
+            entry = _PREFILL_GRAPHS[self] = (key, *_capture(run, run), static_ids)
+        _, graph, (logits, states), static_ids = entry
         static_ids.copy_(input_ids)
         graph.replay()
         return logits.clone(), [{k: t.clone() if isinstance(t, Tensor) else t for k, t in s.items()} for s in states]
@@ -292,15 +299,7 @@ class LanguageModel(nn.Module):
         decode = self.decode_step(states, compile_step)
         static_token = torch.zeros(batch_size, dtype=torch.long, device=states[0]["position"].device)
         scratch = [{k: t.clone() for k, t in s.items()} for s in states]  # warm-up must not touch the real state
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # compile (inductor, Triton kernels), create library handles
-                decode(static_token, scratch)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):  # recorded, not run: the real state is untouched until replay
-            static_logits = decode(static_token, states)
+        graph, static_logits = _capture(lambda: decode(static_token, scratch), lambda: decode(static_token, states))
 
         def replay(token: Tensor) -> Tensor:
             static_token.copy_(token)

@@ -243,17 +243,16 @@ def _taylor_second(b_x, b_xi, SC2, BT: tl.constexpr, BD: tl.constexpr):
 @triton.jit
 def _load_rows(p_base, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
     """Rows ``o_t`` (masked by ``m_t``) of one head of a ``[B, L, H, W]`` tensor, as ``[BT, BW]`` (input dtype)."""
-    o_w = tl.arange(0, BW)
-    p = p_base + o_t[:, None].to(tl.int64) * (H * W) + o_w[None, :]
-    return tl.load(p, mask=m_t[:, None] & (o_w[None, :] < W), other=0.0)
+    return _load_vtile(p_base, 0, o_t, m_t, L, H, W, BW)
 
 
 @triton.jit
 def _load_vtile(p_base, i_v, o_t, m_t, L, H, W: tl.constexpr, BW: tl.constexpr):
-    """Columns ``i_v·BW …`` (masked past W) of rows ``o_t`` of one head of a ``[B, L, H, W]`` tensor: value tile i_v,
-    ``[BT, BW]`` (input dtype). The column mask counts from the tile's start, so the last, partial tile reads nothing
-    past the row (with ``_load_rows(p_base + i_v·BW, …)`` it would read up to BW − W % BW elements past the tensor's
-    end: an illegal address on the GPU when that is the end of an allocation, e.g. dv = 112 with BV = 64)."""
+    """Columns ``i_v·BW … i_v·BW + BW − 1`` (masked past W) of rows ``o_t`` of one head of a ``[B, L, H, W]``
+    tensor: value tile i_v, ``[BT, BW]`` (input dtype). The column mask counts from the row's start, so the last,
+    partial tile reads nothing past the row (offsetting the pointer by i_v·BW and masking ``< W`` from there read up
+    to BW − W % BW elements past the tensor's end: an illegal address on the GPU at the end of an allocation, e.g.
+    dv = 112 with BV = 64)."""
     o_w = i_v * BW + tl.arange(0, BW)
     p = p_base + o_t[:, None].to(tl.int64) * (H * W) + o_w[None, :]
     return tl.load(p, mask=m_t[:, None] & (o_w[None, :] < W), other=0.0)

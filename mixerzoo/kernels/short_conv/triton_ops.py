@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
+from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
 
 __all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
 
@@ -224,12 +224,6 @@ def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
-def _rows(t: Tensor) -> Tensor:
-    """``t`` itself when its channels (last dim) are contiguous: the kernels read u and gate through their other
-    strides, so the two halves of the mixer's input projection need no copy. Otherwise a contiguous copy."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 # The forward kernel's FAST path (unmasked interior tiles, int32 in-tile offsets, approximate sigmoid reciprocal).
 # Offline sm_90 compile (K=3, BT=32, BC=256, 8 warps, bf16): 1,168 SASS instructions per thread for its 32 elements
 # (36 per element: ~3 warp-instructions per clock per SM at copy bandwidth, near the 4 the SM can issue), which is
@@ -247,7 +241,7 @@ def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tenso
 
 def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
     """The forward launch, shared by the custom op (torch.compile) and the eager path."""
-    u, gate = _rows(u), _rows(gate)
+    (u, su), (gate, sg) = unit_stride_rows(u), unit_stride_rows(gate)
     weight, bias, h0 = (_contig(t) for t in (weight, bias, h0))
     B, L, C = u.shape
     K = weight.shape[1]
@@ -255,11 +249,10 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     cfg = _fwd_tiles(C, L, K)
     grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
     # the fast path's int32 offsets within a tile: (BT + K) rows of the widest row stride
-    fast = FWD_FAST and (cfg["BT"] + K) * max(u.stride(1), gate.stride(1), C) + C < 2**31
+    fast = FWD_FAST and (cfg["BT"] + K) * max(su[1], sg[1], C) + C < 2**31
     gated_short_conv_fwd_kernel[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
-        u.stride(0), u.stride(1), gate.stride(0), gate.stride(1),
-        K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast, **cfg,
+        su[0], su[1], sg[0], sg[1], K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast, **cfg,
     )  # fmt: skip
     return y, ht
 
@@ -268,7 +261,7 @@ def _bwd(
     dy: Tensor, dht: Tensor | None, u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The backward launch and the dweight/dbias reduction, shared by the custom op and the eager path."""
-    u, gate = _rows(u), _rows(gate)
+    (u, su), (gate, sg) = unit_stride_rows(u), unit_stride_rows(gate)
     dy, dht, weight, bias, h0 = (_contig(t) for t in (dy, dht, weight, bias, h0))
     B, L, C = u.shape
     K = weight.shape[1]
@@ -281,8 +274,7 @@ def _bwd(
     dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
     gated_short_conv_bwd_kernel[(NT, cdiv(C, BC), B)](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
-        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C, u.stride(0), u.stride(1), gate.stride(0),
-        gate.stride(1),
+        dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C, su[0], su[1], sg[0], sg[1],
         K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
         num_warps=nw,
     )  # fmt: skip
@@ -367,7 +359,7 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
     """One token, ``u, gate [B, C]``; ``state [B, K−1, C]`` shifted and updated in place."""
     if not state.is_contiguous():
         raise ValueError("gated_short_conv_step (triton): state must be contiguous (it is updated in place)")
-    u, gate = _rows(u), _rows(gate)
+    (u, su), (gate, sg) = unit_stride_rows(u), unit_stride_rows(gate)
     weight, bias = _contig(weight), _contig(bias)
     B, C = u.shape
     K = weight.shape[1]
@@ -381,8 +373,8 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
         bias if bias is not None else u,
         y,
         C,
-        u.stride(0),
-        gate.stride(0),
+        su[0],
+        sg[0],
         K=K,
         BC=BC,
         HAS_BIAS=bias is not None,

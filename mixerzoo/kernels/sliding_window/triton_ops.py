@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
+from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
 
 __all__ = ["sliding_window_step_triton", "sliding_window_triton"]
 
@@ -387,17 +387,6 @@ def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tenso
     return t.fill_(float("nan")) if POISON_OUTPUTS else t
 
 
-def _rows(t: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-    """``(t, t.stride())`` when t's last dim has stride 1 (the kernels read any batch / time / head strides: the
-    mixers' q, k, v are views of one fused buffer), else a contiguous copy and its strides. One ``stride()`` call:
-    ~0.3 µs of host time per tensor."""
-    st = t.stride()
-    if st[-1] != 1:
-        t = t.contiguous()
-        st = t.stride()
-    return t, st
-
-
 def _dims(q: Tensor, v: Tensor) -> tuple[int, int, int, int]:
     D, DV = q.shape[-1], v.shape[-1]
     if max(D, DV) > MAX_HEAD_DIM:
@@ -566,7 +555,7 @@ def _bwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
 def _fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Tensor, Tensor]:
     """The forward launch, shared by the custom op (torch.compile) and the eager path: ``(o, lse)``. q, k, v are read
     through their strides (not part of the cached plan: views of equal shapes differ in them)."""
-    (q, sq), (k, sk), (v, sv) = _rows(q), _rows(k), _rows(v)
+    (q, sq), (k, sk), (v, sv) = unit_stride_rows(q), unit_stride_rows(k), unit_stride_rows(v)
     grid, kw = _plan("fwd", q, k, v, window)
     B, Lq, H, _ = q.shape
     o = _empty(B, Lq, H, v.shape[-1], like=q)
@@ -581,7 +570,7 @@ def _bwd(
     do: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, window: int, scale: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The backward launches, shared by the custom op and the eager path: ``(dq, dk, dv)``."""
-    (q, sq), (k, sk), (v, sv) = _rows(q), _rows(k), _rows(v)
+    (q, sq), (k, sk), (v, sv) = unit_stride_rows(q), unit_stride_rows(k), unit_stride_rows(v)
     do, o = do.contiguous(), o.contiguous()
     delta_launch, grid_dq, kw_dq, grid_dkdv, kw_dkdv = _plan("bwd", q, k, v, window)
     B, Lq, H, _ = q.shape
@@ -679,7 +668,11 @@ def sliding_window_step(
         raise ValueError(
             "sliding_window_attention_step (triton): cache_k and cache_v must be contiguous (updated in place)"
         )
-    (q, sq), (k, sk), (v, sv) = _rows(q), _rows(k), _rows(v)  # strided reads: views of the projection row, no copy
+    (q, sq), (k, sk), (v, sv) = (
+        unit_stride_rows(q),
+        unit_stride_rows(k),
+        unit_stride_rows(v),
+    )  # strided reads: views of the projection row, no copy
     B, H, _ = q.shape
     W, HKV = cache_k.shape[1], cache_k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
