@@ -13,8 +13,10 @@ CUDA events, then profiles ``PROFILED`` more with the CUDA profiler. Every kerne
 - ``other``: the rest (eager elementwise ops, copies, fills).
 
 The floor is ``mixerzoo.bench``'s: the larger of the step's minimal bytes over the copy bandwidth and its FLOPs over
-the bf16 matmul rate. A step far above its floor with many kernels of a few µs each is bound by the kernel count; one
-whose ``gemm`` or ``mixer`` time alone is above the floor is bound by those kernels. Prints a table per row and
+the bf16 matmul rate. The launch floor is the step's kernel count times the time of one graphed one-element kernel
+(`graph_kernel_us`, measured first): no step of that many kernels runs faster. A step far above its floor with many
+kernels of a few µs each is bound by the kernel count; one whose ``gemm`` or ``mixer`` time alone is above the floor
+is bound by those kernels. Prints a table per row and
 writes ``decode_profile.json`` under ``--out``.
 """
 
@@ -42,6 +44,22 @@ GROUPS = (
 )
 
 
+_TORCH_KERNEL_PART = re.compile(r"\w+(?:Functor|Ops|_kernel_cuda)\b")
+_TORCH_DTYPE = re.compile(r"BFloat16|Half|float|double|long|int|bool")
+
+
+def short_name(kernel: str, width: int = 90) -> str:
+    """``kernel`` cut to ``width`` characters; torch's templated kernels (``void at::native::…``) are named by their
+    op (functor or kernel function) and first dtype instead, which is what tells them apart:
+    ``elementwise_kernel MulFunctor BFloat16``."""
+    if not kernel.startswith("void at::native::"):
+        return kernel[:width]
+    head = kernel[len("void at::native::") :].split("<", 1)[0]
+    ops = [op for op in dict.fromkeys(_TORCH_KERNEL_PART.findall(kernel)) if op != "BinaryFunctor"]
+    dtype = _TORCH_DTYPE.search(kernel)
+    return " ".join([head, *ops, dtype.group(0) if dtype else ""]).strip()[:width]
+
+
 def group_of(kernel: str) -> str:
     for name, pattern in GROUPS:
         if pattern.search(kernel):
@@ -50,7 +68,36 @@ def group_of(kernel: str) -> str:
 
 
 @torch.no_grad()
-def profile_decode(model, name: str, batch: int, prompt: int, top: int, compile_step: bool | str, ceilings) -> dict:
+def graph_kernel_us(n: int = 400, replays: int = 20) -> float:
+    """µs per kernel of a CUDA graph of ``n`` dependent one-element kernels (``x.add_(1)``): what each kernel of a
+    graphed step costs at the least, its launch and drain. A step of ``k`` kernels takes at least ``k`` times this,
+    whatever its bytes and FLOPs (the ``launch floor`` below)."""
+    x = torch.zeros(1, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        x.add_(1)  # warm-up off the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(n):
+            x.add_(1)
+    for _ in range(3):
+        graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    assert x.item() == 1 + n * (3 + replays), "the graph did not run every kernel"
+    return 1e3 * start.elapsed_time(end) / (replays * n)
+
+
+@torch.no_grad()
+def profile_decode(
+    model, name: str, batch: int, prompt: int, top: int, compile_step: bool | str, ceilings, kernel_us: float
+) -> dict:
     ids = torch.randint(0, model.vocab_size, (batch, prompt), device="cuda")
     logits, states = model.prefill(ids, capacity=prompt + REPLAYS + PROFILED + 8)
     step = model._graphed_step(states, batch, compile_step)
@@ -81,19 +128,23 @@ def profile_decode(model, name: str, batch: int, prompt: int, top: int, compile_
     floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
     label = step_label(compile_step)
     n_kernels = sum(n for _, n in kernels.values())
+    launch_ms = 1e-3 * kernel_us * n_kernels
     print(f"\n## {name} ({label}), batch {batch}, prompt {prompt}: step {step_ms:.3f} ms, kernels {gpu_ms:.3f} ms in "
-          f"{n_kernels:.0f} launches, floor {floor_ms:.3f} ms ({step_ms / floor_ms:.2f}×)\n")  # fmt: skip
+          f"{n_kernels:.0f} launches, floor {floor_ms:.3f} ms ({step_ms / floor_ms:.2f}×), launch floor "
+          f"{launch_ms:.3f} ms ({n_kernels:.0f} × {kernel_us:.2f} µs)\n")  # fmt: skip
     print("| group | ms per step | kernels per step | µs per kernel |\n|---|---:|---:|---:|")
     for g, (t, n) in groups.items():
         print(f"| {g} | {t:.3f} | {n:.0f} | {1e3 * t / n if n else 0:.1f} |")
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
     print("\n| kernel | group | ms per step | per step |\n|---|---|---:|---:|")
     for key, (t, n) in ranked:
-        print(f"| `{key[:90]}` | {group_of(key)} | {t:.3f} | {n:.0f} |")
+        print(f"| `{short_name(key)}` | {group_of(key)} | {t:.3f} | {n:.0f} |")
     return {"model": name, "step": label, "batch": batch, "prompt": prompt, "step_ms": step_ms, "gpu_ms": gpu_ms,
             "kernels_per_step": n_kernels, "floor_ms": floor_ms, "floor_bytes": nbytes, "floor_flops": flops,
+            "graph_kernel_us": kernel_us, "launch_floor_ms": launch_ms,
             "groups": {g: {"ms": t, "kernels": n} for g, (t, n) in groups.items()},
-            "top": [{"kernel": k, "group": group_of(k), "ms": t, "per_step": n} for k, (t, n) in ranked]}  # fmt: skip
+            "top": [{"kernel": k, "short": short_name(k), "group": group_of(k), "ms": t, "per_step": n}
+                    for k, (t, n) in ranked]}  # fmt: skip
 
 
 def main() -> None:
@@ -112,11 +163,13 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     env, rows = bench.environment(), []
     ceilings = bench.measure_ceilings()
+    kernel_us = graph_kernel_us()
+    print(f"a graphed one-element kernel: {kernel_us:.2f} µs")
     models = {name: bench._build(name, torch.bfloat16) for name in args.models}
     for b in args.batch:
         for name, model in models.items():
             for mode in bench.compile_steps(args.compile_step):
-                rows.append(profile_decode(model, name, b, args.prompt, args.top, mode, ceilings))
+                rows.append(profile_decode(model, name, b, args.prompt, args.top, mode, ceilings, kernel_us))
                 torch.cuda.empty_cache()
                 out.write_text(json.dumps({"environment": env, "rows": rows}, indent=1))  # after each row
 

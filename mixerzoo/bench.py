@@ -29,7 +29,8 @@ import torch
 from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
 
 __all__ = [
-    "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_prefill", "measure_ceilings",
+    "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_largest_steps",
+    "bench_prefill", "measure_ceilings",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
 
@@ -208,17 +209,39 @@ def largest_batch(
 
 
 def bench_generate_largest(
-    name: str, model, prompt_len: int, capacity_new: int, new_tokens: int, ceilings: Ceilings, tries: int = 5
-) -> dict:
-    """Decode at the largest batch that fits: start from the analytic estimate, shrink by 30% on each OOM."""
-    batch = largest_batch(model, prompt_len, capacity_new)
+    name: str, model, prompt_len: int, capacity_new: int, new_tokens: int, ceilings: Ceilings, tries: int = 5,
+    compile_step: bool | str = False, batch: int | None = None,
+) -> dict:  # fmt: skip
+    """Decode at the largest batch that fits: start from ``batch`` (default: the analytic estimate,
+    `largest_batch`), shrink by 30% on each OOM. ``compile_step`` as in `bench_generate`."""
+    batch = batch if batch is not None else largest_batch(model, prompt_len, capacity_new)
     for _ in range(tries):
         try:
-            return bench_generate(name, batch, prompt_len, new_tokens, ceilings, model=model)
+            return bench_generate(name, batch, prompt_len, new_tokens, ceilings, model=model, compile_step=compile_step)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             batch = max(1, int(batch * 0.7))
-    return {"model": name, "batch": batch, "error": f"out of memory after {tries} tries"}
+    return {
+        "model": name, "batch": batch, "step": step_label(compile_step), "error": f"out of memory after {tries} tries"
+    }  # fmt: skip
+
+
+def bench_generate_largest_steps(
+    name: str, model, prompt_len: int, capacity_new: int, new_tokens: int, ceilings: Ceilings,
+    compile_step: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """`bench_generate_largest` for each step of `compile_steps(compile_step)`: eager first, then the compiled step
+    starting from the batch the eager one reached (both capture a scratch copy of the states)."""
+    rows, batch = [], None
+    for step in compile_steps(compile_step):
+        rows.append(
+            bench_generate_largest(
+                name, model, prompt_len, capacity_new, new_tokens, ceilings, compile_step=step, batch=batch
+            )
+        )
+        batch = rows[-1]["batch"]
+        torch.cuda.empty_cache()
+    return rows
 
 
 @torch.no_grad()
@@ -372,8 +395,11 @@ def bench_main(argv: list[str] | None = None) -> int:
                     print(rows[-1], flush=True)
                     torch.cuda.empty_cache()
             if args.largest_batch:
-                rows.append(bench_generate_largest(name, model, args.prompt, args.new, args.largest_new, ceilings))
-                print(rows[-1], flush=True)
+                for row in bench_generate_largest_steps(
+                    name, model, args.prompt, args.new, args.largest_new, ceilings, args.compile_step
+                ):
+                    rows.append(row)
+                    print(row, flush=True)
         del model
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]

@@ -325,6 +325,33 @@ def test_largest_batch_estimate_fits_twice_the_states():
     assert 2 * state * b1 <= 0.85 * gb
 
 
+def test_largest_batch_search_shrinks_on_oom_and_compiled_starts_where_eager_fit(monkeypatch):
+    """`bench_generate_largest_steps`: the eager step shrinks the batch by 30% per OOM from the estimate; the compiled
+    step starts at the batch the eager one reached (the GPU bench replaced by a fake that fits ≤ 700 sequences)."""
+    import mixerzoo.bench as bench
+
+    calls = []
+
+    def fake_generate(name, batch, prompt_len, new_tokens, ceilings, model=None, compile_step=False):
+        calls.append((batch, compile_step))
+        if batch > 700:
+            raise torch.cuda.OutOfMemoryError("fake")
+        return {"model": name, "batch": batch, "step": bench.step_label(compile_step)}
+
+    monkeypatch.setattr(bench, "bench_generate", fake_generate)
+    monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 1000)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    rows = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None, compile_step="default")
+    assert calls == [(1000, False), (700, False), (700, True)]
+    assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager"), (700, "compiled")]
+    calls.clear()
+    rows = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None)  # eager alone
+    assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager")]
+    monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 10**6)  # never fits in 5 tries: an error row
+    (row,) = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None)
+    assert "error" in row and row["step"] == "eager"
+
+
 def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
     pytest.importorskip("matplotlib")
     from mixerzoo.bench import plot_throughput

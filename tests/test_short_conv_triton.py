@@ -195,11 +195,13 @@ def test_strided_inputs_match_oracle(B, L, C, K, dtype, layout):
      (2, 50, 16, 1, torch.float16, False, None), (2, 45, 32, 2, torch.float32, True, "halves"),
      (1, 40, 12, 3, torch.float32, False, None)],
 )  # fmt: skip
-def test_fast_forward_path_matches_oracle(B, L, C, K, dtype, has_state, layout):
-    """``FWD_FAST``: interior tiles (BT=16 rows here, full channel blocks: C a power of two) take the unmasked path
-    with the approximate sigmoid, the first tile, the last partial one and C=12's partial channel block the general
-    one; y and the final state against the oracle (the backward is unchanged)."""
-    T.FWD_FAST = True
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_forward_paths_match_oracle(B, L, C, K, dtype, has_state, layout, fast):
+    """``FWD_FAST`` on (the default): interior tiles (BT=16 rows here, full channel blocks: C a power of two) take the
+    unmasked path with the approximate sigmoid, the first tile, the last partial one and C=12's partial channel block
+    the general one. Off: every tile takes the general path. y and the final state against the oracle (the backward
+    is unchanged)."""
+    saved, T.FWD_FAST = T.FWD_FAST, fast
     try:
         if layout is None:
             u, gate, w, b, h0 = make(B, L, C, K, dtype, "cpu", True, has_state, seed=L)
@@ -211,7 +213,7 @@ def test_fast_forward_path_matches_oracle(B, L, C, K, dtype, has_state, layout):
         assert_close("y", y, y_ref, dtype)
         assert torch.equal(ht.double(), ht_ref)
     finally:
-        T.FWD_FAST = False
+        T.FWD_FAST = saved
 
 
 @cpu_only
@@ -329,13 +331,15 @@ def test_gpu_forward_backward(B, L, C, K, has_bias, has_state, dtype):
 @pytest.mark.parametrize(
     "B,L,C,K,has_state", [(2, 4099, 1024, 3, True), (4, 2048, 4096, 4, False), (3, 1000, 257, 3, False)]
 )
-def test_gpu_fast_forward_path(B, L, C, K, has_state, dtype):
-    """``FWD_FAST`` at the GPU's tiles (interior tiles unmasked, approximate sigmoid; C=257: partial channel block)."""
-    T.FWD_FAST = True
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_gpu_forward_paths(B, L, C, K, has_state, dtype, fast):
+    """``FWD_FAST`` on and off at the GPU's tiles (on: interior tiles unmasked, approximate sigmoid; C=257: partial
+    channel block)."""
+    saved, T.FWD_FAST = T.FWD_FAST, fast
     try:
         check_fwd_bwd(B, L, C, K, dtype, "cuda", True, has_state)
     finally:
-        T.FWD_FAST = False
+        T.FWD_FAST = saved
 
 
 @gpu

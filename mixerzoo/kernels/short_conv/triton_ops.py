@@ -225,11 +225,11 @@ def _contig(t: Tensor | None) -> Tensor | None:
 
 
 # The forward kernel's FAST path (unmasked interior tiles, int32 in-tile offsets, approximate sigmoid reciprocal).
-# Offline sm_90 compile (K=3, BT=32, BC=256, 8 warps, bf16): 1,168 SASS instructions per thread for its 32 elements
-# (36 per element: ~3 warp-instructions per clock per SM at copy bandwidth, near the 4 the SM can issue), which is
-# why the forward stops at 62-81% of copy bandwidth while torch.add over the same bytes reaches 81-102%. FAST: see
-# the notes ("Short conv forward, FAST path"). CPU-tested, untimed: off. Env ``MIXERZOO_CONV_FWD_FAST=1``: on.
-FWD_FAST: bool = os.environ.get("MIXERZOO_CONV_FWD_FAST", "0") == "1"
+# Offline sm_90 compile (K=3, BT=32, BC=256, 8 warps, bf16): the general path retires 36 SASS instructions per element
+# (near the SM's issue rate at copy bandwidth), FAST ~23. H200, same run (session 5, benchmarks/short_conv.py, bare
+# launch): 61 -> 69% of copy bandwidth at 4x4096x1024, 76 -> 88% at 4x16384x1024, 75 -> 86% at 4x4096x4096,
+# 81 -> 92% at 4x16384x4096 (K=3); K=4 unchanged (70%). On by default; ``MIXERZOO_CONV_FWD_FAST=0`` turns it off.
+FWD_FAST: bool = os.environ.get("MIXERZOO_CONV_FWD_FAST", "1") == "1"
 
 POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
 
