@@ -339,6 +339,7 @@ def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16, sweep: b
             if sweep:
                 for c in T.STEP_CANDIDATES:
                     name = f"S{c['S']}_BW{c['BW']}_w{c['num_warps']}" + ("_pf" if c.get("PREFETCH") else "")
+                    name += ("_dot" if c.get("DOT") else "") + (f"_r{c['maxnreg']}" if "maxnreg" in c else "")
                     variants[name] = (T.sliding_window_step_triton, c)
             variants["sdpa_ring"] = (None, None)
             variants["read_ring"] = (None, None)  # not a peer: torch reductions over the same ring bytes, for scale
@@ -433,7 +434,8 @@ def write_md(res: dict, path: str) -> None:
         best = r.get("best_variant")
         lines.append(
             f"| {r['W']} | {r['B']} | {r['d']} | {r['bytes'] / 1e6:.1f} | {r.get('steps_per_graph')} | "
-            f"S={cfg.get('S')} BW={cfg.get('BW')} w{cfg.get('num_warps')}{' pf' if cfg.get('PREFETCH') else ''} | "
+            f"S={cfg.get('S')} BW={cfg.get('BW')} w{cfg.get('num_warps')}{' pf' if cfg.get('PREFETCH') else ''}"
+            f"{' dot' if cfg.get('DOT') else ''} | "
             f"{fmt(r.get('mixerzoo_triton_us'))} | {fmt(r.get('mixerzoo_triton_frac_copy_bw'))} | "
             f"{fmt(r.get('mixerzoo_triton_us_1step_graph'))} | {best or '–'} | "
             f"{fmt(r.get(f'{best}_us'))} | {fmt(r.get(f'{best}_frac_copy_bw'))} | "
@@ -508,6 +510,9 @@ def main() -> None:
     ap.add_argument("--step-sweep", action="store_true", help="also time the decode variants (STEP_CANDIDATES)")
     ap.add_argument("--steps", type=int, default=20, help="decode steps per CUDA graph (at least the ring sets)")
     ap.add_argument("--decode-only", action="store_true", help="skip the prefill (fwd, fwd+bwd) table")
+    ap.add_argument("--decode-W", default="64", help="ring sizes of the decode table (2048: the attn KV cache's)")
+    ap.add_argument("--decode-B", default="1,16,64,256", help="batch sizes of the decode table")
+    ap.add_argument("--decode-d", type=int, default=128, help="head dim of the decode table")
     ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
     ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile of fwd+bwd")
     ap.add_argument("--host-device", default="cpu", help="with --host-overhead: cpu, or meta (no memory, no compute)")
@@ -536,7 +541,10 @@ def main() -> None:
             json.dump(res, f, indent=1)
         write_md(res, os.path.join(args.out, "sliding_window.md"))
 
-    run_decode(res, bw, Bs=(1, 16, 64, 256), Ws=(64,), sweep=args.step_sweep, steps=args.steps)
+    run_decode(
+        res, bw, Bs=[int(x) for x in args.decode_B.split(",")], Ws=[int(x) for x in args.decode_W.split(",")],
+        d=args.decode_d, sweep=args.step_sweep, steps=args.steps,
+    )  # fmt: skip
     save()
     if not args.decode_only:
         if args.sweep:

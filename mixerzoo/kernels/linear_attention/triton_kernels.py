@@ -855,7 +855,7 @@ def _la_step_kernel(
     H, offset, eps, SC1, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, D: tl.constexpr, BK: tl.constexpr, BF: tl.constexpr,
     BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr, ZMODE: tl.constexpr,
-    KV: tl.constexpr, NV: tl.constexpr, STREAM: tl.constexpr = False, PDL: tl.constexpr = False,
+    KV: tl.constexpr, NV: tl.constexpr,
 ):  # fmt: skip
     """One decode step on the canonical fp32 state, in place: ``kv += φk ⊗ v``, ``z += φk``, ``o = φq·kv / (φq·z + eps)``.
 
@@ -867,14 +867,7 @@ def _la_step_kernel(
     2 — the last program of the head to finish: each bumps ``count[i_bh]`` after its z reads; the one that sees
     ``NV − 1`` writes z and resets the counter (no spinning, so no program waits on one not yet scheduled).
     q, k ``[B·H, DK]``, v, o ``[B·H, DV]``.
-
-    Candidates (``StepConfig``), GPU only: ``STREAM`` loads the state with ``evict_first`` and stores it with ``.cs``
-    (streaming: each byte is touched once a step); ``PDL`` (launched with programmatic dependent launch) waits for
-    the previous kernel of the stream (``griddepcontrol.wait``) before its first load, so that only its launch
-    overlaps that kernel's end.
     """
-    if PDL:
-        tl.extra.cuda.gdc_wait()
     i_v, i_bh = tl.program_id(0) % NV, tl.program_id(0) // NV
     o_f0 = tl.arange(0, BF)
     o_k = tl.arange(0, BK)
@@ -903,12 +896,8 @@ def _la_step_kernel(
             )
             p_s = kv + i_bh.to(tl.int64) * D * DV + o_f[:, None] * DV + o_v[None, :]
             m_s = m_f[:, None] & m_v[None, :]
-            if STREAM:
-                b_s = tl.load(p_s, mask=m_s, other=0.0, eviction_policy="evict_first") + b_phk[:, None] * b_v[None, :]
-                tl.store(p_s, b_s, mask=m_s, cache_modifier=".cs")
-            else:
-                b_s = tl.load(p_s, mask=m_s, other=0.0) + b_phk[:, None] * b_v[None, :]
-                tl.store(p_s, b_s, mask=m_s)
+            b_s = tl.load(p_s, mask=m_s, other=0.0) + b_phk[:, None] * b_v[None, :]
+            tl.store(p_s, b_s, mask=m_s)
             b_num += tl.sum(b_phq[:, None] * b_s, axis=0)
             if NORMALIZE or ZMODE == 1:
                 b_z = tl.load(p_z + o_f, mask=m_f, other=0.0) + b_phk

@@ -43,7 +43,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
+from mixerzoo.kernels._checks import cdiv, next_pow2
 from mixerzoo.kernels.linear_attention.triton_kernels import (
     FM_IDS,
     _la_bwd_kernel,
@@ -668,8 +668,6 @@ class StepConfig:
     bf: int  # features per loop iteration (>= D: the whole head tile loaded at once)
     warps: int
     zmode: str = "last"  # "last": the last program of the head (atomic counter) | "sep": a second tiny launch
-    stream: bool = False  # streaming cache hints on the state (GPU only)
-    pdl: bool = False  # programmatic dependent launch (GPU only)
 
 
 # Candidate decode configurations; the benchmark's decode section times each (after an oracle check).
@@ -683,9 +681,6 @@ STEP_CONFIGS: dict[str, StepConfig] = {
     "v32-sep": StepConfig(bv=32, bf=128, warps=4, zmode="sep"),
     # run 3: sep beat last by up to 11 µs at B=256 (v32-sep 177.7 vs v32 189.0): v32-all with the sep z, unmeasured
     "v32-all-sep": StepConfig(bv=32, bf=256, warps=4, zmode="sep"),
-    # session 5, unmeasured: v32-all with streaming cache hints on the state, and with programmatic dependent launch
-    "v32-all-cs": StepConfig(bv=32, bf=256, warps=4, stream=True),
-    "v32-all-pdl": StepConfig(bv=32, bf=256, warps=4, pdl=True),
 }
 FORCE_STEP: StepConfig | None = None  # test/benchmark hook: use this configuration for every step
 
@@ -698,6 +693,8 @@ FORCE_STEP: StepConfig | None = None  # test/benchmark hook: use this configurat
 #   head's state is read in <= 2 row blocks, so a split only adds φ recomputation and the z hand-off.
 # - Taylor (D=153), B·H <= 256: v16-all, 5.1 / 16.0 µs at B·H = 16 / 256 (v32-all 5.2 / 16.3; head 12.8 / 19.3).
 # - Taylor, B·H > 256: v32-all, 46.6 µs (82% of copy) at 1024 and 170.2 µs (89%) at 4096 (head 53.3 / 187.2).
+#   Session 5 (same run, v32-all 46.2 / 170.4 µs): streaming cache hints on the state (evict_first loads, .cs stores)
+#   47.2 / 175.7, programmatic dependent launch (griddepcontrol.wait first) 46.5 / 170.4: neither kept.
 STEP_RULE: tuple[tuple[int, int, str], ...] = (
     (64, 1 << 62, "head"),
     (1 << 62, 256, "v16-all"),
@@ -711,8 +708,7 @@ def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
     cfg = FORCE_STEP or STEP_CONFIGS[next(name for max_d, max_bh, name in STEP_RULE if d <= max_d and bh <= max_bh)]
     bv = min(cfg.bv, max(16, next_pow2(dv)))
     bf = min(cfg.bf, max(16, next_pow2(plan.out_dim)))
-    gpu = not interpreting()
-    return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode, stream=cfg.stream and gpu, pdl=cfg.pdl and gpu)
+    return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
 
 
 _STEP_COUNTERS: dict[torch.device, Tensor] = {}
@@ -759,8 +755,7 @@ def _op_step(
         FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=cfg.bf, BV=cfg.bv, M=plan.m, NORMALIZE=normalize,
         OFFSET_PTR=offset_t is not None,
     )  # fmt: skip
-    hints = dict(STREAM=cfg.stream, PDL=cfg.pdl, launch_pdl=True) if cfg.pdl else dict(STREAM=cfg.stream)
-    _la_step_kernel[(nv * B * H,)](*args, **statics, ZMODE=zmode, KV=True, NV=nv, num_warps=cfg.warps, **hints)
+    _la_step_kernel[(nv * B * H,)](*args, **statics, ZMODE=zmode, KV=True, NV=nv, num_warps=cfg.warps)
     if zmode == 0:  # z after every program has read it: a second launch that only updates z
         _la_step_kernel[(B * H,)](*args, **statics, ZMODE=0, KV=False, NV=1, num_warps=1)
     return o
