@@ -339,7 +339,6 @@ def run_decode(res: dict, bw: float, Bs, Ws, d: int = 128, H: int = 16, sweep: b
             if sweep:
                 for c in T.STEP_CANDIDATES:
                     name = f"S{c['S']}_BW{c['BW']}_w{c['num_warps']}" + ("_pf" if c.get("PREFETCH") else "")
-                    name += ("_dot" if c.get("DOT") else "") + (f"_r{c['maxnreg']}" if "maxnreg" in c else "")
                     variants[name] = (T.sliding_window_step_triton, c)
             variants["sdpa_ring"] = (None, None)
             variants["read_ring"] = (None, None)  # not a peer: torch reductions over the same ring bytes, for scale
@@ -434,8 +433,7 @@ def write_md(res: dict, path: str) -> None:
         best = r.get("best_variant")
         lines.append(
             f"| {r['W']} | {r['B']} | {r['d']} | {r['bytes'] / 1e6:.1f} | {r.get('steps_per_graph')} | "
-            f"S={cfg.get('S')} BW={cfg.get('BW')} w{cfg.get('num_warps')}{' pf' if cfg.get('PREFETCH') else ''}"
-            f"{' dot' if cfg.get('DOT') else ''} | "
+            f"S={cfg.get('S')} BW={cfg.get('BW')} w{cfg.get('num_warps')}{' pf' if cfg.get('PREFETCH') else ''} | "
             f"{fmt(r.get('mixerzoo_triton_us'))} | {fmt(r.get('mixerzoo_triton_frac_copy_bw'))} | "
             f"{fmt(r.get('mixerzoo_triton_us_1step_graph'))} | {best or '–'} | "
             f"{fmt(r.get(f'{best}_us'))} | {fmt(r.get(f'{best}_frac_copy_bw'))} | "

@@ -247,40 +247,6 @@ def test_step_matches_oracle_and_fills_the_ring(B, heads, d, dv, W, start, steps
     check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, "cpu", as_tensor, seed)
 
 
-DOT_STEPS = [
-    dict(S=1, BW=16, num_warps=1, PREFETCH=True, DOT=True),
-    dict(S=1, BW=16, num_warps=1, DOT=True),
-    dict(S=3, BW=16, num_warps=4, DOT=True),
-]
-
-
-@cpu_only
-@settings(max_examples=8, **FEW)
-@given(
-    cfg=st.sampled_from(DOT_STEPS),
-    B=st.integers(1, 3),
-    heads=HEADS,
-    d=st.sampled_from([8, 16, 24]),
-    dv=st.sampled_from([8, 12, 16]),
-    W=st.sampled_from([1, 9, 16, 40]),
-    start=st.sampled_from(["empty", "partial", "full"]),
-    dense=st.booleans(),
-    dtype=DTYPES,
-    seed=st.integers(0, 2**16),
-)
-def test_step_on_tensor_cores_matches_oracle(cfg, B, heads, d, dv, W, start, dense, dtype, seed):
-    """The DOT decode loop (the group's heads as the rows of one tile, two dots per chunk of 16 slots): empty, partly
-    written and wrapped rings, the window split or not, the next chunk prefetched or not, DENSE loads or not (NaN in
-    every unwritten slot), grouped heads (G = H / Hkv rows of a 16-row tile), against the fp64 oracle."""
-    P = {"empty": 0, "partial": W // 2, "full": 2 * W + 1}[start]
-    H, Hkv = heads
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(T, "_step_cfg", lambda *a: cfg)
-        if dense:
-            mp.setattr(T, "DENSE_MIN_W", 1)
-        check_steps(B, H, Hkv, d, dv, W, P, 2, dtype, "cpu", as_tensor=True, seed=seed)
-
-
 @cpu_only
 @pytest.mark.parametrize(
     "cfg", [dict(S=1, BW=4, num_warps=1, PREFETCH=True), dict(S=2, BW=2, num_warps=1, PREFETCH=True)]
@@ -309,21 +275,15 @@ def test_step_dense_loads_stop_at_the_last_written_slot(monkeypatch, cfg):
 
 
 @cpu_only
-@pytest.mark.parametrize("dot", [False, True], ids=["scalar", "dot"])
 @pytest.mark.parametrize("n_prog", [528, 1])
 @pytest.mark.parametrize("W,d", [(1, 128), (9, 128), (130, 128), (37, 64), (20, 256)])
-def test_step_gpu_default_config(monkeypatch, n_prog, W, d, dot):
+def test_step_gpu_default_config(monkeypatch, n_prog, W, d):
     """The GPU's default decode config (`_step_cfg_gpu`) for this W and head dim, run under the interpreter: one warp,
     chunks of 1K/d slots with the next chunk prefetched (≥ 528 programs; W=130 is 17 chunks, as the attn mixer's
-    cache-wide window), or 4 warps with the window split in S parts (few programs; W=130 → S=3 here). ``STEP_DOT``:
-    the same on tensor cores, chunks of at least 16 slots, for windows of 16 slots or more."""
-    monkeypatch.setattr(T, "STEP_DOT", dot)
+    cache-wide window), or 4 warps with the window split in S parts (few programs; W=130 → S=3 here)."""
     cfg = T._step_cfg_gpu(n_prog, 1, W, d)
-    assert cfg.get("DOT", False) == (dot and W >= 16)
     if n_prog >= 528:
-        bw = min(T.next_pow2(W), max(4, 1024 // d))
-        expected = dict(S=1, BW=max(16, bw), num_warps=1, PREFETCH=True, DOT=True) if dot and W >= 16 else None
-        assert cfg == (expected or dict(S=1, BW=bw, num_warps=1, PREFETCH=True))
+        assert cfg == dict(S=1, BW=min(T.next_pow2(W), max(4, 1024 // d)), num_warps=1, PREFETCH=True)
     monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
     P = {1: 0, 9: 20, 130: 131, 37: 12, 20: 45}[W]  # empty, wrapped, wrapped by one, partial, wrapped
     check_steps(2, 4, 2, d, d, W, P, 2, torch.float32, "cpu", as_tensor=True, seed=W)

@@ -28,8 +28,6 @@ fake and autograd registrations), so ``torch.compile`` traces through them; eage
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -287,68 +285,13 @@ def _step_load(p_ckb, p_cvb, n0, w1, o_d, o_dv, m_d, m_dv, HKV: tl.constexpr, D:
     return b_v, b_k
 
 
-@triton.jit
-def _step_heads_dot(
-    p_q, p_o, p_pm, p_pl, p_pacc, p_ckb, p_cvb, b_kn, b_vn, i_b, i_hk, i_s, w0, w1, w_ld, slot, n_valid, scale_log2,
-    s_qb, s_qh, H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr,
-    BDV: tl.constexpr, BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, PREFETCH: tl.constexpr,
-    BG: tl.constexpr, PREC: tl.constexpr,
-):  # fmt: skip
-    """The decode loop of `sliding_window_step_kernel` on tensor cores: the group's G query heads are the rows of one
-    ``[BG, BD]`` tile (BG = max(16, G): rows past G are zero and never stored), so each chunk is two small dots,
-    ``q·kᵀ [BG, BW]`` and ``p·v [BG, BDV]``, instead of per-element fp32 products and reductions (the scalar loop
-    retires ~30 instructions per ring element, near the SM's issue rate at copy bandwidth). ``p`` is rounded to the
-    ring's dtype for the second dot, as in flash attention."""
-    G: tl.constexpr = H // HKV
-    o_d, o_dv, o_g = tl.arange(0, BD), tl.arange(0, BDV), tl.arange(0, BG)
-    m_d, m_dv, m_g = o_d < D, o_dv < DV, o_g < G
-    i_h = i_hk * G + o_g  # [BG]
-    b_q = tl.load(
-        p_q + i_b.to(tl.int64) * s_qb + i_h[:, None] * s_qh + o_d[None, :], mask=m_g[:, None] & m_d[None, :], other=0.0
-    ).to(p_ckb.dtype.element_ty)
-    b_mi = tl.full([BG], -1e30, dtype=tl.float32)
-    b_li = tl.zeros([BG], dtype=tl.float32)
-    b_acc = tl.zeros([BG, BDV], dtype=tl.float32)
-    if PREFETCH:
-        b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-    for j in range(0, NW):
-        if PREFETCH:
-            b_v, b_k = b_vx, b_kx
-            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-        else:
-            b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-        o_w = w0 + j * BW + tl.arange(0, BW)
-        m_new = (o_w == slot)[:, None]
-        m_ok = (o_w < n_valid) & (o_w < w1)
-        # unwritten slots (garbage, NaN): their scores are masked, their values zeroed; the replaced slot: the new token
-        b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k)
-        b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0).to(b_v.dtype))
-        b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2  # [BG, BW]
-        b_s = tl.where(m_ok[None, :], b_s, float("-inf"))
-        b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
-        b_p = tl.exp2(b_s - b_mn[:, None])
-        b_alpha = tl.exp2(b_mi - b_mn)
-        b_li = b_li * b_alpha + tl.sum(b_p, 1)
-        b_acc = b_acc * b_alpha[:, None] + _dot(b_p.to(b_v.dtype), b_v, PREC)
-        b_mi = b_mn
-    o_bh = (i_b * H + i_h).to(tl.int64)  # [BG]
-    m_out = m_g[:, None] & m_dv[None, :]
-    if S == 1:
-        tl.store(p_o + o_bh[:, None] * DV + o_dv[None, :], (b_acc / b_li[:, None]).to(p_o.dtype.element_ty), mask=m_out)
-    else:
-        o_p = o_bh * S + i_s
-        tl.store(p_pm + o_p, b_mi, mask=m_g)
-        tl.store(p_pl + o_p, b_li, mask=m_g)
-        tl.store(p_pacc + o_p[:, None] * DV + o_dv[None, :], b_acc, mask=m_out)
-
-
 @triton.jit(do_not_specialize=["pos_int"])
 def sliding_window_step_kernel(
     p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, W, WS, scale_log2,
     s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
-    DENSE: tl.constexpr, DOT: tl.constexpr = False, BG: tl.constexpr = 16, PREC: tl.constexpr = "ieee",
+    DENSE: tl.constexpr,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
@@ -356,8 +299,7 @@ def sliding_window_step_kernel(
     DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): the loads stop at
     the last written slot, so a step reads the tokens so far rather than the whole capacity; the loads then
     wait for pos. The new token's q ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides
-    ``s_*`` (views of the projection row need no copy); the rings and o contiguous. DOT (BW ≥ 16): the loop runs on
-    tensor cores, all G heads at once (`_step_heads_dot`); else one head at a time in fp32 registers."""
+    ``s_*`` (views of the projection row need no copy); the rings and o contiguous."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
@@ -379,48 +321,42 @@ def sliding_window_step_kernel(
         w_ld = w1
     b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_b.to(tl.int64) * s_vb + i_hk * s_vh + o_dv, mask=m_dv, other=0.0)
-    if DOT:
-        _step_heads_dot(
-            p_q, p_o, p_pm, p_pl, p_pacc, p_ckb, p_cvb, b_kn, b_vn, i_b, i_hk, i_s, w0, w1, w_ld, slot, n_valid,
-            scale_log2, s_qb, s_qh, H, HKV, D, DV, BD, BDV, BW, NW, S, PREFETCH, BG, PREC,
-        )  # fmt: skip
-    else:
-        for g in tl.static_range(G):
-            i_h = i_hk * G + g
-            b_q = tl.load(p_q + i_b.to(tl.int64) * s_qb + i_h * s_qh + o_d, mask=m_d, other=0.0).to(tl.float32)
-            b_mi = tl.full([], -1e30, dtype=tl.float32)
-            b_li = tl.full([], 0.0, dtype=tl.float32)
-            b_acc = tl.zeros([BDV], dtype=tl.float32)
-            if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
-                b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-            for j in range(0, NW):
-                if PREFETCH:
-                    b_v, b_k = b_vx, b_kx
-                    b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-                else:
-                    b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-                o_w = w0 + j * BW + tl.arange(0, BW)
-                m_new = (o_w == slot)[:, None]
-                m_ok = (o_w < n_valid) & (o_w < w1)
-                # unwritten slots (garbage, NaN) are masked after the load; the slot being replaced takes the new token
-                b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
-                b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
-                b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
-                b_s = tl.where(m_ok, b_s, float("-inf"))
-                b_mn = tl.maximum(b_mi, tl.max(b_s, 0))
-                b_p = tl.exp2(b_s - b_mn)
-                b_alpha = tl.exp2(b_mi - b_mn)
-                b_li = b_li * b_alpha + tl.sum(b_p, 0)
-                b_acc = b_acc * b_alpha + tl.sum(b_p[:, None] * b_v, 0)
-                b_mi = b_mn
-            if S == 1:
-                p_ob = p_o + (i_b * H + i_h).to(tl.int64) * DV
-                tl.store(p_ob + o_dv, (b_acc / b_li).to(p_o.dtype.element_ty), mask=m_dv)
+    for g in tl.static_range(G):
+        i_h = i_hk * G + g
+        b_q = tl.load(p_q + i_b.to(tl.int64) * s_qb + i_h * s_qh + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_mi = tl.full([], -1e30, dtype=tl.float32)
+        b_li = tl.full([], 0.0, dtype=tl.float32)
+        b_acc = tl.zeros([BDV], dtype=tl.float32)
+        if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
+            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+        for j in range(0, NW):
+            if PREFETCH:
+                b_v, b_k = b_vx, b_kx
+                b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
             else:
-                o_p = (i_b * H + i_h).to(tl.int64) * S + i_s
-                tl.store(p_pm + o_p, b_mi)
-                tl.store(p_pl + o_p, b_li)
-                tl.store(p_pacc + o_p * DV + o_dv, b_acc, mask=m_dv)
+                b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+            o_w = w0 + j * BW + tl.arange(0, BW)
+            m_new = (o_w == slot)[:, None]
+            m_ok = (o_w < n_valid) & (o_w < w1)
+            # unwritten slots (garbage, NaN) are masked after the load; the slot being replaced takes the new token
+            b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
+            b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
+            b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
+            b_s = tl.where(m_ok, b_s, float("-inf"))
+            b_mn = tl.maximum(b_mi, tl.max(b_s, 0))
+            b_p = tl.exp2(b_s - b_mn)
+            b_alpha = tl.exp2(b_mi - b_mn)
+            b_li = b_li * b_alpha + tl.sum(b_p, 0)
+            b_acc = b_acc * b_alpha + tl.sum(b_p[:, None] * b_v, 0)
+            b_mi = b_mn
+        if S == 1:
+            p_ob = p_o + (i_b * H + i_h).to(tl.int64) * DV
+            tl.store(p_ob + o_dv, (b_acc / b_li).to(p_o.dtype.element_ty), mask=m_dv)
+        else:
+            o_p = (i_b * H + i_h).to(tl.int64) * S + i_s
+            tl.store(p_pm + o_p, b_mi)
+            tl.store(p_pl + o_p, b_li)
+            tl.store(p_pacc + o_p * DV + o_dv, b_acc, mask=m_dv)
     # in place: the split that holds the slot writes the new token (only it reads that slot)
     m_mine = (slot >= w0) & (slot < w1)
     tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d & m_mine)
@@ -501,12 +437,6 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
 DENSE_MIN_W = 512
 
 
-def _launch_opts(cfg: dict) -> dict:
-    """Compile options a config may carry besides its constexprs: ``maxnreg`` (registers per thread, so that more
-    programs fit on an SM). The interpreter has no registers: none there."""
-    return {} if interpreting() or "maxnreg" not in cfg else {"maxnreg": cfg["maxnreg"]}
-
-
 def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
     """Decode config; the interpreter's small chunks (several chunks per split, 2 splits) or `_step_cfg_gpu`."""
     if interpreting():
@@ -514,20 +444,7 @@ def _step_cfg(B: int, HKV: int, W: int, bd: int) -> dict:
     return _step_cfg_gpu(B, HKV, W, bd)
 
 
-# The decode loop on tensor cores (`_step_heads_dot`), session 5: CPU-tested, not yet timed, so off by default
-# (``MIXERZOO_SW_STEP_DOT=1``: on). With it, the one-warp chunks are at least the 16 slots of tl.dot's smallest tile.
-STEP_DOT: bool = os.environ.get("MIXERZOO_SW_STEP_DOT", "0") == "1"
-
-
 def _step_cfg_gpu(B: int, HKV: int, W: int, bd: int) -> dict:
-    """The GPU's decode config: `_step_cfg_scalar`'s, on tensor cores if ``STEP_DOT`` (windows of 16 slots or more)."""
-    cfg = _step_cfg_scalar(B, HKV, W, bd)
-    if STEP_DOT and W >= 16:
-        cfg.update(DOT=True, BW=max(16, cfg["BW"]))
-    return cfg
-
-
-def _step_cfg_scalar(B: int, HKV: int, W: int, bd: int) -> dict:
     """Decode: one program per (sequence, kv head), 16-byte loads. H200, W=64 d=128 H=16 (results/sliding_window.md,
     round 3): with ≥ 528 programs (4 per SM) one warp per program over chunks of 1K/bd slots, the next chunk loaded
     before the current one is reduced, is fastest (no cross-warp reductions, one DRAM latency in the open: 12.5 µs at
@@ -573,15 +490,12 @@ STEP_CANDIDATES = [  # decode (S splits of the window, BW slots per chunk, warps
     dict(S=2, BW=8, num_warps=1, PREFETCH=True),
     dict(S=1, BW=32, num_warps=2, PREFETCH=True),
     dict(S=1, BW=64, num_warps=4),
-    # session 5, untimed: on tensor cores; long rings (the attn KV cache) split in S parts; fewer registers
-    dict(S=1, BW=16, num_warps=1, PREFETCH=True, DOT=True),
-    dict(S=1, BW=32, num_warps=1, PREFETCH=True, DOT=True),
-    dict(S=1, BW=64, num_warps=4, DOT=True),
-    dict(S=4, BW=16, num_warps=1, PREFETCH=True),
-    dict(S=8, BW=16, num_warps=1, PREFETCH=True),
-    dict(S=4, BW=16, num_warps=1, PREFETCH=True, DOT=True),
-    dict(S=1, BW=16, num_warps=1, PREFETCH=True, maxnreg=128),
 ]
+# Tried in session 5 and removed (results/session5/sliding_window_decode_w*.md, same runs as the default): the loop on
+# tensor cores (the group's heads as the rows of one [16, d] tile, two tl.dot per chunk) 21.5 / 71.4 µs at W=64
+# B=64 / 256 vs 12.4 / 36.3 (its static loop is no shorter: 447 vs 465 instructions per 16-slot chunk at d=64, and
+# 194 registers); long rings split in S=4 / 8 parts, 257 / 264 µs at W=2048 B=128 d=64 vs 248 (the default reads
+# at 102% of copy bandwidth there: nothing to gain); maxnreg=128, 249 µs there and 20.1 vs 12.4 at W=64 B=64.
 
 
 # Launch plans (grid and keyword arguments of every launch) cached per shape, window, dtype and tile function: the
@@ -769,7 +683,6 @@ def sliding_window_step(
     D, DV, BD, BDV = _dims(q, v)
     cfg = _step_cfg(B, HKV, W, max(BD, BDV))
     S, BW, nw, prefetch = cfg["S"], cfg["BW"], cfg["num_warps"], cfg.get("PREFETCH", False)
-    dot = cfg.get("DOT", False) and BW >= 16  # tl.dot's smallest tile
     WS = cdiv(W, S)  # slots per split
     o = _empty(B, H, DV, like=q)
     if S > 1:
@@ -781,8 +694,7 @@ def sliding_window_step(
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
         scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
-        POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DOT=dot,
-        BG=max(16, next_pow2(H // HKV)), PREC=_prec(q), num_warps=nw, **_launch_opts(cfg),
+        POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, num_warps=nw,
     )  # fmt: skip
     if S > 1:
         sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4)
