@@ -502,6 +502,17 @@ def test_gpu_step_one_warp_default(W, d):
 
 @gpu
 @needs_cuda
+@pytest.mark.parametrize("B", [33, 1])
+@pytest.mark.parametrize("P", [0, 300, 1500, 2050])
+def test_gpu_step_dense_loop_stops_at_the_last_written_slot(B, P):
+    """The attn mixer's KV cache (2,048 slots, DENSE) empty, partly written and wrapped: on the GPU the chunk loop runs
+    only up to the last written slot (DYN). B=33: one warp per (sequence, head); B=1: the window split in 16 parts, most
+    of them past the last written slot while the cache fills (no loop at all)."""
+    check_steps(B, 16, 16, 64, 64, 2048, P, 2, torch.bfloat16, "cuda", as_tensor=True, seed=P)
+
+
+@gpu
+@needs_cuda
 @pytest.mark.parametrize(
     "kind,bd,i", [(kind, bd, i) for (kind, bd), cfgs in T.TILE_CANDIDATES.items() for i in range(len(cfgs))]
 )

@@ -291,14 +291,15 @@ def sliding_window_step_kernel(
     s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
-    DENSE: tl.constexpr,
+    DENSE: tl.constexpr, DYN: tl.constexpr = False,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
     partial max / sum / unnormalized output per split (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32).
     DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): the loads stop at
     the last written slot, so a step reads the tokens so far rather than the whole capacity; the loads then
-    wait for pos. The new token's q ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides
+    wait for pos. DENSE and DYN (the GPU; the interpreter has no loops of a run-time length): the chunk loop stops
+    there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides
     ``s_*`` (views of the projection row need no copy); the rings and o contiguous."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
@@ -319,6 +320,10 @@ def sliding_window_step_kernel(
         w_ld = tl.minimum(w1, n_valid)
     else:
         w_ld = w1
+    n_chunks = NW
+    if DENSE:
+        if DYN:
+            n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 (no loop) in a split past the last written slot
     b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_b.to(tl.int64) * s_vb + i_hk * s_vh + o_dv, mask=m_dv, other=0.0)
     for g in tl.static_range(G):
@@ -329,7 +334,7 @@ def sliding_window_step_kernel(
         b_acc = tl.zeros([BDV], dtype=tl.float32)
         if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
             b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-        for j in range(0, NW):
+        for j in range(0, n_chunks):
             if PREFETCH:
                 b_v, b_k = b_vx, b_kx
                 b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
@@ -694,7 +699,8 @@ def sliding_window_step(
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
         scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
-        POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, num_warps=nw,
+        POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DYN=not interpreting(),
+        num_warps=nw,
     )  # fmt: skip
     if S > 1:
         sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4)
