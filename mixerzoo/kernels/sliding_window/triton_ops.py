@@ -299,8 +299,9 @@ def sliding_window_step_kernel(
     DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): the loads stop at
     the last written slot, so a step reads the tokens so far rather than the whole capacity; the loads then
     wait for pos. DENSE and DYN (the GPU; the interpreter has no loops of a run-time length): the chunk loop stops
-    there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides
-    ``s_*`` (views of the projection row need no copy); the rings and o contiguous."""
+    there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and
+    v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection row need no copy); the
+    rings and o contiguous."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
