@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
+from mixerzoo.models import lm
 
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_largest_steps",
@@ -194,18 +195,22 @@ def largest_batch(
     model, prompt_len: int, new_tokens: int, headroom: float = 0.85, total_memory: int | None = None
 ) -> int:
     """The most sequences whose weights, states and a prefill slice fit in ``total_memory`` bytes (default: the
-    current CUDA device's), analytic. Each sequence's state counts twice: capturing the decode step warms it up on a
-    copy of the states (``LanguageModel._graphed_step``), so both exist while it captures."""
+    current CUDA device's), analytic. Capturing the decode step (``LanguageModel._graphed_step``) keeps a copy of each
+    state while its warm-up runs, so states count twice; with ``lm.CAPTURE_IN_PLACE`` the key/value rings and caches
+    of ``sw`` and ``attn`` count once (``Mixer.snapshot`` saves the warm-up's few slots, not the cache)."""
+
     elem = next(model.parameters()).element_size()
     if total_memory is None:
         total_memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     weights = sum(p.numel() for p in model.parameters()) * elem
     state = sum(
-        b.mixer.state_size(prompt_len + new_tokens) * (4 if isinstance(b.mixer, LinearAttention) else elem)
+        b.mixer.state_size(prompt_len + new_tokens)
+        * (4 if isinstance(b.mixer, LinearAttention) else elem)
+        * (1 if lm.CAPTURE_IN_PLACE and isinstance(b.mixer, (Attention, SlidingWindowAttention)) else 2)
         for b in model.stack.blocks
     )
     workspace = 128 * prompt_len * model.stack.d_model * elem * 24 + 2 * model.vocab_size * 128 * 4  # prefill slices
-    return max(1, int((total_memory * headroom - weights - workspace) // (2 * state)))
+    return max(1, int((total_memory * headroom - weights - workspace) // state))
 
 
 def bench_generate_largest(
@@ -231,7 +236,7 @@ def bench_generate_largest_steps(
     compile_step: str | None = None,
 ) -> list[dict]:  # fmt: skip
     """`bench_generate_largest` for each step of `compile_steps(compile_step)`: eager first, then the compiled step
-    starting from the batch the eager one reached (both capture a scratch copy of the states)."""
+    starting from the batch the eager one reached."""
     rows, batch = [], None
     for step in compile_steps(compile_step):
         rows.append(

@@ -53,6 +53,27 @@ def test_stepping_equals_the_full_forward(name):
     assert int(state["position"]) == 17
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_snapshot_restores_what_the_steps_changed(name, steps):
+    """``snapshot(state, n)`` then ``n`` steps then the restore: every state tensor as before, bit for bit (the CUDA
+    graph capture's warm-up runs on the real state and relies on this); the steps did change it. Rings of 5 slots:
+    ``n`` = 5 writes all of them, from a position that wraps."""
+    mixer = make_mixer(name)
+    state = mixer.init_state(2, capacity=32)
+    with torch.no_grad():
+        for _ in range(7):
+            mixer.step(torch.randn(2, D_MODEL), state)
+        before = {key: t.clone() for key, t in state.items()}
+        restore = mixer.snapshot(state, steps)
+        for _ in range(steps):
+            mixer.step(torch.randn(2, D_MODEL), state)
+    assert any(not torch.equal(state[key], t) for key, t in before.items()), f"{name}: the steps changed nothing"
+    restore()
+    for key, t in before.items():
+        assert torch.equal(state[key], t), f"{name}: {key} not restored"
+
+
 @pytest.mark.parametrize("kv_heads", [1, 2])
 def test_attention_decode_through_the_ring_kernel_equals_the_full_forward(monkeypatch, kv_heads):
     """The attn step's CUDA path (the sliding window's fused decode kernel, window = the whole cache) run here

@@ -306,12 +306,17 @@ def test_bench_times_compiled_beside_eager():
         assert bench_main(["prefill", "based-360m", "--compile", "--cuda-graph"]) == 2
 
 
-def test_largest_batch_estimate_fits_twice_the_states():
-    """The analytic largest batch: weights, a prefill workspace and two copies of every sequence's state (the capture
-    warms up on a copy) within the memory given; more memory, more sequences; a constant-state model fits more
-    sequences than one whose KV cache grows with the tokens."""
+@pytest.mark.parametrize("in_place", [False, True], ids=["scratch", "in_place"])
+def test_largest_batch_estimate_fits_the_states_and_their_snapshots(monkeypatch, in_place):
+    """The analytic largest batch: weights, a prefill workspace, every sequence's state and what the capture keeps
+    beside it (a copy of every state; in place, a copy of the linear-attention and conv states, not of the key/value
+    rings) within the memory given; more memory, more sequences; a constant-state model fits more sequences than one
+    whose KV cache grows with the tokens."""
     from mixerzoo.bench import largest_batch
-    from mixerzoo.mixers import LinearAttention
+    from mixerzoo.mixers import GatedConv, LinearAttention, SlidingWindowAttention
+    from mixerzoo.models import lm
+
+    monkeypatch.setattr(lm, "CAPTURE_IN_PLACE", in_place)
 
     based = zoo.build("conv3-taylor8-sw16", d_model=64, vocab_size=128, n_heads=1, dtype=torch.bfloat16)
     attn = zoo.build("conv3-attn-sw16", d_model=64, vocab_size=128, n_heads=1, dtype=torch.bfloat16)
@@ -320,9 +325,22 @@ def test_largest_batch_estimate_fits_twice_the_states():
     assert 1 < b1 < b2
     assert largest_batch(attn, 1024, 1024, total_memory=gb) < b1
     state = sum(
-        blk.mixer.state_size(2048) * (4 if isinstance(blk.mixer, LinearAttention) else 2) for blk in based.stack.blocks
+        blk.mixer.state_size(2048)
+        * (4 if isinstance(blk.mixer, LinearAttention) else 2)
+        * (1 if in_place and isinstance(blk.mixer, SlidingWindowAttention) else 2)
+        for blk in based.stack.blocks
     )
-    assert 2 * state * b1 <= 0.85 * gb
+    assert state * b1 <= 0.85 * gb
+    # exact for the model with a KV cache: each sequence costs its states twice (in place: its conv state twice, its
+    # ring and its cache once)
+    attn_b = largest_batch(attn, 1024, 1024, total_memory=gb)
+    per_seq = sum(
+        blk.mixer.state_size(2048) * 2 * (2 if not in_place or isinstance(blk.mixer, GatedConv) else 1)
+        for blk in attn.stack.blocks
+    )
+    weights = sum(p.numel() for p in attn.parameters()) * 2
+    room = 0.85 * gb - weights - (128 * 1024 * 64 * 2 * 24 + 2 * 128 * 128 * 4)  # the prefill slices
+    assert attn_b * per_seq <= room < (attn_b + 1) * per_seq
 
 
 def test_largest_batch_search_shrinks_on_oom_and_compiled_starts_where_eager_fit(monkeypatch):

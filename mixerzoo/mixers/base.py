@@ -11,10 +11,14 @@
   prefill traces in one graph.
 - ``state_size(seq_len)``: elements of recurrent state per sequence after ``seq_len`` tokens,
   counted from the tensors ``init_state`` really allocates (never a formula written by hand).
+- ``snapshot(state, steps)``: saves what the next ``steps`` decode steps will change in ``state`` and returns the
+  function that puts it back (a CUDA-graph capture warms up on the real state, then restores it). The default
+  copies every tensor; a mixer that writes only part of its state per step saves only that part.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +70,17 @@ class Mixer(nn.Module):
     def state_size(self, seq_len: int) -> int:
         """Recurrent-state elements per sequence after ``seq_len`` tokens (from the real allocation)."""
         return state_numel(self.init_state(1, device="meta", capacity=seq_len))
+
+    def snapshot(self, state: State, steps: int) -> Callable[[], None]:
+        """Save what ``steps`` calls of ``step`` will change in ``state``; the returned function puts it back, in
+        place (device copies in stream order, no host synchronization). Here: a copy of every tensor."""
+        saved = {key: t.clone() for key, t in state.items()}
+
+        def restore() -> None:
+            for key, t in saved.items():
+                state[key].copy_(t)
+
+        return restore
 
     def _device_dtype(self, device, dtype) -> tuple[torch.device, torch.dtype]:
         """The state's device and dtype: as given, else those of the mixer's parameters."""

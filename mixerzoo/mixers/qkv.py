@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -46,6 +48,21 @@ class RotaryQKVMixer(Mixer):
                 cos, sin = rotary_angles(positions, self.head_dim)
             qk = rotate(qk, cos, sin)
         return qk[..., : self.heads, :], qk[..., self.heads :, :], v
+
+    def snapshot(self, state: State, steps: int) -> Callable[[], None]:
+        """A step writes one slot of the keys and values (``position`` modulo their length: the ring of a window,
+        or the KV cache, whose position stays below its capacity) and advances the position: ``steps`` steps change
+        ``steps`` slots, so only those are saved, not the cache."""
+        position = state["position"].clone()
+        slots = (position + torch.arange(steps, device=position.device)) % state["k"].shape[1]
+        k, v = state["k"].index_select(1, slots), state["v"].index_select(1, slots)
+
+        def restore() -> None:
+            state["k"].index_copy_(1, slots, k)
+            state["v"].index_copy_(1, slots, v)
+            state["position"].copy_(position)
+
+        return restore
 
     def _kv_state(self, batch_size: int, length: int, device, dtype) -> State:
         """Zeroed keys and values ``[B, length, Hkv, hd]`` (the ring buffer or the KV cache) and the position."""
