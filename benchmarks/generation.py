@@ -94,11 +94,11 @@ def main() -> int:
     by = {(r["model"], r["batch"]): r for r in eager}
     lin, att = args.pair
     ratio = by[(lin, ratio_batch)]["tokens_per_s"] / by[(att, ratio_batch)]["tokens_per_s"]
-    best = {m: max(r["tokens_per_s"] for r in eager if r["model"] == m) for m in args.pair}
+    best = _best(eager, args.pair)
     fast = {(r["model"], r["batch"]): r for r in ok if r["step"] != "eager"}
     compiled = []
     if fast:
-        best_fast = {m: max(r["tokens_per_s"] for k, r in fast.items() if k[0] == m) for m in args.pair}
+        best_fast = _best(fast.values(), args.pair)
         compiled = [
             "## Compiled vs eager step (both CUDA-graphed, same run)", "",
             _table(speedups(ok), ["model", "batch", "step", "eager_ms", "compiled_ms", "speedup", "capture_s"]), "",
@@ -139,6 +139,11 @@ def main() -> int:
     plot_throughput({_pair_title(gen): gen}, out / "generation.png")
     print("\n".join(md))
     return 0
+
+
+def _best(rows, models) -> dict[str, float]:
+    """Each model's highest tokens per second among ``rows`` (its best batch)."""
+    return {m: max(r["tokens_per_s"] for r in rows if r["model"] == m) for m in models}
 
 
 def _pair_title(rows: list[dict]) -> str:

@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixerzoo import bench, build
-from mixerzoo.bench import step_label
+from mixerzoo.bench import prefill_label
 from mixerzoo.zoo import PRESETS
 
 
@@ -49,7 +49,7 @@ def profile_prefill(
     gpu_ms = sum(t for t, _ in kernels.values())
     launches = sum(n for _, n in kernels.values())
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
-    label = step_label(compile) + ("+graph" if graph else "")
+    label = prefill_label(compile, graph)
     print(f"\n## {name} ({label}), batch {batch}, {length} tokens: wall {wall_ms:.2f} ms, GPU kernels {gpu_ms:.2f} ms, "
           f"{launches} launches (warm-up {warmup_s:.1f} s)\n")  # fmt: skip
     print("| kernel | ms | launches |\n|---|---:|---:|")

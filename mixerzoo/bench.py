@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from mixerzoo.mixers import Attention, GatedConv, LinearAttention, SlidingWindowAttention
+from mixerzoo.mixers import Attention, GatedConv, LinearAttention, Mixer, SlidingWindowAttention
 from mixerzoo.models import lm
 
 __all__ = [
@@ -173,6 +173,11 @@ def step_label(compile_step: bool | str) -> str:
     return "compiled" if compile_step is True or compile_step == "default" else f"compiled:{compile_step}"
 
 
+def prefill_label(compile: bool | str, cuda_graph: bool) -> str:
+    """The ``prefill`` column of a result row: `step_label`, plus ``+graph`` when replayed from a CUDA graph."""
+    return step_label(compile) + ("+graph" if cuda_graph else "")
+
+
 def compile_steps(compile_step: str | None) -> list[bool | str]:
     """The steps (or prefills) to time side by side: eager alone, or eager then compiled when ``--compile-step``
     (``--compile``) is given."""
@@ -196,9 +201,8 @@ def largest_batch(
 ) -> int:
     """The most sequences whose weights, states and a prefill slice fit in ``total_memory`` bytes (default: the
     current CUDA device's), analytic. Capturing the decode step (``LanguageModel._graphed_step``) keeps a copy of each
-    state while its warm-up runs, so states count twice; with ``lm.CAPTURE_IN_PLACE`` the key/value rings and caches
-    of ``sw`` and ``attn`` count once (``Mixer.snapshot`` saves the warm-up's few slots, not the cache)."""
-
+    state while its warm-up runs, so states count twice; with ``lm.CAPTURE_IN_PLACE`` a state counts once when its
+    mixer's ``snapshot`` saves only part of it (the key/value rings and caches of ``sw`` and ``attn``: a few slots)."""
     elem = next(model.parameters()).element_size()
     if total_memory is None:
         total_memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
@@ -206,7 +210,7 @@ def largest_batch(
     state = sum(
         b.mixer.state_size(prompt_len + new_tokens)
         * (4 if isinstance(b.mixer, LinearAttention) else elem)
-        * (1 if lm.CAPTURE_IN_PLACE and isinstance(b.mixer, (Attention, SlidingWindowAttention)) else 2)
+        * (1 if lm.CAPTURE_IN_PLACE and type(b.mixer).snapshot is not Mixer.snapshot else 2)
         for b in model.stack.blocks
     )
     workspace = 128 * prompt_len * model.stack.d_model * elem * 24 + 2 * model.vocab_size * 128 * 4  # prefill slices
@@ -274,8 +278,7 @@ def bench_prefill(
         elif isinstance(m, LinearAttention):
             flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
     floor_ms = 1e3 * flops / ceilings.matmul_flops_per_s
-    label = step_label(compile) + ("+graph" if cuda_graph else "")
-    return {"model": name, "batch": batch, "prefill": label, "seq_len": seq_len, "ms": ms,
+    return {"model": name, "batch": batch, "prefill": prefill_label(compile, cuda_graph), "seq_len": seq_len, "ms": ms,
             "floor_ms": floor_ms, "over_floor": ms / floor_ms, "tokens_per_s": batch * seq_len / (ms * 1e-3),
             "warmup_s": warmup_s}  # fmt: skip
 

@@ -196,24 +196,21 @@ def test_strided_inputs_match_oracle(B, L, C, K, dtype, layout):
      (1, 40, 12, 3, torch.float32, False, None)],
 )  # fmt: skip
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
-def test_forward_paths_match_oracle(B, L, C, K, dtype, has_state, layout, fast):
+def test_forward_paths_match_oracle(monkeypatch, B, L, C, K, dtype, has_state, layout, fast):
     """``FWD_FAST`` on (the default): interior tiles (BT=16 rows here, full channel blocks: C a power of two) take the
     unmasked path with the approximate sigmoid, the first tile, the last partial one and C=12's partial channel block
     the general one. Off: every tile takes the general path. y and the final state against the oracle (the backward
     is unchanged)."""
-    saved, T.FWD_FAST = T.FWD_FAST, fast
-    try:
-        if layout is None:
-            u, gate, w, b, h0 = make(B, L, C, K, dtype, "cpu", True, has_state, seed=L)
-        else:
-            u, gate, w, b, h0, _ = strided_views(B, L, C, K, dtype, layout, seed=L)
-        with torch.no_grad():
-            y, ht = gated_short_conv(u, gate, w, b, initial_state=h0, output_final_state=True, backend="triton")
-        y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
-        assert_close("y", y, y_ref, dtype)
-        assert torch.equal(ht.double(), ht_ref)
-    finally:
-        T.FWD_FAST = saved
+    monkeypatch.setattr(T, "FWD_FAST", fast)
+    if layout is None:
+        u, gate, w, b, h0 = make(B, L, C, K, dtype, "cpu", True, has_state, seed=L)
+    else:
+        u, gate, w, b, h0, _ = strided_views(B, L, C, K, dtype, layout, seed=L)
+    with torch.no_grad():
+        y, ht = gated_short_conv(u, gate, w, b, initial_state=h0, output_final_state=True, backend="triton")
+    y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+    assert_close("y", y, y_ref, dtype)
+    assert torch.equal(ht.double(), ht_ref)
 
 
 @cpu_only
@@ -332,14 +329,11 @@ def test_gpu_forward_backward(B, L, C, K, has_bias, has_state, dtype):
     "B,L,C,K,has_state", [(2, 4099, 1024, 3, True), (4, 2048, 4096, 4, False), (3, 1000, 257, 3, False)]
 )
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
-def test_gpu_forward_paths(B, L, C, K, has_state, dtype, fast):
+def test_gpu_forward_paths(monkeypatch, B, L, C, K, has_state, dtype, fast):
     """``FWD_FAST`` on and off at the GPU's tiles (on: interior tiles unmasked, approximate sigmoid; C=257: partial
     channel block)."""
-    saved, T.FWD_FAST = T.FWD_FAST, fast
-    try:
-        check_fwd_bwd(B, L, C, K, dtype, "cuda", True, has_state)
-    finally:
-        T.FWD_FAST = saved
+    monkeypatch.setattr(T, "FWD_FAST", fast)
+    check_fwd_bwd(B, L, C, K, dtype, "cuda", True, has_state)
 
 
 @gpu

@@ -310,12 +310,13 @@ class LanguageModel(nn.Module):
         static_token = torch.zeros(batch_size, dtype=torch.long, device=states[0]["position"].device)
         if CAPTURE_IN_PLACE:  # warm up on the real states, then put back what the warm-up changed
             restores = [block.mixer.snapshot(s, WARM_UPS) for block, s in zip(self.stack.blocks, states)]
-            graph, static_logits = _capture(lambda: decode(static_token, states), lambda: decode(static_token, states))
-            for restore in restores:
-                restore()
+            warm = states
         else:  # warm up on a copy: the real states stay untouched
-            scratch = [{k: t.clone() for k, t in s.items()} for s in states]
-            graph, static_logits = _capture(lambda: decode(static_token, scratch), lambda: decode(static_token, states))
+            restores = []
+            warm = [{k: t.clone() for k, t in s.items()} for s in states]
+        graph, static_logits = _capture(lambda: decode(static_token, warm), lambda: decode(static_token, states))
+        for restore in restores:
+            restore()
 
         def replay(token: Tensor) -> Tensor:
             static_token.copy_(token)

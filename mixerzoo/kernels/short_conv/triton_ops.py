@@ -194,7 +194,7 @@ def gated_short_conv_step_kernel(
     if K > 1:
         tl.store(p_h + (i_b * (K - 1) + K - 2).to(tl.int64) * C + o_c, b_u.to(p_h.dtype.element_ty), mask=m_c)
     b_g = tl.load(p_g + i_b.to(tl.int64) * sbg + o_c, mask=m_c, other=0.0).to(tl.float32)
-    tl.store(p_y + i_b * C + o_c, (b_z * tl.sigmoid(b_z) * b_g).to(p_y.dtype.element_ty), mask=m_c)
+    tl.store(p_y + i_b * C + o_c, _silu_gate(b_z, b_g, False).to(p_y.dtype.element_ty), mask=m_c)
 
 
 def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:

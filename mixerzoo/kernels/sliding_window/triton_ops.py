@@ -679,11 +679,8 @@ def sliding_window_step(
         raise ValueError(
             "sliding_window_attention_step (triton): cache_k and cache_v must be contiguous (updated in place)"
         )
-    (q, sq), (k, sk), (v, sv) = (
-        unit_stride_rows(q),
-        unit_stride_rows(k),
-        unit_stride_rows(v),
-    )  # strided reads: views of the projection row, no copy
+    # strided reads: views of the projection row, no copy
+    (q, sq), (k, sk), (v, sv) = unit_stride_rows(q), unit_stride_rows(k), unit_stride_rows(v)
     B, H, _ = q.shape
     W, HKV = cache_k.shape[1], cache_k.shape[2]
     D, DV, BD, BDV = _dims(q, v)
