@@ -303,7 +303,9 @@ def _la_state_fwd_kernel(
         if STORE_ALL:
             o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
             tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
-            tl.store(z_all + o_c + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+            # z once per head (value tile 0); tl.where, not `&`: triton 3.9's interpreter rejects a bool tensor & a
+            # bool scalar as a mask (as every z store below)
+            tl.store(z_all + o_c + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
         o_tc = i_c * BT + o_t
         m_t = o_tc < L
         b_k = _load_rows(p_k, o_tc, m_t, L, H, DK, BK).to(tl.float32)
@@ -314,7 +316,7 @@ def _la_state_fwd_kernel(
         b_z += tl.sum(b_phi, axis=0)
     if STORE_FINAL:
         tl.store(sT + o_sd, b_s, mask=m_v[None, :])
-        tl.store(zT + i_bh.to(tl.int64) * DI + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+        tl.store(zT + i_bh.to(tl.int64) * DI + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
 
 
 @triton.jit
@@ -361,7 +363,7 @@ def _la_chunk_state_kernel(
     b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
     o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
     tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
-    tl.store(z_all + o_c + o_d, b_z, mask=(o_d < DI) & (i_v == 0))
+    tl.store(z_all + o_c + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
 
 
 @triton.jit
@@ -447,7 +449,7 @@ def _la_state_scan_kernel(
     o_s = i_s * BS + tl.arange(0, BS)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < DV
-    m_z = (o_s < DI) & (i_v == 0)
+    m_z = tl.where(i_v == 0, o_s < DI, False)
     o_sd = o_s[:, None] * DV + o_v[None, :]  # [BS, BV] within one state
     o_h = i_bh.to(tl.int64) * DI
     if USE_S0:
@@ -623,7 +625,7 @@ def _la_state_bwd_kernel(
         if STORE_ALL:
             o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
             tl.store(ds_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_ds, mask=m_v[None, :])
-            tl.store(dz_all + o_c + o_d, b_dz, mask=(o_d < DI) & (i_v == 0))
+            tl.store(dz_all + o_c + o_d, b_dz, mask=tl.where(i_v == 0, o_d < DI, False))
         o_tc = i_c * BT + o_t
         m_t = o_tc < L
         b_q = _load_rows(p_q, o_tc, m_t, L, H, DK, BK).to(tl.float32)
@@ -638,7 +640,7 @@ def _la_state_bwd_kernel(
         b_ds += tl.dot(tl.trans(b_phi), b_dn, input_precision=PREC)
     if STORE_D0:
         tl.store(ds0 + o_sd, b_ds, mask=m_v[None, :])
-        tl.store(dz0 + i_bh.to(tl.int64) * DI + o_d, b_dz, mask=(o_d < DI) & (i_v == 0))
+        tl.store(dz0 + i_bh.to(tl.int64) * DI + o_d, b_dz, mask=tl.where(i_v == 0, o_d < DI, False))
 
 
 @triton.jit

@@ -364,9 +364,9 @@ def sliding_window_step_kernel(
             tl.store(p_pl + o_p, b_li)
             tl.store(p_pacc + o_p * DV + o_dv, b_acc, mask=m_dv)
     # in place: the split that holds the slot writes the new token (only it reads that slot)
-    m_mine = (slot >= w0) & (slot < w1)
-    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=m_d & m_mine)
-    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=m_dv & m_mine)
+    m_mine = (slot >= w0) & (slot < w1)  # a scalar: combined with tl.where (triton 3.9's interpreter rejects `&`)
+    tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=tl.where(m_mine, m_d, False))
+    tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=tl.where(m_mine, m_dv, False))
 
 
 @triton.jit
