@@ -405,8 +405,9 @@ def _la_chunk_state_head_kernel(
     else:
         b_g = tl.where(m_t, 1.0, 0.0)
     o_c0 = (i_bh.to(tl.int64) * NC + i_c) * DI  # this chunk's slot, in rows of DV
-    m_z = i_v == 0
     o_dl = tl.arange(0, BD)
+    # z once per head: a [BD] mask, as a scalar store mask fails triton 3.9's interpreter
+    m_z = tl.where(i_v == 0, o_dl >= 0, False)
     o_sdl = o_dl[:, None] * DV + o_v[None, :]  # [BD, BV] int32 offsets within one feature tile of the slot
     if FM == 6:  # taylor
         b_valid = m_t.to(tl.float32)
@@ -471,8 +472,8 @@ def _la_state_scan_kernel(
     for i_r in range(NC):
         # prefetch the next slot before storing this one, so a load is always in flight (the chain is adds only)
         m_n = i_r + 1 < NC
-        b_xn = tl.load(p_s + STEP * DI * DV, mask=m_v[None, :] & m_n, other=0.0)
-        b_xzn = tl.load(p_z + STEP * DI, mask=m_z & m_n, other=0.0)
+        b_xn = tl.load(p_s + STEP * DI * DV, mask=tl.where(m_n, m_v[None, :], False), other=0.0)
+        b_xzn = tl.load(p_z + STEP * DI, mask=tl.where(m_n, m_z, False), other=0.0)
         tl.store(p_o, b_s, mask=m_v[None, :])  # cast to s_out's type
         tl.store(p_z, b_z, mask=m_z)
         b_s += b_x
