@@ -6,8 +6,7 @@ the card's measured ceilings, medians from ``triton.testing.do_bench`` (bf16 ran
 against the issue's targets, and decode steps timed by CUDA-graph replay over rotating state sets.
 
 Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]``.
-``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``segment``
-section (not in the default list) tunes the ``segment`` algorithm's launch settings (``section_segment``); the ``algo``
+``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
 section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer/CosFormer at L = 4096 and
 16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each; Taylor also with one
 default changed per row, ``TAYLOR_ALGO_ROWS``): ``--sections algo`` runs it alone in ~1.5 min. The ``MIXERZOO_LA_*``
@@ -251,7 +250,6 @@ KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kern
 ALGO_ROWS = {
     "serial": dict(ALGORITHM="serial"),
     "parallel": dict(ALGORITHM="parallel"),
-    "segment": dict(ALGORITHM="segment"),
     "parallel-nosplit": dict(ALGORITHM="parallel", BWD_SPLIT=False),  # dq and dk/dv in one backward program
 }
 TAYLOR_ALGO_ROWS = {
@@ -282,57 +280,6 @@ def section_algo(quick: bool) -> None:
                             setattr(T, n, value)
                         T.FORCE_CHUNK = bt
                         algo_row(name, f, (q, k, v), do, L, bt, algo)
-    finally:
-        for n, value in defaults.items():
-            setattr(T, n, value)
-        T.FORCE_MODE, T.FORCE_CHUNK = None, None
-
-
-# The segment section's grid: (SEGMENT_CHUNK, SEGMENT_WARPS) at SEGMENT_MAX_G = 16, then SEGMENT_MAX_G around the best.
-SEGMENT_GRID = [(64, 4), (64, 8), (128, 4), (128, 8)]
-SEGMENT_MAX_GS = (4, 8, 32)
-
-
-def section_segment(quick: bool) -> None:
-    """The ``segment`` algorithm's launch settings for Taylor (chunk, warps, then chunks per segment) at L = 4096 and
-    16384, beside the ``parallel`` default in the same run; then every map at 16384 with the best settings."""
-    names = ("ALGORITHM", "SEGMENT_CHUNK", "SEGMENT_WARPS", "SEGMENT_MAX_G")
-    defaults = {n: getattr(T, n) for n in names}
-    T.FORCE_MODE = "chunk"
-    best: dict[int, tuple[float, dict]] = {}
-
-    def row(name, f, leaves, do, L, label, settings):
-        for n, value in {**defaults, **settings}.items():
-            setattr(T, n, value)
-        algo_row(name, f, leaves, do, L, None, label)
-        t_fb = RESULTS["variants"][-1].get("fwdbwd_ms") if RESULTS["variants"] else None
-        if settings.get("ALGORITHM") == "segment" and t_fb and (L not in best or t_fb < best[L][0]):
-            best[L] = (t_fb, settings)
-
-    try:
-        for L in (4096, 16384):
-            q, k, v, do = make_inputs(L)
-            fm = feature_map("taylor", DK).to(DEV)
-            f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
-            row("taylor", f, (q, k, v), do, L, "parallel", dict(ALGORITHM="parallel"))
-            for bt, warps in SEGMENT_GRID:
-                cfg = dict(ALGORITHM="segment", SEGMENT_CHUNK=bt, SEGMENT_WARPS=warps, SEGMENT_MAX_G=16)
-                row("taylor", f, (q, k, v), do, L, f"segment-{bt}-w{warps}-g16", cfg)
-            if L in best:
-                top = best[L][1]
-                for g in SEGMENT_MAX_GS:
-                    cfg = dict(top, SEGMENT_MAX_G=g)
-                    label = f"segment-{top['SEGMENT_CHUNK']}-w{top['SEGMENT_WARPS']}-g{g}"
-                    row("taylor", f, (q, k, v), do, L, label, cfg)
-        if 16384 in best:
-            top = best[16384][1]
-            q, k, v, do = make_inputs(16384)
-            for name in ("poselu", "relu", "performer", "cosformer"):
-                fm = feature_map(name, DK, **MAPS[name]).to(DEV)
-                f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
-                row(name, f, (q, k, v), do, 16384, "auto", dict(ALGORITHM="auto"))
-                row(name, f, (q, k, v), do, 16384, "segment-best", top)
-        RESULTS["meta"]["segment_best"] = {L: dict(ms=t, **cfg) for L, (t, cfg) in best.items()}
     finally:
         for n, value in defaults.items():
             setattr(T, n, value)
@@ -692,7 +639,7 @@ def main() -> None:
         try:
             {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
              "variants": lambda: section_variants(args.quick, args.crossover_L and [int(x) for x in args.crossover_L.split(",")]), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
-             "algo": lambda: section_algo(args.quick), "segment": lambda: section_segment(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
+             "algo": lambda: section_algo(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001
             note_error(f"section {sec}", e)
         print(f"section {sec} took {time.time() - t0:.1f}s", flush=True)

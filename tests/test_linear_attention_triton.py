@@ -88,7 +88,6 @@ def _kernel_settings():
     T.FORCE_STEP = None
     T.FORCE_MODE = None
     T.FORCE_CHUNK = None
-    T.FORCE_SEGMENT_G = None
     T.ALGORITHM = algorithm
     T.CHUNK_STATE = chunk_state
     T.BWD_SPLIT = True
@@ -105,15 +104,14 @@ def inputs(B, L, H, d, dv, dtype, scale, seed=0):
 
 
 def check_against_oracle(
-    name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=0, seed=0, grads=True, algorithm=None, initial_state=False,
-    m=None,
-):  # fmt: skip
+    name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=0, seed=0, grads=True, algorithm=None, initial_state=False
+):
     """The kernel's output and q/k/v gradients against the fp64 oracle (``initial_state``: from a random state, also
-    checking the final state and the gradients into the initial state; ``m``: Performer's feature count)."""
+    checking the final state and the gradients into the initial state)."""
     T.FORCE_MODE, T.FORCE_CHUNK = mode, chunk
     if algorithm is not None:
         T.ALGORITHM = algorithm
-    fm = make_map(name, d, m).to(DEVICE)
+    fm = make_map(name, d).to(DEVICE)
     norm = normalize_for(name)
     q, k, v, do = inputs(B, L, H, d, dv, dtype, scale, seed)
     xs, names = [q, k, v], ["q", "k", "v"]
@@ -212,54 +210,6 @@ def test_serial_states_match_oracle(name, dtype, L, chunk):
     check_against_oracle(
         name, 2, L, 2, d, dv, dtype, 1.0, "chunk", chunk, seed=L, algorithm="serial", initial_state=L != 13
     )
-
-
-@pytest.mark.parametrize("name", MAPS)
-@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: CI time
-@given(
-    dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
-    L=st.sampled_from([1, 13, 17, 33, 47, 67]),
-    d=st.integers(1, 6),
-    dv=st.integers(1, 12),
-    g=st.integers(1, 4),
-    initial_state=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-@example(dtype=torch.float32, L=67, d=4, dv=7, g=3, initial_state=True, seed=1)  # ragged last segment (5 chunks, G=3)
-def test_segment_states_match_oracle(name, dtype, L, d, dv, g, initial_state, seed):
-    """The ``segment`` algorithm (the state carried in registers through G chunks; only the state entering each segment
-    is stored) against the fp64 oracle: output, final state, q/k/v and initial-state gradients. G from 1 to 4 with
-    chunks of 16, so segments end mid-sequence, past L (a last segment with fewer chunks) or hold the whole sequence."""
-    T.FORCE_SEGMENT_G = g
-    offset = 5 if name == "cosformer" else 0
-    check_against_oracle(
-        name, 2, L, 2, d, dv, dtype, 1.0, "chunk", 16, offset=offset, seed=seed, algorithm="segment",
-        initial_state=initial_state,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("name,d,m", [("taylor", 16, None), ("performer", 5, 200)])
-def test_segment_widest_states(name, d, m):
-    """The widest states the ``segment`` algorithm holds in registers: 3 feature tiles (Taylor, d′=16) and 4 (Performer,
-    m=200), G=3 over 5 chunks, fp32, from an initial state."""
-    T.FORCE_SEGMENT_G = 3
-    assert T._plan(name, d, m or 0, 0).ndt == (3 if name == "taylor" else 4) <= T.SEGMENT_MAX_NDT
-    check_against_oracle(
-        name, 1, 67, 2, d, 9, torch.float32, 1.0, "chunk", 16, seed=3, algorithm="segment", initial_state=True, m=m
-    )
-
-
-def test_segment_falls_back_where_the_state_does_not_fit():
-    """``segment`` takes shapes whose state fits one program (NDT <= SEGMENT_MAX_NDT, dv <= SEGMENT_MAX_DV) and leaves
-    the rest to ``parallel``, which gives the same result."""
-    T.ALGORITHM = "segment"
-    assert T._segment_eligible(T._plan("taylor", 16), 64, parallel=False)
-    assert not T._segment_eligible(T._plan("taylor", 16), 64, parallel=True)  # the quadratic mode keeps no states
-    assert not T._segment_eligible(T._plan("taylor", 16), 65, parallel=False)  # dv over one value tile
-    assert not T._segment_eligible(T._plan("taylor", 24), 64, parallel=False)  # 7 feature tiles
-    T.ALGORITHM = "parallel"
-    assert not T._segment_eligible(T._plan("taylor", 16), 64, parallel=False)
-    assert T._segment_g(256, 64) == T.SEGMENT_MAX_G and T._segment_g(64, 64) == 8 and T._segment_g(4, 1) == 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -695,20 +645,6 @@ def test_gpu_chunk_state_head(name, d, dv, chunk):
     T.CHUNK_STATE = "head"
     check_against_oracle(
         name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", chunk, algorithm="parallel", initial_state=True
-    )
-
-
-@pytest.mark.gpu
-@gpu
-@pytest.mark.parametrize("name", MAPS)
-@pytest.mark.parametrize("dtype,g", [(torch.bfloat16, None), (torch.bfloat16, 3), (torch.float32, None)])
-def test_gpu_segment_states(name, dtype, g):
-    """The ``segment`` algorithm at the benchmark's widths (d′=16, dv=64; default chunk, G by its rule or 3), from an
-    initial state, against the fp64 oracle."""
-    T.FORCE_SEGMENT_G = g
-    offset = 9 if name == "cosformer" else 0
-    check_against_oracle(
-        name, 2, 3001, 3, 16, 64, dtype, 1.0, "chunk", None, offset=offset, algorithm="segment", initial_state=True
     )
 
 

@@ -325,11 +325,10 @@ def _la_chunk_state_kernel(
     L, H, NC, offset, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
-    GRAD: tl.constexpr, NORMALIZE: tl.constexpr, G: tl.constexpr = 1,
+    GRAD: tl.constexpr, NORMALIZE: tl.constexpr,
 ):  # fmt: skip
-    """One slot's own state contribution, every slot in parallel (the ``parallel`` state algorithm, step 1).
+    """One chunk's own state contribution, every chunk in parallel (the ``parallel`` state algorithm, step 1).
 
-    A slot is ``G`` chunks of ``BT`` tokens (``G = 1``: one chunk; the ``segment`` algorithm's segments: ``G > 1``).
     Forward (``x = k``, ``y = v``): ``φ(K_c)ᵀ V_c`` and ``Σ φ(K_c)``. Backward (``GRAD``, ``x = q``, ``y = do``):
     ``φ(Q_c)ᵀ dnum_c`` and ``φ(Q_c)ᵀ dden_c`` (zero without a normalizer). Written to ``s_all[i_bh, c]`` /
     ``z_all[i_bh, c]``, which ``_la_state_scan_kernel`` then turns into prefix sums in place.
@@ -343,26 +342,25 @@ def _la_chunk_state_kernel(
     o_d = i_d * BD + tl.arange(0, BD)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < DV
+    o_tc = i_c * BT + tl.arange(0, BT)
+    m_t = o_tc < L
     p_x = x + (i_b.to(tl.int64) * L * H + i_h) * DK
     p_y = y + (i_b.to(tl.int64) * L * H + i_h) * DV
     b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
-    b_s = tl.zeros([BD, BV], dtype=tl.float32)
-    b_z = tl.zeros([BD], dtype=tl.float32)
-    for i_g in range(G):
-        o_tc = (i_c * G + i_g) * BT + tl.arange(0, BT)
-        m_t = o_tc < L
-        b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)
-        b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-        b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-        b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-        if GRAD:
-            if NORMALIZE:
-                b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
-                b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
-                b_z += tl.sum(b_phi * b_dd[:, None], axis=0)
+    b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)
+    b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+    b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+    if GRAD:
+        if NORMALIZE:
+            b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
+            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
+            b_z = tl.sum(b_phi * b_dd[:, None], axis=0)
         else:
-            b_z += tl.sum(b_phi, axis=0)
-        b_s += tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
+            b_z = tl.zeros([BD], dtype=tl.float32)
+    else:
+        b_z = tl.sum(b_phi, axis=0)
+    b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
     o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
     tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
     tl.store(z_all + o_c + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
@@ -803,342 +801,6 @@ def _la_bwd_kernel(
         tl.store(dk + o_q, b_dk.to(dk.dtype.element_ty), mask=m_q)
         o_dv = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
         tl.store(dv + o_dv, b_dv.to(dv.dtype.element_ty), mask=m_tc[:, None] & m_v[None, :])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The ``segment`` algorithm: a program per (segment, head) carries the whole state of its head in registers across the
-# G chunks of its segment, so no per-chunk state is ever written. Only the state entering each segment is
-# materialized (``_la_chunk_state_kernel`` with ``G`` + ``_la_state_scan_kernel``: NC/G slots instead of NC). The
-# state's NDT feature tiles are separate register tiles (at most 4, ``b_s0 … b_s3``; tiles past NDT are never
-# touched), and one value tile holds all of dv (BV >= DV), so a program owns whole rows of o, dq, dk and dv.
-
-
-@triton.jit
-def _seg_load(s_all, z_all, o_slot, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr):
-    """Feature tile ``i_d`` of the state in slot ``o_slot`` (in rows): ``([BD, BV], [BD])`` fp32."""
-    o_d = o_slot + i_d * BD + tl.arange(0, BD)
-    b_s = tl.load(s_all + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    return b_s, tl.load(z_all + o_d)
-
-
-@triton.jit
-def _seg_fwd_tile(
-    b_qf, b_kf, b_v, b_valid, b_pos, b_w, b_s, b_z, b_num, b_den, b_a, i_d, SC1, SC2, ANG, MS,
-    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
-    PREC: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr,
-):  # fmt: skip
-    """One chunk, feature tile ``i_d``: read the state out (``num += φQ·S``, ``den += φQ·z``), add ``φQ·φKᵀ`` to the
-    intra-chunk scores (maps without ``SCORE``), then take the chunk's keys into the state."""
-    b_phq = _phi_fwd(b_qf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_phk = _phi_fwd(b_kf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC) * b_valid[:, None]
-    b_num += tl.dot(b_phq, b_s, input_precision=PREC)
-    if NORMALIZE:
-        b_den += tl.sum(b_phq * b_z[None, :], axis=1)
-        b_z += tl.sum(b_phk, axis=0)
-    if not SCORE:
-        b_a += tl.dot(b_phq, tl.trans(b_phk), input_precision=PREC)
-    b_s += tl.dot(tl.trans(b_phk), b_v, input_precision=PREC)
-    return b_s, b_z, b_num, b_den, b_a
-
-
-@triton.jit
-def _la_seg_fwd_kernel(
-    q, k, v, w, s_all, z_all, o, o_res, den,
-    L, H, NS, offset, eps, SC1, SC2, ANG, MS, SQ,
-    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
-    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
-    G: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr, STORE_RES: tl.constexpr, DOT16: tl.constexpr,
-):  # fmt: skip
-    """Outputs of the G chunks of segment ``i_s``, in order, from the state entering the segment (``s_all`` slot
-    ``i_s``, NS slots per head): per chunk ``num = φQ·S + tril(A)·V``, ``den = φQ·z + rowsum(tril(A)) + eps``,
-    ``o = num/den``, then ``S += φKᵀV``, ``z += Σ φK`` in registers. Grid ``(NS, B·H)``."""
-    i_s, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    o_t = tl.arange(0, BT)
-    o_v = tl.arange(0, BV)
-    m_v = o_v < DV
-    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
-    o_slot = (i_bh.to(tl.int64) * NS + i_s) * (NDT * BD)
-    b_s0, b_z0 = _seg_load(s_all, z_all, o_slot, 0, o_v, m_v, DV, BD)
-    b_w0 = _load_w(w, 0, DK, BK, BD, M, FM)
-    b_s1, b_z1, b_w1 = b_s0, b_z0, b_w0  # tiles past NDT: placeholders, never read
-    b_s2, b_z2, b_w2 = b_s0, b_z0, b_w0
-    b_s3, b_z3, b_w3 = b_s0, b_z0, b_w0
-    if NDT > 1:
-        b_s1, b_z1 = _seg_load(s_all, z_all, o_slot, 1, o_v, m_v, DV, BD)
-        b_w1 = _load_w(w, 1, DK, BK, BD, M, FM)
-    if NDT > 2:
-        b_s2, b_z2 = _seg_load(s_all, z_all, o_slot, 2, o_v, m_v, DV, BD)
-        b_w2 = _load_w(w, 2, DK, BK, BD, M, FM)
-    if NDT > 3:
-        b_s3, b_z3 = _seg_load(s_all, z_all, o_slot, 3, o_v, m_v, DV, BD)
-        b_w3 = _load_w(w, 3, DK, BK, BD, M, FM)
-    for i_g in range(G):
-        o_tc = (i_s * G + i_g) * BT + o_t
-        m_t = o_tc < L
-        b_pos = offset + o_tc
-        b_valid = m_t.to(tl.float32)
-        b_q = _mm_in(_load_rows(p_q, o_tc, m_t, L, H, DK, BK), DOT16)
-        b_k = _mm_in(_load_rows(p_k, o_tc, m_t, L, H, DK, BK), DOT16)
-        b_qf, b_kf = b_q.to(tl.float32), b_k.to(tl.float32)
-        b_vv = _load_rows(p_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-        b_num = tl.zeros([BT, BV], dtype=tl.float32)
-        b_den = tl.zeros([BT], dtype=tl.float32)
-        b_a = tl.zeros([BT, BT], dtype=tl.float32)
-        b_s0, b_z0, b_num, b_den, b_a = _seg_fwd_tile(
-            b_qf, b_kf, b_vv, b_valid, b_pos, b_w0, b_s0, b_z0, b_num, b_den, b_a, 0, SC1, SC2, ANG, MS,
-            FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-        )  # fmt: skip
-        if NDT > 1:
-            b_s1, b_z1, b_num, b_den, b_a = _seg_fwd_tile(
-                b_qf, b_kf, b_vv, b_valid, b_pos, b_w1, b_s1, b_z1, b_num, b_den, b_a, 1, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 2:
-            b_s2, b_z2, b_num, b_den, b_a = _seg_fwd_tile(
-                b_qf, b_kf, b_vv, b_valid, b_pos, b_w2, b_s2, b_z2, b_num, b_den, b_a, 2, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 3:
-            b_s3, b_z3, b_num, b_den, b_a = _seg_fwd_tile(
-                b_qf, b_kf, b_vv, b_valid, b_pos, b_w3, b_s3, b_z3, b_num, b_den, b_a, 3, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if SCORE:  # taylor: 1 + s + s²/2 straight from q·k
-            b_sc = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * SQ
-            b_a = 1.0 + b_sc + 0.5 * b_sc * b_sc
-        b_a = tl.where((o_t[:, None] >= o_t[None, :]) & m_t[None, :], b_a, 0.0)
-        b_num += tl.dot(b_a, b_vv, input_precision=PREC)
-        o_o = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
-        if NORMALIZE:
-            b_den += tl.sum(b_a, axis=1) + eps
-            b_num = b_num / b_den[:, None]
-            tl.store(den + i_bh.to(tl.int64) * L + o_tc, b_den, mask=m_t)
-        b_o = b_num.to(o.dtype.element_ty)
-        tl.store(o + o_o, b_o, mask=m_t[:, None] & m_v[None, :])
-        if STORE_RES:
-            tl.store(o_res + o_o, (b_num - b_o.to(tl.float32)).to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
-
-
-@triton.jit
-def _seg_chunk_grads(p_q, p_k, p_v, p_do, p_den, p_dden, o_tc, m_t, L, H,
-                     DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                     NORMALIZE: tl.constexpr, DOT16: tl.constexpr):  # fmt: skip
-    """One chunk's rows for the backward: ``q, k`` (score operands), ``v``, ``dnum = do/den`` and ``dden``."""
-    b_q = _mm_in(_load_rows(p_q, o_tc, m_t, L, H, DK, BK), DOT16)
-    b_k = _mm_in(_load_rows(p_k, o_tc, m_t, L, H, DK, BK), DOT16)
-    b_v = _load_rows(p_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    b_dn = _load_rows(p_do, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    if NORMALIZE:
-        b_dn = b_dn / tl.load(p_den + o_tc, mask=m_t, other=1.0)[:, None]
-        b_dd = tl.load(p_dden + o_tc, mask=m_t, other=0.0)
-    else:
-        b_dd = m_t.to(tl.float32) * 0.0  # unused (no normalizer)
-    return b_q, b_k, b_v, b_dn, b_dd
-
-
-@triton.jit
-def _seg_dq_tile(
-    b_qf, b_kf, b_v, b_dn, b_dd, b_da, b_valid, b_pos, b_w, b_s, b_z, b_dq, i_d, SC1, SC2, ANG, MS,
-    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
-    PREC: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr,
-):  # fmt: skip
-    """One chunk, feature tile ``i_d``: ``dφQ = dnum·Sᵀ + dden·zᵀ (+ dA·φK)`` into dq, then the keys into the state."""
-    b_phk = _phi_fwd(b_kf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC) * b_valid[:, None]
-    b_g = tl.dot(b_dn, tl.trans(b_s), input_precision=PREC)
-    if NORMALIZE:
-        b_g += b_dd[:, None] * b_z[None, :]
-        b_z += tl.sum(b_phk, axis=0)
-    if not SCORE:
-        b_g += tl.dot(b_da, b_phk, input_precision=PREC)
-    b_dq += _phi_bwd(b_qf, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_s += tl.dot(tl.trans(b_phk), b_v, input_precision=PREC)
-    return b_s, b_z, b_dq
-
-
-@triton.jit
-def _la_seg_dq_kernel(
-    q, k, v, w, do, den, dden, s_all, z_all, dq,
-    L, H, NS, offset, SC1, SC2, ANG, MS, SQ,
-    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
-    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
-    G: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
-):  # fmt: skip
-    """dq of the G chunks of segment ``i_s``, in order, from the state entering the segment, carried in registers as in
-    ``_la_seg_fwd_kernel``. Per chunk: ``dA = dnum·Vᵀ + dden`` (causal), ``dφQ = dA·φK + dnum·Sᵀ + dden·zᵀ`` (Taylor:
-    the intra-chunk term through ``ds = dA·(1 + s)/√d′``). Grid ``(NS, B·H)``."""
-    i_s, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    o_t = tl.arange(0, BT)
-    o_v = tl.arange(0, BV)
-    m_v = o_v < DV
-    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
-    p_do = do + (i_b.to(tl.int64) * L * H + i_h) * DV
-    p_den = den + i_bh.to(tl.int64) * L
-    p_dden = dden + i_bh.to(tl.int64) * L
-    o_slot = (i_bh.to(tl.int64) * NS + i_s) * (NDT * BD)
-    b_s0, b_z0 = _seg_load(s_all, z_all, o_slot, 0, o_v, m_v, DV, BD)
-    b_w0 = _load_w(w, 0, DK, BK, BD, M, FM)
-    b_s1, b_z1, b_w1 = b_s0, b_z0, b_w0  # tiles past NDT: placeholders, never read
-    b_s2, b_z2, b_w2 = b_s0, b_z0, b_w0
-    b_s3, b_z3, b_w3 = b_s0, b_z0, b_w0
-    if NDT > 1:
-        b_s1, b_z1 = _seg_load(s_all, z_all, o_slot, 1, o_v, m_v, DV, BD)
-        b_w1 = _load_w(w, 1, DK, BK, BD, M, FM)
-    if NDT > 2:
-        b_s2, b_z2 = _seg_load(s_all, z_all, o_slot, 2, o_v, m_v, DV, BD)
-        b_w2 = _load_w(w, 2, DK, BK, BD, M, FM)
-    if NDT > 3:
-        b_s3, b_z3 = _seg_load(s_all, z_all, o_slot, 3, o_v, m_v, DV, BD)
-        b_w3 = _load_w(w, 3, DK, BK, BD, M, FM)
-    for i_g in range(G):
-        o_tc = (i_s * G + i_g) * BT + o_t
-        m_t = o_tc < L
-        b_pos = offset + o_tc
-        b_valid = m_t.to(tl.float32)
-        b_q, b_k, b_vv, b_dn, b_dd = _seg_chunk_grads(p_q, p_k, p_v, p_do, p_den, p_dden, o_tc, m_t, L, H,
-                                                      DK, DV, BK, BV, NORMALIZE, DOT16)  # fmt: skip
-        b_qf, b_kf = b_q.to(tl.float32), b_k.to(tl.float32)
-        b_da = tl.dot(b_dn, tl.trans(b_vv), input_precision=PREC)
-        if NORMALIZE:
-            b_da += b_dd[:, None]
-        b_da = tl.where((o_t[:, None] >= o_t[None, :]) & m_t[None, :], b_da, 0.0)
-        b_dq = tl.zeros([BT, BK], dtype=tl.float32)
-        if SCORE:
-            b_sc = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * SQ
-            b_dq += tl.dot(b_da * (1.0 + b_sc) * SQ, b_kf, input_precision=PREC)
-        b_s0, b_z0, b_dq = _seg_dq_tile(
-            b_qf, b_kf, b_vv, b_dn, b_dd, b_da, b_valid, b_pos, b_w0, b_s0, b_z0, b_dq, 0, SC1, SC2, ANG, MS,
-            FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-        )  # fmt: skip
-        if NDT > 1:
-            b_s1, b_z1, b_dq = _seg_dq_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_da, b_valid, b_pos, b_w1, b_s1, b_z1, b_dq, 1, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 2:
-            b_s2, b_z2, b_dq = _seg_dq_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_da, b_valid, b_pos, b_w2, b_s2, b_z2, b_dq, 2, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 3:
-            b_s3, b_z3, b_dq = _seg_dq_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_da, b_valid, b_pos, b_w3, b_s3, b_z3, b_dq, 3, SC1, SC2, ANG, MS,
-                FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        o_q = (i_b.to(tl.int64) * L * H + i_h) * DK + o_tc[:, None].to(tl.int64) * (H * DK) + tl.arange(0, BK)[None, :]
-        tl.store(dq + o_q, b_dq.to(dq.dtype.element_ty), mask=m_t[:, None] & (tl.arange(0, BK)[None, :] < DK))
-
-
-@triton.jit
-def _seg_dkv_tile(
-    b_qf, b_kf, b_v, b_dn, b_dd, b_dat, b_at, b_pos, b_w, b_ds, b_dz, b_dk, b_dv, i_d, SC1, SC2, ANG, MS,
-    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
-    PREC: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr,
-):  # fmt: skip
-    """One chunk, feature tile ``i_d``, through the gradient of the state after the chunk: ``dV += φK·dS``,
-    ``dφK = V·dSᵀ + dz (+ dAᵀ·φQ)`` into dk; then the chunk's queries into that gradient (``dS += φQᵀ·dnum``,
-    ``dz += φQᵀ·dden``). Rows past L have ``dnum = dden = 0``, so their φQ adds nothing."""
-    b_phq = _phi_fwd(b_qf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_phk = _phi_fwd(b_kf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_dv += tl.dot(b_phk, b_ds, input_precision=PREC)
-    b_g = tl.dot(b_v, tl.trans(b_ds), input_precision=PREC) + b_dz[None, :]  # dz: also from the final z's gradient
-    if NORMALIZE:
-        b_dz += tl.sum(b_phq * b_dd[:, None], axis=0)
-    if not SCORE:
-        b_at += tl.dot(b_phk, tl.trans(b_phq), input_precision=PREC)
-        b_g += tl.dot(b_dat, b_phq, input_precision=PREC)
-    b_dk += _phi_bwd(b_kf, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_ds += tl.dot(tl.trans(b_phq), b_dn, input_precision=PREC)
-    return b_ds, b_dz, b_dk, b_dv, b_at
-
-
-@triton.jit
-def _la_seg_dkv_kernel(
-    q, k, v, w, do, den, dden, ds_all, dz_all, dk, dv,
-    L, H, NS, offset, SC1, SC2, ANG, MS, SQ,
-    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
-    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
-    G: tl.constexpr, SCORE: tl.constexpr, NORMALIZE: tl.constexpr, DOT16: tl.constexpr,
-):  # fmt: skip
-    """dk, dv of the G chunks of segment ``i_s``, last chunk first, from the gradient of the state after the segment
-    (``ds_all`` slot ``i_s``: the sum over later segments, from the reverse scan), carried in registers. Per chunk:
-    ``dAᵀ = V·dnumᵀ + dden`` (causal), ``dV = Aᵀ·dnum + φK·dS``, ``dφK = dAᵀ·φQ + V·dSᵀ + dz`` (Taylor: the intra-chunk
-    terms from the scores). Grid ``(NS, B·H)``."""
-    i_s, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    o_t = tl.arange(0, BT)
-    o_v = tl.arange(0, BV)
-    m_v = o_v < DV
-    p_q = q + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_k = k + (i_b.to(tl.int64) * L * H + i_h) * DK
-    p_v = v + (i_b.to(tl.int64) * L * H + i_h) * DV
-    p_do = do + (i_b.to(tl.int64) * L * H + i_h) * DV
-    p_den = den + i_bh.to(tl.int64) * L
-    p_dden = dden + i_bh.to(tl.int64) * L
-    o_slot = (i_bh.to(tl.int64) * NS + i_s) * (NDT * BD)
-    b_ds0, b_dz0 = _seg_load(ds_all, dz_all, o_slot, 0, o_v, m_v, DV, BD)
-    b_w0 = _load_w(w, 0, DK, BK, BD, M, FM)
-    b_ds1, b_dz1, b_w1 = b_ds0, b_dz0, b_w0  # tiles past NDT: placeholders, never read
-    b_ds2, b_dz2, b_w2 = b_ds0, b_dz0, b_w0
-    b_ds3, b_dz3, b_w3 = b_ds0, b_dz0, b_w0
-    if NDT > 1:
-        b_ds1, b_dz1 = _seg_load(ds_all, dz_all, o_slot, 1, o_v, m_v, DV, BD)
-        b_w1 = _load_w(w, 1, DK, BK, BD, M, FM)
-    if NDT > 2:
-        b_ds2, b_dz2 = _seg_load(ds_all, dz_all, o_slot, 2, o_v, m_v, DV, BD)
-        b_w2 = _load_w(w, 2, DK, BK, BD, M, FM)
-    if NDT > 3:
-        b_ds3, b_dz3 = _seg_load(ds_all, dz_all, o_slot, 3, o_v, m_v, DV, BD)
-        b_w3 = _load_w(w, 3, DK, BK, BD, M, FM)
-    for i_r in range(G):
-        o_tc = (i_s * G + G - 1 - i_r) * BT + o_t
-        m_t = o_tc < L
-        b_pos = offset + o_tc
-        b_q, b_k, b_vv, b_dn, b_dd = _seg_chunk_grads(p_q, p_k, p_v, p_do, p_den, p_dden, o_tc, m_t, L, H,
-                                                      DK, DV, BK, BV, NORMALIZE, DOT16)  # fmt: skip
-        b_qf, b_kf = b_q.to(tl.float32), b_k.to(tl.float32)
-        m_at = (o_t[None, :] >= o_t[:, None]) & m_t[None, :] & m_t[:, None]  # [keys, queries]
-        b_dat = tl.dot(b_vv, tl.trans(b_dn), input_precision=PREC)
-        if NORMALIZE:
-            b_dat += b_dd[None, :]
-        b_dat = tl.where(m_at, b_dat, 0.0)
-        b_dk = tl.zeros([BT, BK], dtype=tl.float32)
-        b_dv = tl.zeros([BT, BV], dtype=tl.float32)
-        b_at = tl.zeros([BT, BT], dtype=tl.float32)
-        if SCORE:
-            b_st = tl.dot(b_k, tl.trans(b_q), input_precision=PREC) * SQ
-            b_at = 1.0 + b_st + 0.5 * b_st * b_st
-            b_dk += tl.dot(b_dat * (1.0 + b_st) * SQ, b_qf, input_precision=PREC)
-        b_ds0, b_dz0, b_dk, b_dv, b_at = _seg_dkv_tile(
-            b_qf, b_kf, b_vv, b_dn, b_dd, b_dat, b_at, b_pos, b_w0, b_ds0, b_dz0, b_dk, b_dv, 0, SC1, SC2, ANG, MS,
-            FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-        )  # fmt: skip
-        if NDT > 1:
-            b_ds1, b_dz1, b_dk, b_dv, b_at = _seg_dkv_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_dat, b_at, b_pos, b_w1, b_ds1, b_dz1, b_dk, b_dv, 1, SC1, SC2, ANG,
-                MS, FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 2:
-            b_ds2, b_dz2, b_dk, b_dv, b_at = _seg_dkv_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_dat, b_at, b_pos, b_w2, b_ds2, b_dz2, b_dk, b_dv, 2, SC1, SC2, ANG,
-                MS, FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        if NDT > 3:
-            b_ds3, b_dz3, b_dk, b_dv, b_at = _seg_dkv_tile(
-                b_qf, b_kf, b_vv, b_dn, b_dd, b_dat, b_at, b_pos, b_w3, b_ds3, b_dz3, b_dk, b_dv, 3, SC1, SC2, ANG,
-                MS, FM, DK, BK, BD, NT1, M, PREC, SCORE, NORMALIZE,
-            )  # fmt: skip
-        b_at = tl.where(m_at, b_at, 0.0)
-        b_dv += tl.dot(b_at, b_dn, input_precision=PREC)
-        o_q = (i_b.to(tl.int64) * L * H + i_h) * DK + o_tc[:, None].to(tl.int64) * (H * DK) + tl.arange(0, BK)[None, :]
-        tl.store(dk + o_q, b_dk.to(dk.dtype.element_ty), mask=m_t[:, None] & (tl.arange(0, BK)[None, :] < DK))
-        o_dv = (i_b.to(tl.int64) * L * H + i_h) * DV + o_tc[:, None].to(tl.int64) * (H * DV) + o_v[None, :]
-        tl.store(dv + o_dv, b_dv.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
 @triton.jit

@@ -31,11 +31,6 @@ How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM
   over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``) or ``auto`` (default: ``head``
   for Taylor, where it was measured faster, ``tiles`` for the rest).
   ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
-- ``segment``: no per-chunk states at all. The sequence is cut into segments of G chunks; the state entering each
-  segment comes from the ``parallel`` machinery at segment granularity (NC/G slots), and one program per (segment,
-  head) walks its G chunks in order with the whole state in registers (``_la_seg_fwd_kernel``; the backward's
-  ``_la_seg_dq_kernel`` forward and ``_la_seg_dkv_kernel`` backward through the segment). Needs the state of one head
-  in registers: at most ``SEGMENT_MAX_NDT`` feature tiles and dv <= ``SEGMENT_MAX_DV``; other shapes take ``parallel``.
 """
 
 from __future__ import annotations
@@ -56,9 +51,6 @@ from mixerzoo.kernels.linear_attention.triton_kernels import (
     _la_chunk_state_head_kernel,
     _la_chunk_state_kernel,
     _la_out_fwd_kernel,
-    _la_seg_dkv_kernel,
-    _la_seg_dq_kernel,
-    _la_seg_fwd_kernel,
     _la_state_bwd_kernel,
     _la_state_fwd_kernel,
     _la_state_scan_kernel,
@@ -83,7 +75,7 @@ FORCE_MODE: str | None = None  # "chunk" | "parallel"
 # How the chunked mode builds its states (module docstring): "auto" | "serial" | "parallel". Read at every call, so
 # tests and benchmarks may assign it; the environment variable sets the starting value. "auto" applies the rule below.
 ALGORITHM: str = os.environ.get("MIXERZOO_LA_ALGO", "auto")
-ALGORITHMS = ("serial", "parallel", "segment", "auto")
+ALGORITHMS = ("serial", "parallel", "auto")
 # "auto": ``parallel`` when the internal state width DI >= PARALLEL_STATES_MIN_DI (every L), or when there are at
 # least PARALLEL_STATES_MIN_CHUNKS chunks; else ``serial``. H200 run 3 (2026-11-28, B=4, H=16, d′=16, dv=64, bf16,
 # chunked mode forced; fwd+bwd ms, serial vs parallel with bf16 forward states; notes "Run 3 (session 2)"):
@@ -130,19 +122,6 @@ BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 # symmetric / full: 1.488 / 1.727 at L=4096, 5.059 / 6.695 at 16384 (chunk-state 1.27 / 1.66, scan 0.66 / 1.13,
 # dq/dk/dv 2.10 / 2.77); its GPU tests (d′ = 16, 24, 64) passed. Env ``MIXERZOO_LA_TAYLOR_SYMMETRIC=0``: False.
 TAYLOR_SYMMETRIC: bool = os.environ.get("MIXERZOO_LA_TAYLOR_SYMMETRIC", "1") != "0"
-
-# The ``segment`` algorithm (module docstring). It applies where one program can hold a head's state in registers:
-# NDT <= SEGMENT_MAX_NDT feature tiles of BD columns (Taylor d′ <= 16 in the symmetric layout: 3; PosELU/ReLU: 1;
-# CosFormer: 2; Performer m <= 256) and dv <= SEGMENT_MAX_DV (one value tile). Chunk SEGMENT_CHUNK tokens; G, the chunks
-# per segment, is the largest power of two <= SEGMENT_MAX_G that still leaves SEGMENT_PROGRAMS programs (about two per
-# SM of an H200) in the grid (segments × B·H). ``FORCE_SEGMENT_G`` (tests) overrides G.
-SEGMENT_MAX_NDT = 4
-SEGMENT_MAX_DV = 64
-SEGMENT_CHUNK = 64
-SEGMENT_MAX_G = 16
-SEGMENT_PROGRAMS = 264
-SEGMENT_WARPS = 4
-FORCE_SEGMENT_G: int | None = None
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -370,37 +349,16 @@ class Launch:
     st_s: dict  # st with BV = bv_s
     warps: int
     dot16: bool
-    g: int  # the ``segment`` algorithm's chunks per segment; 0: another algorithm
-
-
-def _segment_eligible(plan: Plan, dv: int, parallel: bool) -> bool:
-    """Whether this call runs the ``segment`` algorithm (``ALGORITHM``; shapes it cannot hold take ``parallel``)."""
-    if parallel or ALGORITHM != "segment":
-        return False
-    return plan.ndt <= SEGMENT_MAX_NDT and next_pow2(dv) <= SEGMENT_MAX_DV
-
-
-def _segment_g(nc: int, bh: int) -> int:
-    """Chunks per segment: the largest power of two <= SEGMENT_MAX_G leaving >= SEGMENT_PROGRAMS programs."""
-    if FORCE_SEGMENT_G is not None:
-        return FORCE_SEGMENT_G
-    g = SEGMENT_MAX_G
-    while g > 1 and cdiv(nc, g) * bh < SEGMENT_PROGRAMS:
-        g //= 2
-    return g
 
 
 @cache
-def _launch_config(
-    plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, parallel: bool, chunk: int, segment: bool
-) -> Launch:
+def _launch_config(plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, parallel: bool, chunk: int) -> Launch:
     prec = _prec(dtype)
     st = _statics(plan, dv, chunk, prec)
     bv_s = _state_bv(plan, dv, bh)
-    nc = cdiv(L, chunk)
     return Launch(
-        parallel=parallel, bt=chunk, nc=nc, st=st, cs=_consts(plan), bv=max(16, next_pow2(dv)), bv_s=bv_s,
-        st_s=dict(st, BV=bv_s), warps=_warps(chunk), dot16=_dot16(dtype), g=_segment_g(nc, bh) if segment else 0,
+        parallel=parallel, bt=chunk, nc=cdiv(L, chunk), st=st, cs=_consts(plan), bv=max(16, next_pow2(dv)), bv_s=bv_s,
+        st_s=dict(st, BV=bv_s), warps=_warps(chunk), dot16=_dot16(dtype),
     )  # fmt: skip
 
 
@@ -409,12 +367,7 @@ def _launch_setup(plan: Plan, q: Tensor, v: Tensor, w: Tensor | None) -> tuple[L
     hooks ``FORCE_MODE``/``FORCE_CHUNK`` are read here, every call)."""
     B, L, H, _ = q.shape
     dv = v.shape[-1]
-    parallel = _use_parallel(plan, L)
-    segment = _segment_eligible(plan, dv, parallel)
-    chunk = _chunk_size(plan, L, dv)
-    if segment and FORCE_CHUNK is None and not _INTERPRET:
-        chunk = SEGMENT_CHUNK
-    cfg = _launch_config(plan, L, dv, B * H, q.dtype, parallel, chunk, segment)
+    cfg = _launch_config(plan, L, dv, B * H, q.dtype, _use_parallel(plan, L), _chunk_size(plan, L, dv))
     dum = _dummy(q.device)
     return cfg, (w if w is not None else dum), dum
 
@@ -453,13 +406,12 @@ def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
 def _states_parallel(
     plan: Plan, x: Tensor, y: Tensor, w: Tensor, den: Tensor, dden: Tensor, s_all: Tensor, z_all: Tensor,
     s0: Tensor | None, z0: Tensor | None, sT: Tensor, zT: Tensor, store_final: bool, grad: bool, normalize: bool,
-    offset: int, st: dict, cs: dict, s_out: Tensor | None = None, g: int = 1,
+    offset: int, st: dict, cs: dict, s_out: Tensor | None = None,
 ) -> None:  # fmt: skip
     """The ``parallel`` state algorithm: fill ``s_all [B·H, NC, DI, dv]``, ``z_all [B·H, NC, DI]`` with the state
     entering each chunk (``grad``: the reverse-scan gradients, from ``φ(Q)``, ``do/den`` and ``dden``), seeded with
     ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``. With ``s_out`` the prefix states go there
-    (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions. ``g > 1``: one slot per ``g`` chunks (the
-    ``segment`` algorithm's segment states; always the ``tiles`` kernel)."""
+    (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions."""
     B, L, H, _ = x.shape
     dv, nc = y.shape[-1], s_all.shape[1]
     bv = min(64, max(16, next_pow2(dv)))
@@ -468,7 +420,7 @@ def _states_parallel(
             f"linear_attention (triton): unknown chunk-state kernel {CHUNK_STATE!r} (MIXERZOO_LA_CHUNK_STATE or "
             f"triton_ops.CHUNK_STATE); choose one of {list(CHUNK_STATES)}"
         )
-    if g == 1 and (CHUNK_STATE == "head" or (CHUNK_STATE == "auto" and plan.kind == "taylor")):
+    if CHUNK_STATE == "head" or (CHUNK_STATE == "auto" and plan.kind == "taylor"):
         # one program per (chunk, value tile, head), looping over the feature tiles
         _la_chunk_state_head_kernel[(nc, cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
@@ -477,7 +429,7 @@ def _states_parallel(
     else:
         _la_chunk_state_kernel[(nc, plan.ndt * cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
-            G=g, num_warps=4,
+            num_warps=4,
         )  # fmt: skip
     bs, bvs = _scan_tiles(plan, dv)
     use_s0 = s0 is not None
@@ -509,10 +461,7 @@ def _fwd_impl(
     zT = _empty((B, H, plan.di), torch.float32, dev) if want_state else dum
     use_s0 = s0 is not None
     grid_s = (plan.ndt, cdiv(dv, cfg.bv_s), B * H)
-    if cfg.g:
-        _fwd_segments(plan, cfg, q, k, v, s0, z0, w_, o, o_res, den, sT, zT, normalize, eps, offset, want_state,
-                      store_res)  # fmt: skip
-    elif parallel:
+    if parallel:
         s_all, z_all = (s0, z0) if use_s0 else (dum, dum)  # the initial state serves every chunk
         strides = (plan.di, 0)
         if want_state:
@@ -537,13 +486,13 @@ def _fwd_impl(
                 k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset,
                 **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=want_state, num_warps=4,
             )  # fmt: skip
-    if not cfg.g:
-        _la_out_fwd_kernel[(nc, B * H)](
-            q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
-            **cs, SQ=plan.sq, **st, BV=cfg.bv, SCORE=plan.kind == "taylor",
-            PARALLEL=parallel, HAS_S=use_s0 or not parallel, NORMALIZE=normalize, STORE_RES=store_res,
-            DOT16=cfg.dot16, num_warps=cfg.warps,
-        )  # fmt: skip
+    has_s = use_s0 or not parallel
+    _la_out_fwd_kernel[(nc, B * H)](
+        q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
+        **cs, SQ=plan.sq, **st, BV=cfg.bv, SCORE=plan.kind == "taylor",
+        PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=cfg.dot16,
+        num_warps=cfg.warps,
+    )  # fmt: skip
     if not store_res:
         o_res = q.new_empty(0)
     if not want_state:
@@ -551,56 +500,6 @@ def _fwd_impl(
     if not normalize:
         den = q.new_empty(0, dtype=torch.float32)
     return o, o_res, den, sT, zT
-
-
-def _fwd_segments(
-    plan: Plan, cfg: Launch, q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w_: Tensor,
-    o: Tensor, o_res: Tensor, den: Tensor, sT: Tensor, zT: Tensor, normalize: bool, eps: float, offset: int,
-    want_state: bool, store_res: bool,
-) -> None:  # fmt: skip
-    """The ``segment`` algorithm's forward: the state entering each segment (fp32), then the segments' outputs."""
-    B, L, H, _ = q.shape
-    ns = cdiv(cfg.nc, cfg.g)
-    s_seg = _empty((B * H, ns, plan.di, v.shape[-1]), torch.float32, q.device)
-    z_seg = _empty((B * H, ns, plan.di), torch.float32, q.device)
-    dum = _dummy(q.device)
-    _states_parallel(
-        plan, k, v, w_, dum, dum, s_seg, z_seg, s0, z0, sT, zT, want_state, False, normalize, offset, cfg.st, cfg.cs,
-        g=cfg.g,
-    )  # fmt: skip
-    _la_seg_fwd_kernel[(ns, B * H)](
-        q, k, v, w_, s_seg, z_seg, o, o_res, den, L, H, ns, offset, eps, **cfg.cs, SQ=plan.sq, **cfg.st, BV=cfg.bv,
-        G=cfg.g, SCORE=plan.kind == "taylor", NORMALIZE=normalize, STORE_RES=store_res, DOT16=cfg.dot16,
-        num_warps=SEGMENT_WARPS,
-    )  # fmt: skip
-
-
-def _bwd_segments(
-    plan: Plan, cfg: Launch, do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor,
-    den: Tensor, dden: Tensor, s0: Tensor | None, z0: Tensor | None, w_: Tensor, dq: Tensor, dk: Tensor, dv: Tensor,
-    ds0: Tensor | None, dz0: Tensor | None, normalize: bool, offset: int,
-) -> None:  # fmt: skip
-    """The ``segment`` algorithm's backward: the states entering and the state gradients after each segment, then dq
-    (each segment forward) and dk, dv (each segment backward)."""
-    B, L, H, _ = q.shape
-    ns, dev, dv_ = cdiv(cfg.nc, cfg.g), q.device, v.shape[-1]
-    dum = _dummy(dev)
-    s_seg = _empty((B * H, ns, plan.di, dv_), torch.float32, dev)
-    z_seg = _empty((B * H, ns, plan.di), torch.float32, dev)
-    ds_seg = _empty((B * H, ns, plan.di, dv_), torch.float32, dev)
-    dz_seg = _empty((B * H, ns, plan.di), torch.float32, dev)
-    st, cs = cfg.st, cfg.cs
-    _states_parallel(plan, k, v, w_, dum, dum, s_seg, z_seg, s0, z0, dum, dum, False, False, normalize, offset, st, cs,
-                     g=cfg.g)  # fmt: skip
-    use_s0 = ds0 is not None
-    _states_parallel(
-        plan, q, do, w_, den, dden, ds_seg, dz_seg, dsT, dzT, ds0 if use_s0 else dum, dz0 if use_s0 else dum, use_s0,
-        True, normalize, offset, st, cs, g=cfg.g,
-    )  # fmt: skip
-    common = dict(**cs, SQ=plan.sq, **st, BV=cfg.bv, G=cfg.g, SCORE=plan.kind == "taylor", NORMALIZE=normalize,
-                  DOT16=cfg.dot16, num_warps=SEGMENT_WARPS)  # fmt: skip
-    _la_seg_dq_kernel[(ns, B * H)](q, k, v, w_, do, den, dden, s_seg, z_seg, dq, L, H, ns, offset, **common)
-    _la_seg_dkv_kernel[(ns, B * H)](q, k, v, w_, do, den, dden, ds_seg, dz_seg, dk, dv, L, H, ns, offset, **common)
 
 
 def _bwd_impl(
@@ -627,10 +526,6 @@ def _bwd_impl(
     grid_s = (plan.ndt, cdiv(dv_, cfg.bv_s), B * H)
     ds0 = _empty((B, H, plan.di, dv_), torch.float32, dev) if use_s0 else None
     dz0 = _empty((B, H, plan.di), torch.float32, dev) if use_s0 else None
-    if cfg.g:
-        dq, dk, dv = _empty(q.shape, q.dtype, dev), _empty(k.shape, k.dtype, dev), _empty(v.shape, v.dtype, dev)
-        _bwd_segments(plan, cfg, do, dsT, dzT, q, k, v, den, dden, s0, z0, w_, dq, dk, dv, ds0, dz0, normalize, offset)
-        return dq, dk, dv, ds0, dz0
     if parallel:
         s_all, z_all = (s0, z0) if use_s0 else (dum, dum)
         ds_all, dz_all = (dsT, dzT) if use_dst else (dum, dum)
