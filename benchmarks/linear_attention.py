@@ -249,6 +249,7 @@ KERNEL_CALLS: dict[str, int] = {}  # launches per kernel name in the last ``kern
 # parallel algorithm). The Taylor-only rows isolate one choice each.
 ALGO_ROWS = {
     "serial": dict(ALGORITHM="serial"),
+    "serial-recompute": dict(ALGORITHM="serial", SAVE_FWD_STATES=False),  # the backward recomputes the states
     "parallel": dict(ALGORITHM="parallel"),
     "parallel-nosplit": dict(ALGORITHM="parallel", BWD_SPLIT=False),  # dq and dk/dv in one backward program
 }
@@ -256,13 +257,15 @@ TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
     "parallel-fp32S": dict(ALGORITHM="parallel", FWD_STATES_BF16=False),  # fp32 forward states
     "parallel-full": dict(ALGORITHM="parallel", TAYLOR_SYMMETRIC=False),  # the full d′×d′ internal layout
+    "parallel-recompute": dict(ALGORITHM="parallel", SAVE_FWD_STATES=False),  # the backward recomputes the states
 }
 
 
 def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
-    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT", "TAYLOR_SYMMETRIC")
+    names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT", "TAYLOR_SYMMETRIC",
+             "SAVE_FWD_STATES")  # fmt: skip
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:

@@ -650,7 +650,7 @@ def _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.constexpr
     """``dφQ`` of feature tile ``i_d`` through the state entering the chunk: ``dnum·S[tile]ᵀ + dden·z[tile]ᵀ``."""
     o_d = i_d * BD + tl.arange(0, BD)
     b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_g = tl.dot(b_dn, tl.trans(b_s), input_precision=PREC)
+    b_g = tl.dot(b_dn, tl.trans(b_s.to(tl.float32)), input_precision=PREC)  # fp32, or the forward's bf16 states
     if NORMALIZE:
         b_g += b_dd[:, None] * tl.load(z_all + o_s + o_d)[None, :]
     return b_g

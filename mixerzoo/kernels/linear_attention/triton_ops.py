@@ -107,6 +107,13 @@ CHUNK_STATES = ("auto", "tiles", "head")
 # SM, not registers, limit it. None: 8 at BT=128, else 4 (``_warps``).
 CHUNK_STATE_WARPS: int | None = 4
 
+# Chunked mode: the forward's per-chunk states (what its output kernel read: bf16 for bf16 inputs with the ``parallel``
+# algorithm, else fp32) and z prefix sums are kept for the backward (``True``), which then skips recomputing them (a
+# chunk-state pass and a scan, or a serial scan), and reads them in its dq half; or the backward recomputes them in fp32
+# (``False``). Costs the states' memory between the forward and the backward: NC·DI·dv per head (B=4, H=16, L=16384,
+# Taylor d′=16, dv=64: 201 MB in bf16), about 60% of that layer's q, k, v and o. Env ``MIXERZOO_LA_SAVE_STATES=0``: off.
+SAVE_FWD_STATES: bool = os.environ.get("MIXERZOO_LA_SAVE_STATES", "1") != "0"
+
 # The dq/dk/dv kernel as two launches, dq and dk/dv (True), or one program doing both (False). Split, each
 # specialization keeps fewer live tiles (offline sm_90 compile, d′=16, dv=64, bf16: Taylor at BT=128 255 registers +
 # 48 B of spills → 179 and 252, none; Performer at BT=64 936 B of spills → 0 and 188 B). H200, 2026-11-28 (notes,
@@ -444,10 +451,12 @@ def _states_parallel(
 def _fwd_impl(
     plan: Plan, q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
     normalize: bool, eps: float, offset: int, want_state: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """Forward launches: ``(o, o_res, den [B·H, L], sT [B, H, DI, dv], zT [B, H, DI])`` (empty when unused).
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Forward launches: ``(o, o_res, den [B·H, L], sT [B, H, DI, dv], zT [B, H, DI], s_all, z_all)`` (empty when
+    unused).
 
-    ``o_res`` is o's 16-bit rounding residual (normalized 16-bit runs), kept for the backward."""
+    ``o_res`` is o's 16-bit rounding residual (normalized 16-bit runs), kept for the backward; ``s_all`` / ``z_all``
+    the chunked mode's per-chunk states ``[B·H, NC, DI, dv]`` / ``[B·H, NC, DI]`` (``SAVE_FWD_STATES``)."""
     B, L, H, _ = q.shape
     dv = v.shape[-1]
     dev = q.device
@@ -499,14 +508,19 @@ def _fwd_impl(
         sT, zT = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
     if not normalize:
         den = q.new_empty(0, dtype=torch.float32)
-    return o, o_res, den, sT, zT
+    if parallel or not SAVE_FWD_STATES:
+        s_all, z_all = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
+    return o, o_res, den, sT, zT, s_all, z_all
 
 
 def _bwd_impl(
     plan: Plan, do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor, o: Tensor,
     o_res: Tensor, den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, normalize: bool, offset: int,
+    s_fwd: Tensor | None = None, z_fwd: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:  # fmt: skip
-    """Backward launches: ``(dq, dk, dv, ds0, dz0)`` (the last two only when an initial state was given)."""
+    """Backward launches: ``(dq, dk, dv, ds0, dz0)`` (the last two only when an initial state was given).
+
+    ``s_fwd`` / ``z_fwd``: the forward's per-chunk states (``SAVE_FWD_STATES``), used instead of recomputing them."""
     B, L, H, _ = q.shape
     dv_ = v.shape[-1]
     dev = q.device
@@ -538,22 +552,28 @@ def _bwd_impl(
                 STORE_D0=True, num_warps=4,
             )  # fmt: skip
     else:
-        s_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
-        z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
+        saved = s_fwd is not None and s_fwd.numel() > 0
+        if saved:
+            s_all, z_all = s_fwd, z_fwd
+        else:
+            s_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
+            z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         ds_all = _empty((B * H, nc, plan.di, dv_), torch.float32, dev)
         dz_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         if _parallel_states(plan, nc):
-            _states_parallel(
-                plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, dum, dum, False, False, normalize, offset, st, cs
-            )
+            if not saved:
+                _states_parallel(
+                    plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, dum, dum, False, False, normalize, offset, st, cs
+                )
             _states_parallel(
                 plan, q, do, w_, den, dden, ds_all, dz_all, dsT, dzT, ds0, dz0, use_s0, True, normalize, offset, st, cs
             )
         else:
-            _la_state_fwd_kernel[grid_s](
-                k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
-                **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
-            )  # fmt: skip
+            if not saved:
+                _la_state_fwd_kernel[grid_s](
+                    k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
+                    **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
+                )  # fmt: skip
             _la_state_bwd_kernel[grid_s](
                 q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, ds_all, dz_all,
                 ds0 if use_s0 else dum, dz0 if use_s0 else dum, L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize,
@@ -582,7 +602,7 @@ def _bwd_impl(
 def _op_fwd(
     q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None,
     kind: str, m: int, max_len: int, normalize: bool, eps: float, offset: int, want_state: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     plan = _plan(kind, q.shape[-1], m, max_len)
     return _fwd_impl(plan, q, k, v, s0, z0, w, normalize, eps, offset, want_state)
 
@@ -598,24 +618,32 @@ def _op_fwd_fake(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, w
     den = torch.empty(B * H, L, **f32) if normalize else torch.empty(0, **f32)
     sT = torch.empty(B, H, plan.di, dv, **f32) if want_state else torch.empty(0, **f32)
     zT = torch.empty(B, H, plan.di, **f32) if want_state else torch.empty(0, **f32)
-    return o, o_res, den, sT, zT
+    s_all, z_all = torch.empty(0, **f32), torch.empty(0, **f32)
+    if SAVE_FWD_STATES and not _use_parallel(plan, L):  # the chunked mode's kept states, as _fwd_impl makes them
+        nc = cdiv(L, _chunk_size(plan, L, dv))
+        bf16 = _parallel_states(plan, nc) and FWD_STATES_BF16 and v.dtype == torch.bfloat16
+        s_all = torch.empty(B * H, nc, plan.di, dv, dtype=torch.bfloat16 if bf16 else torch.float32, device=q.device)
+        z_all = torch.empty(B * H, nc, plan.di, **f32)
+    return o, o_res, den, sT, zT, s_all, z_all
 
 
 @torch.library.custom_op("mixerzoo::linear_attention_bwd", mutates_args=())
 def _op_bwd(
     do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor, o: Tensor, o_res: Tensor,
-    den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, kind: str, m: int, max_len: int, normalize: bool,
-    offset: int,
+    den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, s_fwd: Tensor, z_fwd: Tensor, kind: str,
+    m: int, max_len: int, normalize: bool, offset: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     plan = _plan(kind, q.shape[-1], m, max_len)
-    dq, dk, dv, ds0, dz0 = _bwd_impl(plan, do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, normalize, offset)
+    dq, dk, dv, ds0, dz0 = _bwd_impl(
+        plan, do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, normalize, offset, s_fwd, z_fwd
+    )
     if ds0 is None:
         ds0, dz0 = q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
     return dq, dk, dv, ds0, dz0
 
 
 @_op_bwd.register_fake
-def _op_bwd_fake(do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset):
+def _op_bwd_fake(do, dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, s_fwd, z_fwd, kind, m, max_len, normalize, offset):
     f32 = dict(dtype=torch.float32, device=q.device)
     ds0 = torch.empty_like(s0) if s0 is not None else torch.empty(0, **f32)
     dz0 = torch.empty_like(z0) if z0 is not None else torch.empty(0, **f32)
@@ -630,16 +658,16 @@ class _LinearAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state):
         out = _op_fwd(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state)
-        o, o_res, den, _, _ = out
-        ctx.save_for_backward(q, k, v, o, o_res, den, s0, z0, w)
+        o, o_res, den, _, _, s_all, z_all = out
+        ctx.save_for_backward(q, k, v, o, o_res, den, s0, z0, w, s_all, z_all)
         ctx.cfg = (kind, m, max_len, normalize, offset, want_state)
         # unused outputs (o_res, den, and the state when not returned) get None, not a zero tensor each (4 memsets)
         ctx.set_materialize_grads(False)
         return out
 
     @staticmethod
-    def backward(ctx, do, _do_res, _dden, dsT, dzT):
-        q, k, v, o, o_res, den, s0, z0, w = ctx.saved_tensors
+    def backward(ctx, do, _do_res, _dden, dsT, dzT, _ds_all, _dz_all):
+        q, k, v, o, o_res, den, s0, z0, w, s_all, z_all = ctx.saved_tensors
         kind, m, max_len, normalize, offset, want_state = ctx.cfg
         if do is None:
             do = torch.zeros_like(o)
@@ -652,8 +680,9 @@ class _LinearAttention(torch.autograd.Function):
         else:
             dsT = dzT = None
         dq, dk, dv, ds0, dz0 = _op_bwd(
-            do.contiguous(), dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, kind, m, max_len, normalize, offset
-        )
+            do.contiguous(), dsT, dzT, q, k, v, o, o_res, den, s0, z0, w, s_all, z_all, kind, m, max_len, normalize,
+            offset,
+        )  # fmt: skip
         if s0 is None:
             ds0 = dz0 = None
         return dq, dk, dv, ds0, dz0, None, None, None, None, None, None, None, None
@@ -802,7 +831,7 @@ def linear_attention_triton(
         s0, z0 = _to_internal(plan, *initial_state)
         s0, z0 = s0.contiguous(), z0.contiguous()
     w = proj.detach().float().contiguous() if proj is not None else None
-    o, _, _, sT, zT = _LinearAttention.apply(
+    o, _, _, sT, zT, _, _ = _LinearAttention.apply(
         q, k, v, s0, z0, w, plan.kind, plan.m, _max_len(fm), normalize, float(eps), int(offset), output_final_state
     )
     state = _to_canonical(plan, sT, zT) if output_final_state else None
