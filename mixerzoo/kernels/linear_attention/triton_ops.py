@@ -111,7 +111,10 @@ CHUNK_STATE_WARPS: int | None = 4
 # algorithm, else fp32) and z prefix sums are kept for the backward (``True``), which then skips recomputing them (a
 # chunk-state pass and a scan, or a serial scan), and reads them in its dq half; or the backward recomputes them in fp32
 # (``False``). Costs the states' memory between the forward and the backward: NC·DI·dv per head (B=4, H=16, L=16384,
-# Taylor d′=16, dv=64: 201 MB in bf16), about 60% of that layer's q, k, v and o. Env ``MIXERZOO_LA_SAVE_STATES=0``: off.
+# Taylor d′=16, dv=64: 201 MB in bf16), about 60% of that layer's q, k, v and o. H200, session 6 (2026-11-29; notes,
+# "Session 6: the forward's states kept"), chunked mode, fwd+bwd ms kept / recomputed: Taylor L=16384 4.44 / 5.08
+# (GPU kernel time at 4096 1.15 / 1.31), PosELU serial 1.88 / 2.25, Performer serial 3.56 / 4.09, CosFormer serial
+# 2.55 / 3.08 at 16384; the LA GPU tests passed with it (87). Env ``MIXERZOO_LA_SAVE_STATES=0``: off.
 SAVE_FWD_STATES: bool = os.environ.get("MIXERZOO_LA_SAVE_STATES", "1") != "0"
 
 # The dq/dk/dv kernel as two launches, dq and dk/dv (True), or one program doing both (False). Split, each
