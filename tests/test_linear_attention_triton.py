@@ -91,6 +91,7 @@ def _kernel_settings():
     T.ALGORITHM = algorithm
     T.CHUNK_STATE = chunk_state
     T.BWD_SPLIT = True
+    T.SAVE_FWD_STATES = True
     T.TAYLOR_SYMMETRIC = taylor_symmetric
 
 
@@ -284,6 +285,47 @@ def test_backward_split_equals_one_program(name):
         T.BWD_SPLIT = True
         for a, b in zip(res[True], res[False]):
             assert rel_err(a, b) < 1e-6, mode
+
+
+@pytest.mark.parametrize("name", ["taylor", "poselu", "performer"])
+@pytest.mark.parametrize("algorithm", ["serial", "parallel"])
+def test_kept_states_equal_recomputed(name, algorithm):
+    """The backward on the forward's kept per-chunk states (``SAVE_FWD_STATES``, default) or on states it recomputes:
+    the same gradients in fp32 (the same states, from the same kernels), with states in and out; the bf16 run
+    (whose kept states are the output kernel's bf16 copy) against the fp64 oracle, with ``SAVE_FWD_STATES`` off."""
+    fm = make_map(name, 5).to(DEVICE)
+    q, k, v, do = inputs(1, 37, 2, 5, 9, torch.float32, 1.0, seed=5)
+    D = fm.out_dim
+    kv0, z0 = torch.rand(1, 2, D, 9, device=DEVICE), torch.rand(1, 2, D, device=DEVICE)
+    T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = "chunk", 16, algorithm
+    res = {}
+    for keep in (True, False):
+        T.SAVE_FWD_STATES = keep
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, kv0, z0)]
+        o, (kv, z) = linear_attention(
+            *leaves[:3], fm, initial_state=(leaves[3], leaves[4]), output_final_state=True, backend="triton"
+        )
+        res[keep] = torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves)
+    for a, b in zip(res[True], res[False]):
+        assert rel_err(a, b) < 1e-6
+    check_against_oracle(name, 1, 37, 2, 5, 9, torch.bfloat16, 1.0, "chunk", 16, seed=6, algorithm=algorithm)
+
+
+def test_kept_states_fake_matches_real():
+    """The forward op's fake (meta) kernel gives its kept states the shape and dtype the real kernel returns (a
+    mismatch breaks ``torch.compile``), for the bf16 copy (``parallel``), fp32 (``serial``) and none (quadratic mode)."""
+    fm = make_map("taylor", 4).to(DEVICE)
+    q, k, v, _ = inputs(1, 37, 2, 4, 6, torch.bfloat16, 1.0)
+    plan, _ = T._plan_of(fm)
+    for mode, algorithm in (("chunk", "parallel"), ("chunk", "serial"), ("parallel", "serial")):
+        T.FORCE_MODE, T.FORCE_CHUNK, T.ALGORITHM = mode, 16, algorithm
+        args = (q, k, v, None, None, None, plan.kind, 0, 0, True, 1e-6, 0, False)
+        real = T._op_fwd(*args)
+        fake = T._op_fwd_fake(*args)
+        for r, f in zip(real, fake):
+            assert (r.shape, r.dtype) == (f.shape, f.dtype), (mode, algorithm)
+        assert (real[5].numel() > 0) == (mode == "chunk")
+        assert real[5].dtype == (torch.bfloat16 if algorithm == "parallel" else torch.float32) or mode != "chunk"
 
 
 @pytest.mark.parametrize(
