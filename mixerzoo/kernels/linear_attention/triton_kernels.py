@@ -858,7 +858,7 @@ def _la_step_kernel(
     H, offset, eps, SC1, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, D: tl.constexpr, BK: tl.constexpr, BF: tl.constexpr,
     BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr, ZMODE: tl.constexpr,
-    KV: tl.constexpr, NV: tl.constexpr,
+    KV: tl.constexpr, NV: tl.constexpr, SEM: tl.constexpr,
 ):  # fmt: skip
     """One decode step on the canonical fp32 state, in place: ``kv += φk ⊗ v``, ``z += φk``, ``o = φq·kv / (φq·z + eps)``.
 
@@ -911,8 +911,11 @@ def _la_step_kernel(
             b_num = b_num / (tl.sum(b_den, axis=0) + eps)
         tl.store(o + i_bh.to(tl.int64) * DV + o_v, b_num.to(o.dtype.element_ty), mask=m_v)
     if ZMODE == 2:
-        tl.debug_barrier()  # every thread's z reads have returned before the counter says so
-        last = tl.atomic_add(count + i_bh, 1, sem="acq_rel") == NV - 1
+        # Every thread's z reads have returned before the counter says so: their values were consumed (the
+        # denominator's cross-thread sum) before this barrier. So the counter needs no fence: a relaxed atomic, not
+        # acq_rel, whose release fence (MEMBAR.GPU) waited for this program's kv stores to drain first.
+        tl.debug_barrier()
+        last = tl.atomic_add(count + i_bh, 1, sem=SEM) == NV - 1
     else:
         last = not KV
     if last:
@@ -923,4 +926,4 @@ def _la_step_kernel(
             )
             tl.store(p_z + o_f, tl.load(p_z + o_f, mask=o_f < D, other=0.0) + b_phk, mask=o_f < D)
         if ZMODE == 2:
-            tl.atomic_xchg(count + i_bh, 0, sem="acq_rel")
+            tl.atomic_xchg(count + i_bh, 0, sem=SEM)

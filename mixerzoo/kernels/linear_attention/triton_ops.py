@@ -715,6 +715,10 @@ STEP_CONFIGS: dict[str, StepConfig] = {
     "v32-all-sep": StepConfig(bv=32, bf=256, warps=4, zmode="sep"),
 }
 FORCE_STEP: StepConfig | None = None  # test/benchmark hook: use this configuration for every step
+# Memory order of the per-head arrival counter (``zmode="last"``): "relaxed" (default) or "acq_rel" (its release fence
+# waits for the program's state stores to drain; the kernel's docstring says why relaxed suffices). Env
+# ``MIXERZOO_LA_STEP_SEM``.
+STEP_ATOMIC_SEM: str = os.environ.get("MIXERZOO_LA_STEP_SEM", "relaxed")
 
 
 # Which candidate serves a step of ``B·H`` heads with D canonical features: the first entry ``(max D, max B·H, name)``
@@ -787,9 +791,11 @@ def _op_step(
         FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=cfg.bf, BV=cfg.bv, M=plan.m, NORMALIZE=normalize,
         OFFSET_PTR=offset_t is not None,
     )  # fmt: skip
-    _la_step_kernel[(nv * B * H,)](*args, **statics, ZMODE=zmode, KV=True, NV=nv, num_warps=cfg.warps)
+    _la_step_kernel[(nv * B * H,)](
+        *args, **statics, ZMODE=zmode, KV=True, NV=nv, SEM=STEP_ATOMIC_SEM, num_warps=cfg.warps
+    )
     if zmode == 0:  # z after every program has read it: a second launch that only updates z
-        _la_step_kernel[(B * H,)](*args, **statics, ZMODE=0, KV=False, NV=1, num_warps=1)
+        _la_step_kernel[(B * H,)](*args, **statics, ZMODE=0, KV=False, NV=1, SEM=STEP_ATOMIC_SEM, num_warps=1)
     return o
 
 
