@@ -106,6 +106,9 @@ FWD_SWEEP = [  # (BT, BC, NT, num_warps), tried with --sweep
     (16, 256, 4, 4),
     (16, 256, 1, 4),  # small shapes: more, shorter programs in the one wave
     (32, 128, 1, 4),
+    # the 4×4096×1024 tail (offline sm_90, FAST, K=3): the default [32, 256] × 8 warps has 80 registers, so 3 CTAs
+    # per SM: 2,048 programs in 5.2 waves of 396; [16, 256] × 8 warps has 58 (4 per SM): 4,096 in 7.8 waves of 528
+    (16, 256, 1, 8),
 ]
 
 
