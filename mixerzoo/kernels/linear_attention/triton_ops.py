@@ -407,6 +407,12 @@ def _parallel_states(plan: Plan, nc: int) -> bool:
     return ALGORITHM == "parallel"
 
 
+def _fwd_states_bf16(plan: Plan, nc: int, dtype: torch.dtype) -> bool:
+    """Whether the chunked forward's output kernel reads its per-chunk states in bf16 (``FWD_STATES_BF16``: bf16 inputs
+    with the ``parallel`` algorithm); those are then the states the backward keeps (``SAVE_FWD_STATES``)."""
+    return FWD_STATES_BF16 and dtype == torch.bfloat16 and _parallel_states(plan, nc)
+
+
 def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
     """Tile ``(BS rows, BV columns)`` of the prefix-sum kernel: small (<= 32×32 fp32 = 4 KB), so that even one
     head's state splits over many programs and enough loads are in flight to reach copy bandwidth."""
@@ -486,7 +492,7 @@ def _fwd_impl(
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         strides = (nc * plan.di, plan.di)
         if _parallel_states(plan, nc):
-            s_read = _empty(s_all.shape, torch.bfloat16, dev) if FWD_STATES_BF16 and v.dtype == torch.bfloat16 else None
+            s_read = _empty(s_all.shape, torch.bfloat16, dev) if _fwd_states_bf16(plan, nc, v.dtype) else None
             _states_parallel(
                 plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs,
                 s_out=s_read,
@@ -519,11 +525,12 @@ def _fwd_impl(
 def _bwd_impl(
     plan: Plan, do: Tensor, dsT: Tensor | None, dzT: Tensor | None, q: Tensor, k: Tensor, v: Tensor, o: Tensor,
     o_res: Tensor, den: Tensor, s0: Tensor | None, z0: Tensor | None, w: Tensor | None, normalize: bool, offset: int,
-    s_fwd: Tensor | None = None, z_fwd: Tensor | None = None,
+    s_fwd: Tensor, z_fwd: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:  # fmt: skip
     """Backward launches: ``(dq, dk, dv, ds0, dz0)`` (the last two only when an initial state was given).
 
-    ``s_fwd`` / ``z_fwd``: the forward's per-chunk states (``SAVE_FWD_STATES``), used instead of recomputing them."""
+    ``s_fwd`` / ``z_fwd``: the forward's per-chunk states (``SAVE_FWD_STATES``; empty when not kept), used instead of
+    recomputing them."""
     B, L, H, _ = q.shape
     dv_ = v.shape[-1]
     dev = q.device
@@ -555,7 +562,7 @@ def _bwd_impl(
                 STORE_D0=True, num_warps=4,
             )  # fmt: skip
     else:
-        saved = s_fwd is not None and s_fwd.numel() > 0
+        saved = s_fwd.numel() > 0
         if saved:
             s_all, z_all = s_fwd, z_fwd
         else:
@@ -624,8 +631,8 @@ def _op_fwd_fake(q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, w
     s_all, z_all = torch.empty(0, **f32), torch.empty(0, **f32)
     if SAVE_FWD_STATES and not _use_parallel(plan, L):  # the chunked mode's kept states, as _fwd_impl makes them
         nc = cdiv(L, _chunk_size(plan, L, dv))
-        bf16 = _parallel_states(plan, nc) and FWD_STATES_BF16 and v.dtype == torch.bfloat16
-        s_all = torch.empty(B * H, nc, plan.di, dv, dtype=torch.bfloat16 if bf16 else torch.float32, device=q.device)
+        s_dtype = torch.bfloat16 if _fwd_states_bf16(plan, nc, v.dtype) else torch.float32
+        s_all = torch.empty(B * H, nc, plan.di, dv, dtype=s_dtype, device=q.device)
         z_all = torch.empty(B * H, nc, plan.di, **f32)
     return o, o_res, den, sT, zT, s_all, z_all
 

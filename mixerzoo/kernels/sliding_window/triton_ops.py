@@ -315,12 +315,10 @@ def sliding_window_step_kernel(
         pos = tl.load(p_pos).to(tl.int64)
     else:
         pos = pos_int.to(tl.int64)
-    if DENSE:
-        w_ld = tl.minimum(w1, tl.minimum(pos + 1, W))
-    else:
-        w_ld = w1
+    w_ld = w1
     n_chunks = NW
     if DENSE:
+        w_ld = tl.minimum(w1, tl.minimum(pos + 1, W))
         if DYN:
             n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 (no loop) in a split past the last written slot
     b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
