@@ -252,6 +252,7 @@ ALGO_ROWS = {
     "serial-recompute": dict(ALGORITHM="serial", SAVE_FWD_STATES=False),  # the backward recomputes the states
     "parallel": dict(ALGORITHM="parallel"),
     "parallel-nosplit": dict(ALGORITHM="parallel", BWD_SPLIT=False),  # dq and dk/dv in one backward program
+    "parallel-tf32": dict(ALGORITHM="parallel", DOTS_BF16=False),  # tf32 products instead of bf16 ones
 }
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
@@ -265,7 +266,7 @@ def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
     names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT", "TAYLOR_SYMMETRIC",
-             "SAVE_FWD_STATES")  # fmt: skip
+             "SAVE_FWD_STATES", "DOTS_BF16")  # fmt: skip
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:

@@ -81,7 +81,7 @@ def normalize_for(name: str) -> bool:
 @pytest.fixture(autouse=True)
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
-    algorithm, chunk_state, taylor_symmetric = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC
+    algorithm, chunk_state, taylor_symmetric, dots_bf16 = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC, T.DOTS_BF16
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -93,6 +93,7 @@ def _kernel_settings():
     T.BWD_SPLIT = True
     T.SAVE_FWD_STATES = True
     T.TAYLOR_SYMMETRIC = taylor_symmetric
+    T.DOTS_BF16 = dots_bf16
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -177,6 +178,25 @@ def test_matches_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, seed):
     """Forward and q/k/v gradients of both algorithms match the fp64 oracle, random shapes and dtypes."""
     offset = 5 if name == "cosformer" else 0
     check_against_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=offset, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["taylor", "poselu", "performer"])
+@pytest.mark.parametrize("algorithm", ["parallel", "serial"])
+def test_bf16_products_match_oracle_and_take_effect(name, algorithm):
+    """bf16 inputs: the default bf16 products (``DOTS_BF16``; ``bf16emu`` under the interpreter, the same rounding)
+    and tf32 ones both match the oracle at a large input scale (peaked attention) over several chunks, from an initial
+    state, and at L = 1 (o = v: what the gradients' cancellations test); and the switch takes effect (the two outputs
+    differ)."""
+    outs = []
+    for dots_bf16 in (True, False):
+        T.DOTS_BF16 = dots_bf16
+        check_against_oracle(
+            name, 2, 47, 2, 6, 9, torch.bfloat16, 2.5, "chunk", 16, seed=3, algorithm=algorithm, initial_state=True
+        )
+        check_against_oracle(name, 2, 1, 2, 6, 9, torch.bfloat16, 2.5, "chunk", 16, seed=3, algorithm=algorithm)
+        q, k, v, _ = inputs(2, 47, 2, 6, 9, torch.bfloat16, 2.5, seed=3)
+        outs.append(linear_attention(q, k, v, make_map(name, 6).to(DEVICE), backend="triton").float())
+    assert (outs[0] - outs[1]).abs().max() > 0, "DOTS_BF16 changed nothing"
 
 
 # (dtype, L, chunk): L = 1, primes that leave a ragged last chunk, an exact multiple of the chunk
@@ -698,6 +718,21 @@ def test_gpu_serial_states(name, d, dv):
     check_against_oracle(
         name, 2, 1031, 3, d, dv, torch.bfloat16, 1.0, "chunk", None, algorithm="serial", initial_state=True
     )
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", MAPS)
+@pytest.mark.parametrize("dots_bf16", [True, False])
+def test_gpu_dot_precisions(name, dots_bf16):
+    """bf16 inputs with bf16 products (the default) and with tf32 ones, at a large input scale (2.5: peaked attention)
+    over several chunks from an initial state, and at L = 1 (o = v: the gradients' cancellations)."""
+    T.DOTS_BF16 = dots_bf16
+    offset = 9 if name == "cosformer" else 0
+    check_against_oracle(
+        name, 2, 1031, 3, 16, 64, torch.bfloat16, 2.5, "chunk", None, offset=offset, initial_state=True
+    )  # fmt: skip
+    check_against_oracle(name, 2, 1, 3, 16, 64, torch.bfloat16, 2.5, None, None, offset=offset)
 
 
 @pytest.mark.gpu

@@ -76,6 +76,47 @@ def _load_w(p_w, i_d, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, M: t
 
 
 @triton.jit
+def _mm(a, b, PREC: tl.constexpr):
+    """``a @ b`` with fp32 accumulation at the launch's dot precision ``PREC``: ``ieee`` (fp32 inputs), ``tf32``
+    (fp16 inputs), ``bf16`` (bf16 inputs: both operands rounded to bf16, the tensor cores' native rate, as FLA's
+    kernels do; products with at least 64 output columns), or ``bf16emu``: the same rounding for the CPU interpreter,
+    whose bf16 dot is broken (the rounded values' products are exact in fp32, so an fp32 dot of them equals the bf16
+    dot up to summation order)."""
+    if PREC == "bf16" and b.shape[1] >= 64:
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif PREC == "bf16emu":
+        return tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    elif PREC == "bf16":
+        # Fewer than 64 output columns: tf32. With bf16 operands there, Triton 3.6 on the H200 faulted (PosELU's
+        # backward, 16 columns) or computed a wrong dq (Performer at m = 17, 32 columns): ``DOTS_BF16`` in triton_ops.
+        # The interpreter rounds every product (``bf16emu``), a superset, so the CPU tests check the rounding itself.
+        return tl.dot(a, b, input_precision="tf32")
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def _mm_hi(a, b, PREC: tl.constexpr):
+    """``_mm`` at no less than tf32: for the one product whose result cancels against an fp32 term that its operand
+    rounding is not mirrored in (``V·dSᵀ + dZ`` in ``_state_grad_k``)."""
+    if PREC == "bf16" or PREC == "bf16emu":
+        return tl.dot(a, b, input_precision="tf32")
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def _rnd(x, PREC: tl.constexpr):
+    """``x`` rounded as ``_mm`` will round it (bf16 modes), else unchanged: for a tile that feeds both a product and
+    an fp32 sum (φ into S and z, A into num and den), so that the two see the same values and o stays an exact
+    weighted average of the values (the backward's ``do·(v − o)`` terms rely on that)."""
+    if PREC == "bf16" or PREC == "bf16emu":
+        return x.to(tl.bfloat16).to(tl.float32)
+    else:
+        return x
+
+
+@triton.jit
 def _dot_f32(a, b, PREC: tl.constexpr):
     """A product that must keep ~fp32 accuracy (performer's projection, whose error the exp amplifies): ``ieee``
     (FMA) with fp32 inputs, else ``tf32x3`` (three tensor-core tf32 products of the hi/lo split, error ~fp32)."""
@@ -137,8 +178,8 @@ def _phi_fwd(
         b_phi = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0)
     elif FM == 7:  # taylor, symmetric layout (M = the pair-block width)
         o_a, o_b, coef = _taylor_sym_cols(i_d, SC1, SC2, DK, BD, NT1, M)
-        b_a = tl.dot(b_x, (o_k[:, None] == o_a[None, :]).to(tl.float32), input_precision=PREC)
-        b_b = tl.dot(b_x, (o_k[:, None] == o_b[None, :]).to(tl.float32), input_precision=PREC)
+        b_a = _mm(b_x, (o_k[:, None] == o_a[None, :]).to(tl.float32), PREC)
+        b_b = _mm(b_x, (o_k[:, None] == o_b[None, :]).to(tl.float32), PREC)
         b_a += (o_a < 0).to(tl.float32)[None, :]
         b_b += (o_b < 0).to(tl.float32)[None, :]
         b_phi = b_a * b_b * coef[None, :]
@@ -147,12 +188,12 @@ def _phi_fwd(
         if i_d < NT1:
             o_c = i_d * BD + o_d
             b_sel = (o_k[:, None] == o_c[None, :]).to(tl.float32)  # [BK, BD]
-            b_phi = tl.dot(b_x, b_sel, input_precision=PREC) * SC1 + (o_c == DK).to(tl.float32)[None, :]
+            b_phi = _mm(b_x, b_sel, PREC) * SC1 + (o_c == DK).to(tl.float32)[None, :]
         else:
             o_i = (i_d - NT1) * (BD // BK) + o_d // BK
             o_j = o_d % BK
-            b_a = tl.dot(b_x, (o_k[:, None] == o_i[None, :]).to(tl.float32), input_precision=PREC)
-            b_b = tl.dot(b_x, (o_k[:, None] == o_j[None, :]).to(tl.float32), input_precision=PREC)
+            b_a = _mm(b_x, (o_k[:, None] == o_i[None, :]).to(tl.float32), PREC)
+            b_b = _mm(b_x, (o_k[:, None] == o_j[None, :]).to(tl.float32), PREC)
             b_phi = b_a * b_b * SC2
     return b_phi
 
@@ -189,26 +230,26 @@ def _phi_bwd(
         o_a, o_b, coef = _taylor_sym_cols(i_d, SC1, SC2, DK, BD, NT1, M)
         b_sa = (o_k[:, None] == o_a[None, :]).to(tl.float32)  # [BK, BD]
         b_sb = (o_k[:, None] == o_b[None, :]).to(tl.float32)
-        b_a = tl.dot(b_x, b_sa, input_precision=PREC) + (o_a < 0).to(tl.float32)[None, :]
-        b_b = tl.dot(b_x, b_sb, input_precision=PREC) + (o_b < 0).to(tl.float32)[None, :]
+        b_a = _mm(b_x, b_sa, PREC) + (o_a < 0).to(tl.float32)[None, :]
+        b_b = _mm(b_x, b_sb, PREC) + (o_b < 0).to(tl.float32)[None, :]
         b_gc = b_g * coef[None, :]
-        b_dx = tl.dot(b_gc * b_b, tl.trans(b_sa), input_precision=PREC)
-        b_dx += tl.dot(b_gc * b_a, tl.trans(b_sb), input_precision=PREC)
+        b_dx = _mm(b_gc * b_b, tl.trans(b_sa), PREC)
+        b_dx += _mm(b_gc * b_a, tl.trans(b_sb), PREC)
     else:
         o_d = tl.arange(0, BD)
         if i_d < NT1:
             o_c = i_d * BD + o_d
             b_selt = (o_c[:, None] == o_k[None, :]).to(tl.float32)  # [BD, BK]
-            b_dx = tl.dot(b_g * SC1, b_selt, input_precision=PREC)
+            b_dx = _mm(b_g * SC1, b_selt, PREC)
         else:
             o_i = (i_d - NT1) * (BD // BK) + o_d // BK
             o_j = o_d % BK
             b_sa = (o_k[:, None] == o_i[None, :]).to(tl.float32)  # [BK, BD]
             b_sb = (o_k[:, None] == o_j[None, :]).to(tl.float32)
-            b_a = tl.dot(b_x, b_sa, input_precision=PREC)
-            b_b = tl.dot(b_x, b_sb, input_precision=PREC)
-            b_dx = tl.dot(b_g * b_b * SC2, tl.trans(b_sa), input_precision=PREC)
-            b_dx += tl.dot(b_g * b_a * SC2, tl.trans(b_sb), input_precision=PREC)
+            b_a = _mm(b_x, b_sa, PREC)
+            b_b = _mm(b_x, b_sb, PREC)
+            b_dx = _mm(b_g * b_b * SC2, tl.trans(b_sa), PREC)
+            b_dx += _mm(b_g * b_a * SC2, tl.trans(b_sb), PREC)
     return b_dx
 
 
@@ -310,13 +351,33 @@ def _la_state_fwd_kernel(
         m_t = o_tc < L
         b_k = _load_rows(p_k, o_tc, m_t, L, H, DK, BK).to(tl.float32)
         b_phi = _phi_fwd(b_k, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-        b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+        b_phi = _rnd(tl.where(m_t[:, None], b_phi, 0.0), PREC)
         b_vv = _load_vtile(p_v, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-        b_s += tl.dot(tl.trans(b_phi), b_vv, input_precision=PREC)
+        b_s += _mm(tl.trans(b_phi), b_vv, PREC)
         b_z += tl.sum(b_phi, axis=0)
     if STORE_FINAL:
         tl.store(sT + o_sd, b_s, mask=m_v[None, :])
         tl.store(zT + i_bh.to(tl.int64) * DI + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
+
+
+@triton.jit
+def _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, GRAD: tl.constexpr, NORMALIZE: tl.constexpr):
+    """Per-token ``(rs, g)`` of a chunk-state pass: the state is ``Σ (φ·rs)ᵀ y``, z is ``Σ (φ·rs)·g``, 0 past L.
+
+    Forward: ``rs = 1``, ``g = 1``. Backward (``y = do``): ``dS = Σ φᵀ do/den`` and ``dZ = Σ φ·dden``, taken as
+    ``rs = 1/den``, ``g = dden·den``: the division goes into φ, not into ``do``, so that dS and dZ are sums over the
+    same (rounded) weights φ/den of exact 16-bit ``do`` rows and of ``dden·den = −do·o``, and ``V·dSᵀ + dZ`` in the
+    backward's dk keeps its cancellation (``do·(v − o)``) whatever the dot precision."""
+    if GRAD:
+        if NORMALIZE:
+            b_den = tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)
+            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
+            return tl.where(m_t, 1.0 / b_den, 0.0), b_dd * b_den
+        else:
+            return tl.where(m_t, 1.0, 0.0), tl.zeros_like(o_tc.to(tl.float32))
+    else:
+        b_one = tl.where(m_t, 1.0, 0.0)
+        return b_one, b_one
 
 
 @triton.jit
@@ -349,18 +410,11 @@ def _la_chunk_state_kernel(
     b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
     b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)
     b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-    b_phi = tl.where(m_t[:, None], b_phi, 0.0)
+    b_rs, b_g = _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, GRAD, NORMALIZE)
+    b_phi = _rnd(b_phi * b_rs[:, None], PREC)
     b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    if GRAD:
-        if NORMALIZE:
-            b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
-            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
-            b_z = tl.sum(b_phi * b_dd[:, None], axis=0)
-        else:
-            b_z = tl.zeros([BD], dtype=tl.float32)
-    else:
-        b_z = tl.sum(b_phi, axis=0)
-    b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
+    b_z = tl.sum(b_phi * b_g[:, None], axis=0)
+    b_s = _mm(tl.trans(b_phi), b_y, PREC)  # [BD, BV]
     o_c = (i_bh.to(tl.int64) * NC + i_c) * DI
     tl.store(s_all + o_c * DV + o_d[:, None] * DV + o_v[None, :], b_s, mask=m_v[None, :])
     tl.store(z_all + o_c + o_d, b_z, mask=tl.where(i_v == 0, o_d < DI, False))
@@ -396,14 +450,7 @@ def _la_chunk_state_head_kernel(
     p_xt = p_x + o_tc[:, None].to(tl.int64) * (H * DK)  # [BT, 1] row pointers of this chunk's x
     b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)  # [BT, BK], zero past DK and L
     b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    if GRAD:
-        if NORMALIZE:
-            b_y = b_y / tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)[:, None]
-            b_g = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)  # weight of φ in z
-        else:
-            b_g = tl.zeros([BT], dtype=tl.float32)
-    else:
-        b_g = tl.where(m_t, 1.0, 0.0)
+    b_rs, b_g = _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, GRAD, NORMALIZE)
     o_c0 = (i_bh.to(tl.int64) * NC + i_c) * DI  # this chunk's slot, in rows of DV
     o_dl = tl.arange(0, BD)
     # z once per head: a [BD] mask, as a scalar store mask fails triton 3.9's interpreter
@@ -412,13 +459,14 @@ def _la_chunk_state_head_kernel(
     if FM == 6:  # taylor
         b_valid = m_t.to(tl.float32)
         for i_d in range(NT1):  # first order: [x·SC1 (columns < DK), 1 (column DK), 0]; x's BK <= BD columns: tile 0
-            b_phi = _taylor_first(b_x, b_valid, i_d, SC1, DK, BT, BK, BD, R)
-            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)  # [BD, BV]
+            b_phi = _rnd(_taylor_first(b_x, b_valid, i_d, SC1, DK, BT, BK, BD, R) * b_rs[:, None], PREC)
+            b_s = _mm(tl.trans(b_phi), b_y, PREC)  # [BD, BV]
             tl.store(s_all + (o_c0 + i_d * BD) * DV + o_sdl, b_s, mask=m_v[None, :])
             tl.store(z_all + o_c0 + i_d * BD + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
         for i_r in range(NDT - NT1):  # second order: rows i of the full d′×d′ block, R per tile
             b_phi = _taylor_second(b_x, _taylor_rows(p_xt, m_t, i_r, DK, R), SC2, BT, BD)  # column r·BK + j: x_i x_j
-            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)
+            b_phi = _rnd(b_phi * b_rs[:, None], PREC)
+            b_s = _mm(tl.trans(b_phi), b_y, PREC)
             o_d0 = (NT1 + i_r) * BD
             tl.store(s_all + (o_c0 + o_d0) * DV + o_sdl, b_s, mask=m_v[None, :])
             tl.store(z_all + o_c0 + o_d0 + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
@@ -426,8 +474,8 @@ def _la_chunk_state_head_kernel(
         for i_d in range(NDT):
             b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
             b_phi = _phi_fwd(b_x, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-            b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-            b_s = tl.dot(tl.trans(b_phi), b_y, input_precision=PREC)
+            b_phi = _rnd(b_phi * b_rs[:, None], PREC)
+            b_s = _mm(tl.trans(b_phi), b_y, PREC)
             tl.store(s_all + (o_c0 + i_d * BD) * DV + o_sdl, b_s, mask=m_v[None, :])
             tl.store(z_all + o_c0 + i_d * BD + o_dl, tl.sum(b_phi * b_g[:, None], axis=0), mask=m_z)
 
@@ -493,7 +541,8 @@ def _read_state(b_phq, b_num, b_den, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.co
     """``num += φQ_tile · S[tile]``, ``den += φQ_tile · z[tile]`` for feature tile ``i_d`` of the state at ``o_s``."""
     o_d = i_d * BD + tl.arange(0, BD)
     b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_num += tl.dot(b_phq, b_s.to(tl.float32), input_precision=PREC)  # fp32 or bf16 (FWD_STATES_BF16)
+    b_phq = _rnd(b_phq, PREC)  # num and den over the same φq
+    b_num += _mm(b_phq, b_s.to(tl.float32), PREC)  # fp32 or bf16 (FWD_STATES_BF16)
     if NORMALIZE:
         b_den += tl.sum(b_phq * tl.load(z_all + o_s + o_d)[None, :], axis=1)
     return b_num, b_den
@@ -544,7 +593,7 @@ def _la_out_fwd_kernel(
         m_tk = o_tk < L
         b_k = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
         if SCORE:  # taylor: 1 + s + s²/2 straight from q·k
-            b_sc = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * SQ
+            b_sc = _mm(b_q, tl.trans(b_k), PREC) * SQ
             b_a = 1.0 + b_sc + 0.5 * b_sc * b_sc
         else:
             b_kf = b_k.to(tl.float32)
@@ -553,10 +602,10 @@ def _la_out_fwd_kernel(
                 b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
                 b_phq = _phi_fwd(b_qf, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
                 b_phk = _phi_fwd(b_kf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                b_a += tl.dot(b_phq, tl.trans(b_phk), input_precision=PREC)
-        b_a = tl.where((o_tq[:, None] >= o_tk[None, :]) & m_tk[None, :], b_a, 0.0)
+                b_a += _mm(b_phq, tl.trans(b_phk), PREC)
+        b_a = _rnd(tl.where((o_tq[:, None] >= o_tk[None, :]) & m_tk[None, :], b_a, 0.0), PREC)  # num, den alike
         b_vv = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
-        b_num += tl.dot(b_a, b_vv, input_precision=PREC)
+        b_num += _mm(b_a, b_vv, PREC)
         b_den += tl.sum(b_a, axis=1)
     if NORMALIZE:
         b_den = b_den + eps
@@ -631,26 +680,26 @@ def _la_state_bwd_kernel(
         m_t = o_tc < L
         b_q = _load_rows(p_q, o_tc, m_t, L, H, DK, BK).to(tl.float32)
         b_phi = _phi_fwd(b_q, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-        b_phi = tl.where(m_t[:, None], b_phi, 0.0)
-        b_dn = _load_vtile(p_do, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+        b_rs, b_g = _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, True, NORMALIZE)
+        b_phi = _rnd(b_phi * b_rs[:, None], PREC)  # φ/den: dS and dZ over the same weights (_chunk_row_weights)
+        b_do = _load_vtile(p_do, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
         if NORMALIZE:
-            b_den = tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)
-            b_dn = b_dn / b_den[:, None]
-            b_dd = tl.load(dden + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=0.0)
-            b_dz += tl.sum(b_phi * b_dd[:, None], axis=0)
-        b_ds += tl.dot(tl.trans(b_phi), b_dn, input_precision=PREC)
+            b_dz += tl.sum(b_phi * b_g[:, None], axis=0)
+        b_ds += _mm(tl.trans(b_phi), b_do, PREC)
     if STORE_D0:
         tl.store(ds0 + o_sd, b_ds, mask=m_v[None, :])
         tl.store(dz0 + i_bh.to(tl.int64) * DI + o_d, b_dz, mask=tl.where(i_v == 0, o_d < DI, False))
 
 
 @triton.jit
-def _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr,
+def _state_grad_q(b_do, b_rden, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV: tl.constexpr, BD: tl.constexpr,
                   PREC: tl.constexpr, NORMALIZE: tl.constexpr):  # fmt: skip
-    """``dφQ`` of feature tile ``i_d`` through the state entering the chunk: ``dnum·S[tile]ᵀ + dden·z[tile]ᵀ``."""
+    """``dφQ`` of feature tile ``i_d`` through the state entering the chunk: ``dnum·S[tile]ᵀ + dden·z[tile]ᵀ``, with
+    ``dnum = do·rden`` (``rden = 1/den``) scaled after the product, whose operands (16-bit ``do`` and the states the
+    output read) are then exact at any dot precision: the two terms cancel where attention is peaked."""
     o_d = i_d * BD + tl.arange(0, BD)
     b_s = tl.load(s_all + o_s * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_g = tl.dot(b_dn, tl.trans(b_s.to(tl.float32)), input_precision=PREC)  # fp32, or the forward's bf16 states
+    b_g = _mm(b_do, tl.trans(b_s.to(tl.float32)), PREC) * b_rden[:, None]  # fp32, or the forward's bf16 states
     if NORMALIZE:
         b_g += b_dd[:, None] * tl.load(z_all + o_s + o_d)[None, :]
     return b_g
@@ -662,8 +711,8 @@ def _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV: tl.conste
     """Through the gradient of the state after the chunk (tile ``i_d``): ``(dV part φK·dS, dφK = V·dSᵀ + dz)``."""
     o_d = i_d * BD + tl.arange(0, BD)
     b_ds = tl.load(ds_all + o_ds * DV + o_d[:, None] * DV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_dv = tl.dot(b_phk, b_ds, input_precision=PREC)
-    b_g = tl.dot(b_v, tl.trans(b_ds), input_precision=PREC) + tl.load(dz_all + o_ds + o_d)[None, :]
+    b_dv = _mm(b_phk, b_ds, PREC)
+    b_g = _mm_hi(b_v, tl.trans(b_ds), PREC) + tl.load(dz_all + o_ds + o_d)[None, :]
     return b_dv, b_g
 
 
@@ -704,11 +753,13 @@ def _la_bwd_kernel(
     b_k = _mm_in(_load_rows(p_k, o_tc, m_tc, L, H, DK, BK), DOT16)
     b_kf = b_k.to(tl.float32)
     b_v = _load_rows(p_v, o_tc, m_tc, L, H, DV, BV).to(tl.float32)
-    b_dn = _load_rows(p_do, o_tc, m_tc, L, H, DV, BV).to(tl.float32)
+    # do stays exact (16-bit values) as a dot operand; 1/den scales the products' rows (see _state_grad_q)
+    b_do = _load_rows(p_do, o_tc, m_tc, L, H, DV, BV).to(tl.float32)
     if NORMALIZE:
-        b_dn = b_dn / tl.load(p_den + o_tc, mask=m_tc, other=1.0)[:, None]
+        b_rden = 1.0 / tl.load(p_den + o_tc, mask=m_tc, other=1.0)
         b_dd = tl.load(p_dden + o_tc, mask=m_tc, other=0.0)
     else:
+        b_rden = tl.full([BT], 1.0, dtype=tl.float32)
         b_dd = tl.zeros([BT], dtype=tl.float32)  # unused (no normalizer)
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
@@ -725,19 +776,19 @@ def _la_bwd_kernel(
             m_a = (o_tc[:, None] >= o_tk[None, :]) & m_tk[None, :]
             b_kj = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
             b_vj = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
-            b_da = tl.dot(b_dn, tl.trans(b_vj), input_precision=PREC)
+            b_da = _mm(b_do, tl.trans(b_vj), PREC) * b_rden[:, None]
             if NORMALIZE:
                 b_da += b_dd[:, None]
             b_da = tl.where(m_a, b_da, 0.0)
             if SCORE:
-                b_sc = tl.dot(b_q, tl.trans(b_kj), input_precision=PREC) * SQ
-                b_dq += tl.dot(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), input_precision=PREC)
+                b_sc = _mm(b_q, tl.trans(b_kj), PREC) * SQ
+                b_dq += _mm(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), PREC)
             else:
                 b_kjf = b_kj.to(tl.float32)
                 for i_d in range(NDT):
                     b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
                     b_phk = _phi_fwd(b_kjf, offset + o_tk, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                    b_g = tl.dot(b_da, b_phk, input_precision=PREC)
+                    b_g = _mm(b_da, b_phk, PREC)
                     b_dq += _phi_bwd(
                         b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
                     )
@@ -752,18 +803,20 @@ def _la_bwd_kernel(
             m_tq = o_tq < L
             m_at = (o_tq[None, :] >= o_tc[:, None]) & m_tq[None, :] & m_tc[:, None]  # [keys, queries]
             b_qi = _mm_in(_load_rows(p_q, o_tq, m_tq, L, H, DK, BK), DOT16)
-            b_dni = _load_rows(p_do, o_tq, m_tq, L, H, DV, BV).to(tl.float32)
+            b_doi = _load_rows(p_do, o_tq, m_tq, L, H, DV, BV).to(tl.float32)
             if NORMALIZE:
-                b_dni = b_dni / tl.load(p_den + o_tq, mask=m_tq, other=1.0)[:, None]
+                b_rdeni = 1.0 / tl.load(p_den + o_tq, mask=m_tq, other=1.0)
                 b_ddi = tl.load(p_dden + o_tq, mask=m_tq, other=0.0)
-            b_dat = tl.dot(b_v, tl.trans(b_dni), input_precision=PREC)
-            if NORMALIZE:
-                b_dat += b_ddi[None, :]
+                b_dat = _mm(b_v, tl.trans(b_doi), PREC) * b_rdeni[None, :] + b_ddi[None, :]
+                b_dni = b_doi * b_rdeni[:, None]
+            else:
+                b_dat = _mm(b_v, tl.trans(b_doi), PREC)
+                b_dni = b_doi
             b_dat = tl.where(m_at, b_dat, 0.0)
             if SCORE:
-                b_st = tl.dot(b_k, tl.trans(b_qi), input_precision=PREC) * SQ
+                b_st = _mm(b_k, tl.trans(b_qi), PREC) * SQ
                 b_at = 1.0 + b_st + 0.5 * b_st * b_st
-                b_dk += tl.dot(b_dat * (1.0 + b_st) * SQ, b_qi.to(tl.float32), input_precision=PREC)
+                b_dk += _mm(b_dat * (1.0 + b_st) * SQ, b_qi.to(tl.float32), PREC)
             else:
                 b_qif = b_qi.to(tl.float32)
                 b_at = tl.zeros([BT, BT], dtype=tl.float32)
@@ -771,13 +824,13 @@ def _la_bwd_kernel(
                     b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
                     b_phq = _phi_fwd(b_qif, offset + o_tq, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
                     b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
-                    b_at += tl.dot(b_phk, tl.trans(b_phq), input_precision=PREC)
-                    b_g = tl.dot(b_dat, b_phq, input_precision=PREC)
+                    b_at += _mm(b_phk, tl.trans(b_phq), PREC)
+                    b_g = _mm(b_dat, b_phq, PREC)
                     b_dk += _phi_bwd(
                         b_kf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
                     )
             b_at = tl.where(m_at, b_at, 0.0)
-            b_dv += tl.dot(b_at, b_dni, input_precision=PREC)
+            b_dv += _mm(b_at, b_dni, PREC)
     # ---- inter-chunk terms through the states (tile by tile)
     if HAS_S or HAS_DS:
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
@@ -785,7 +838,7 @@ def _la_bwd_kernel(
         for i_d in range(NDT):
             b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
             if HAS_S and DO_Q:  # dφQ = dnum·Sᵀ + dden·Zᵀ
-                b_g = _state_grad_q(b_dn, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
+                b_g = _state_grad_q(b_do, b_rden, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
                 b_dq += _phi_bwd(b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
             if HAS_DS and DO_KV:  # dφK = V·dSᵀ + dZ, dV += φK·dS
                 b_phk = _phi_fwd(b_kf, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)

@@ -124,14 +124,27 @@ SAVE_FWD_STATES: bool = os.environ.get("MIXERZOO_LA_SAVE_STATES", "1") != "0"
 # 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 
-# Taylor's internal layout for the chunked kernels. False (default): the full d′×d′ second-order block, every pair
-# (i, j) stored twice (DI = 320 at d′=16). True: each canonical feature once (DI = 192 at d′=16): a first tile
+# Taylor's internal layout for the chunked kernels. False: the full d′×d′ second-order block, every pair
+# (i, j) stored twice (DI = 320 at d′=16). True (default): each canonical feature once (DI = 192 at d′=16): a first tile
 # [x·SC1, 1, x_i²·SC2], then blocks of two rows, (p, d′−1−p), holding x_i·x_j·√2·SC2 for j > i (d′−1 columns), built
 # by the same selection matmuls (kernel FM id 7, the block width passed as M). Every state-array pass and φ·S product
 # shrinks by DI. H200, 2026-11-28 19:50 (notes, "Symmetric Taylor layout"), B=4, H=16, dv=64, bf16, fwd+bwd ms
 # symmetric / full: 1.488 / 1.727 at L=4096, 5.059 / 6.695 at 16384 (chunk-state 1.27 / 1.66, scan 0.66 / 1.13,
 # dq/dk/dv 2.10 / 2.77); its GPU tests (d′ = 16, 24, 64) passed. Env ``MIXERZOO_LA_TAYLOR_SYMMETRIC=0``: False.
 TAYLOR_SYMMETRIC: bool = os.environ.get("MIXERZOO_LA_TAYLOR_SYMMETRIC", "1") != "0"
+
+# bf16 inputs: the chunked and quadratic kernels multiply bf16 operands (fp32 accumulation), as FLA's kernels do,
+# instead of tf32 ones: half the shared memory and registers per tile (offline sm_90 compile, Taylor d′=16, dv=64,
+# BT=128: dk/dv half 255 registers + 32 B of spills and 112 KB of shared memory → 230 and 40 KB; output kernel 224 →
+# 170; chunk-state 160 → 118 registers, 72 → 36 KB) and twice the tensor-core rate. What cancels keeps exact operands
+# (16-bit do and v, with 1/den applied after the product) or one rounding shared by both sides (``_rnd``), and the
+# product ``V·dSᵀ`` stays tf32 (``_mm_hi``). So do products with fewer than 64 output columns: with bf16 operands there
+# Triton 3.6 on the H200 faulted (illegal address: PosELU's backward, 16-wide φ tiles) or returned a wrong dq
+# (Performer at m = 17, 32-wide tiles; session 7); every product of Taylor's and Performer's (m = 64) at d′ = 16 and
+# dv = 64 has 64 or more. H200, session 7, B=4, H=16, d′=16, dv=64, fwd+bwd ms bf16 / tf32 (same run, chunked mode):
+# Taylor 3.50 / 4.51 at L=16384 (GPU kernels at 4096: 0.91 / 1.16), Performer 2.63 / 3.19, CosFormer 1.62 / 1.92,
+# PosELU 1.55 / 1.67. Env ``MIXERZOO_LA_DOTS_BF16=0``: tf32 as before.
+DOTS_BF16: bool = os.environ.get("MIXERZOO_LA_DOTS_BF16", "1") != "0"
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -295,8 +308,14 @@ def _plan_of(fm) -> tuple[Plan, Tensor | None]:
 
 
 def _prec(dtype: torch.dtype) -> str:
-    """Dot precision: fp32 inputs get full fp32 (ieee); 16-bit inputs tf32 (their values are exact in tf32)."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """Dot precision of the chunked and quadratic kernels (``triton_kernels._mm``): fp32 inputs full fp32 (``ieee``);
+    bf16 inputs bf16 operands (``DOTS_BF16``; ``bf16emu``, the same rounding, under the CPU interpreter), else tf32;
+    fp16 inputs tf32 (their values are exact in tf32, and fp16 could not hold φ at large input scales)."""
+    if dtype == torch.float32:
+        return "ieee"
+    if dtype == torch.bfloat16 and DOTS_BF16:
+        return "bf16emu" if _INTERPRET else "bf16"
+    return "tf32"
 
 
 def _dot16(dtype: torch.dtype) -> bool:
@@ -362,8 +381,9 @@ class Launch:
 
 
 @cache
-def _launch_config(plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, parallel: bool, chunk: int) -> Launch:
-    prec = _prec(dtype)
+def _launch_config(
+    plan: Plan, L: int, dv: int, bh: int, dtype: torch.dtype, parallel: bool, chunk: int, prec: str
+) -> Launch:
     st = _statics(plan, dv, chunk, prec)
     bv_s = _state_bv(plan, dv, bh)
     return Launch(
@@ -377,7 +397,7 @@ def _launch_setup(plan: Plan, q: Tensor, v: Tensor, w: Tensor | None) -> tuple[L
     hooks ``FORCE_MODE``/``FORCE_CHUNK`` are read here, every call)."""
     B, L, H, _ = q.shape
     dv = v.shape[-1]
-    cfg = _launch_config(plan, L, dv, B * H, q.dtype, _use_parallel(plan, L), _chunk_size(plan, L, dv))
+    cfg = _launch_config(plan, L, dv, B * H, q.dtype, _use_parallel(plan, L), _chunk_size(plan, L, dv), _prec(q.dtype))
     dum = _dummy(q.device)
     return cfg, (w if w is not None else dum), dum
 
