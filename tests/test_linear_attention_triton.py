@@ -609,6 +609,34 @@ def test_compile_traces_through(public):
         assert rel_err(a, b) < 1e-6
 
 
+@pytest.mark.parametrize("initial_state", [False, True])
+def test_eager_path_equals_the_custom_ops(initial_state):
+    """Eager calls skip the dispatcher (``_LinearAttention`` with ``eager``, or the forward alone without grad): same
+    output, final state and gradients, bit for bit, as the custom ops that torch.compile sees; and no custom op runs
+    in eager mode (a profile of the eager fwd+bwd names neither)."""
+    T.FORCE_CHUNK = 16
+    fm = make_map("taylor", 4).to(DEVICE)
+    q, k, v, do = inputs(2, 37, 2, 4, 5, torch.bfloat16, 1.0)
+    g = torch.Generator().manual_seed(7)
+    s0 = torch.rand(2, 2, T._plan_of(fm)[0].di, 5, generator=g).to(DEVICE) if initial_state else None
+    z0 = torch.rand(2, 2, T._plan_of(fm)[0].di, generator=g).to(DEVICE) if initial_state else None
+    results = []
+    for eager in (True, False):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        args = (*leaves, s0, z0, None, "taylor", 0, 0, True, 1e-6, 0, True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            o, _, _, sT, zT, _, _ = T._LinearAttention.apply(*args, eager)
+            grads = torch.autograd.grad((o.float() * do.float()).sum() + sT.sum() + zT.sum(), leaves)
+        ops = {e.key for e in prof.key_averages() if e.key.startswith("mixerzoo::")}
+        assert (not ops) if eager else ops, f"eager={eager}: custom ops seen {ops}"
+        results.append((o, sT, zT, *grads))
+    with torch.no_grad():
+        o_ng = T._fwd_call(q, k, v, s0, z0, None, "taylor", 0, 0, True, 1e-6, 0, True)[0]
+    for a, b in zip(results[0], results[1]):
+        assert torch.equal(a, b)
+    assert torch.equal(o_ng, results[0][0])
+
+
 def test_auto_mode_choice():
     """``auto`` takes the quadratic kernel up to the measured crossover and the chunked one beyond."""
     plan = T.make_plan("taylor", 16)
