@@ -82,6 +82,7 @@ def normalize_for(name: str) -> bool:
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
     algorithm, chunk_state, taylor_symmetric, dots_bf16 = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC, T.DOTS_BF16
+    fuse_bwd_pre = T.FUSE_BWD_PRE
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -94,6 +95,7 @@ def _kernel_settings():
     T.SAVE_FWD_STATES = True
     T.TAYLOR_SYMMETRIC = taylor_symmetric
     T.DOTS_BF16 = dots_bf16
+    T.FUSE_BWD_PRE = fuse_bwd_pre
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -607,6 +609,39 @@ def test_compile_traces_through(public):
     assert rel_err(o, o_e) < 1e-6 and rel_err(s, s_e) < 1e-6
     for a, b in zip(grads, ref_grads):
         assert rel_err(a, b) < 1e-6
+
+
+class _CountLaunches:
+    """Wraps a Triton kernel: counts its launches (``kernel[grid](...)``) and forwards them."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, 0
+
+    def __getitem__(self, grid):
+        self.launches += 1
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bwd_pre_pass_fused_into_chunk_states(dtype, monkeypatch):
+    """Taylor, chunked mode, parallel states (the head chunk-state kernel, dv <= 64): with ``FUSE_BWD_PRE`` the
+    backward's pre kernel does not launch and the chunk-state pass writes dden; q/k/v and initial-state gradients
+    match the oracle either way, and the two ways agree to rounding."""
+    grads = {}
+    for fuse in (True, False):
+        T.FUSE_BWD_PRE = fuse
+        pre = _CountLaunches(T._la_bwd_pre_kernel)
+        monkeypatch.setattr(T, "_la_bwd_pre_kernel", pre)
+        check_against_oracle(
+            "taylor", 2, 45, 2, 4, 7, dtype, 1.0, "chunk", 16, seed=5, algorithm="parallel", initial_state=True
+        )
+        assert pre.launches == (0 if fuse else 1), f"fuse={fuse}: {pre.launches} pre launches"
+        fm = make_map("taylor", 4).to(DEVICE)
+        q, k, v, do = inputs(2, 45, 2, 4, 7, dtype, 1.0, seed=5)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        grads[fuse] = torch.autograd.grad(linear_attention(*leaves, fm, backend="triton"), leaves, do)
+    for a, b in zip(grads[True], grads[False]):
+        assert rel_err(a, b) < (1e-5 if dtype == torch.float32 else 1e-2)
 
 
 @pytest.mark.parametrize("initial_state", [False, True])

@@ -422,11 +422,11 @@ def _la_chunk_state_kernel(
 
 @triton.jit
 def _la_chunk_state_head_kernel(
-    x, y, w, den, dden, s_all, z_all,
+    x, y, w, den, dden, s_all, z_all, o, o_res,
     L, H, NC, offset, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
-    GRAD: tl.constexpr, NORMALIZE: tl.constexpr, R: tl.constexpr,
+    GRAD: tl.constexpr, NORMALIZE: tl.constexpr, R: tl.constexpr, PRE: tl.constexpr, USE_RES: tl.constexpr,
 ):  # fmt: skip
     """``_la_chunk_state_kernel`` with one program per (chunk, value tile, head) looping over the feature tiles
     (``CHUNK_STATE = "head"``): x, y, den and dden are loaded once per chunk instead of once per feature tile.
@@ -437,6 +437,10 @@ def _la_chunk_state_head_kernel(
     the R columns of i are a ``[BT, R]`` reload of the chunk's rows, which sit in L1). Other maps call ``_phi_fwd`` per
     tile.
     Same outputs as ``_la_chunk_state_kernel``. Grid ``(NC, cdiv(DV, BV), B·H)``.
+
+    ``PRE`` (backward, one value tile holding whole rows: ``BV >= DV``): ``_la_bwd_pre_kernel`` fused in. The program
+    reads its chunk's o (+ ``o_res`` with ``USE_RES``) beside ``do``, writes ``dden = −(do·o)/den`` for the backward's
+    dq and dk/dv kernels, and weights z by ``dden·den = −do·o`` directly (one launch fewer per backward).
     """
     i_c, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -450,7 +454,17 @@ def _la_chunk_state_head_kernel(
     p_xt = p_x + o_tc[:, None].to(tl.int64) * (H * DK)  # [BT, 1] row pointers of this chunk's x
     b_x = _load_rows(p_x, o_tc, m_t, L, H, DK, BK).to(tl.float32)  # [BT, BK], zero past DK and L
     b_y = _load_vtile(p_y, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
-    b_rs, b_g = _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, GRAD, NORMALIZE)
+    if PRE:  # b_y = do, whole rows (BV >= DV)
+        p_o = (i_b.to(tl.int64) * L * H + i_h) * DV
+        b_o = _load_vtile(o + p_o, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+        if USE_RES:
+            b_o += _load_vtile(o_res + p_o, i_v, o_tc, m_t, L, H, DV, BV).to(tl.float32)
+        b_den = tl.load(den + i_bh.to(tl.int64) * L + o_tc, mask=m_t, other=1.0)
+        b_g = -tl.sum(b_y * b_o, axis=1)  # dden·den
+        tl.store(dden + i_bh.to(tl.int64) * L + o_tc, b_g / b_den, mask=m_t)
+        b_rs = tl.where(m_t, 1.0 / b_den, 0.0)
+    else:
+        b_rs, b_g = _chunk_row_weights(den, dden, i_bh, o_tc, m_t, L, GRAD, NORMALIZE)
     o_c0 = (i_bh.to(tl.int64) * NC + i_c) * DI  # this chunk's slot, in rows of DV
     o_dl = tl.arange(0, BD)
     # z once per head: a [BD] mask, as a scalar store mask fails triton 3.9's interpreter

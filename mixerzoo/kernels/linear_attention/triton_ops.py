@@ -117,6 +117,12 @@ CHUNK_STATE_WARPS: int | None = 4
 # 2.55 / 3.08 at 16384; the LA GPU tests passed with it (87). Env ``MIXERZOO_LA_SAVE_STATES=0``: off.
 SAVE_FWD_STATES: bool = os.environ.get("MIXERZOO_LA_SAVE_STATES", "1") != "0"
 
+# The backward's pre pass (``dden = −(do·o)/den`` per token, ``_la_bwd_pre_kernel``) inside its chunk-state kernel where
+# that kernel holds whole value rows (``_fused_pre``: Taylor's head kernel at dv <= 64): one launch fewer per backward
+# (~80 µs of host time on the H200's host, where a 4096-token Taylor fwd+bwd is host-bound; notes, "Session 7") and
+# one pass over o and do fewer. Env ``MIXERZOO_LA_FUSE_PRE=0``: the separate pre kernel.
+FUSE_BWD_PRE: bool = os.environ.get("MIXERZOO_LA_FUSE_PRE", "1") != "0"
+
 # The dq/dk/dv kernel as two launches, dq and dk/dv (True), or one program doing both (False). Split, each
 # specialization keeps fewer live tiles (offline sm_90 compile, d′=16, dv=64, bf16: Taylor at BT=128 255 registers +
 # 48 B of spills → 179 and 252, none; Performer at BT=64 936 B of spills → 0 and 188 B). H200, 2026-11-28 (notes,
@@ -439,30 +445,48 @@ def _scan_tiles(plan: Plan, dv: int) -> tuple[int, int]:
     return min(plan.bd, 32), min(32, max(16, next_pow2(dv)))
 
 
-def _states_parallel(
-    plan: Plan, x: Tensor, y: Tensor, w: Tensor, den: Tensor, dden: Tensor, s_all: Tensor, z_all: Tensor,
-    s0: Tensor | None, z0: Tensor | None, sT: Tensor, zT: Tensor, store_final: bool, grad: bool, normalize: bool,
-    offset: int, st: dict, cs: dict, s_out: Tensor | None = None,
-) -> None:  # fmt: skip
-    """The ``parallel`` state algorithm: fill ``s_all [B·H, NC, DI, dv]``, ``z_all [B·H, NC, DI]`` with the state
-    entering each chunk (``grad``: the reverse-scan gradients, from ``φ(Q)``, ``do/den`` and ``dden``), seeded with
-    ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``. With ``s_out`` the prefix states go there
-    (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions."""
-    B, L, H, _ = x.shape
-    dv, nc = y.shape[-1], s_all.shape[1]
-    bv = min(64, max(16, next_pow2(dv)))
+def _head_chunk_state(plan: Plan) -> bool:
+    """Whether the ``parallel`` algorithm's chunk states come from ``_la_chunk_state_head_kernel`` (``CHUNK_STATE``)."""
     if CHUNK_STATE not in CHUNK_STATES:
         raise ValueError(
             f"linear_attention (triton): unknown chunk-state kernel {CHUNK_STATE!r} (MIXERZOO_LA_CHUNK_STATE or "
             f"triton_ops.CHUNK_STATE); choose one of {list(CHUNK_STATES)}"
         )
-    if CHUNK_STATE == "head" or (CHUNK_STATE == "auto" and plan.kind == "taylor"):
+    return CHUNK_STATE == "head" or (CHUNK_STATE == "auto" and plan.kind == "taylor")
+
+
+def _fused_pre(plan: Plan, parallel: bool, nc: int, dv: int, normalize: bool) -> bool:
+    """Whether the backward's pre pass (``dden``) runs inside its chunk-state kernel (``FUSE_BWD_PRE``): chunked mode
+    with the ``parallel`` algorithm and the head kernel, whose one value tile then holds whole rows (dv <= 64)."""
+    return (
+        FUSE_BWD_PRE and normalize and not parallel and _parallel_states(plan, nc) and _head_chunk_state(plan)
+        and dv <= 64
+    )  # fmt: skip
+
+
+def _states_parallel(
+    plan: Plan, x: Tensor, y: Tensor, w: Tensor, den: Tensor, dden: Tensor, s_all: Tensor, z_all: Tensor,
+    s0: Tensor | None, z0: Tensor | None, sT: Tensor, zT: Tensor, store_final: bool, grad: bool, normalize: bool,
+    offset: int, st: dict, cs: dict, s_out: Tensor | None = None, pre: tuple[Tensor, Tensor, bool] | None = None,
+) -> None:  # fmt: skip
+    """The ``parallel`` state algorithm: fill ``s_all [B·H, NC, DI, dv]``, ``z_all [B·H, NC, DI]`` with the state
+    entering each chunk (``grad``: the reverse-scan gradients, from ``φ(Q)``, ``do/den`` and ``dden``), seeded with
+    ``s0``/``z0``; the total to ``sT``/``zT`` when ``store_final``. With ``s_out`` the prefix states go there
+    (e.g. bf16) and ``s_all`` keeps the chunks' own fp32 contributions. ``pre = (o, o_res, use_res)``: the backward's
+    pre pass goes into the chunk-state kernel, which then writes ``dden`` (``_fused_pre``)."""
+    B, L, H, _ = x.shape
+    dv, nc = y.shape[-1], s_all.shape[1]
+    bv = min(64, max(16, next_pow2(dv)))  # the head kernel's value tile: whole rows for dv <= 64 (_fused_pre)
+    if _head_chunk_state(plan):
         # one program per (chunk, value tile, head), looping over the feature tiles
+        o, o_res, use_res = pre if pre is not None else (den, den, False)
         _la_chunk_state_head_kernel[(nc, cdiv(dv, bv), B * H)](
-            x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
-            R=max(1, plan.bd // plan.bk), num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),
+            x, y, w, den, dden, s_all, z_all, o, o_res, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad,
+            NORMALIZE=normalize, R=max(1, plan.bd // plan.bk), PRE=pre is not None, USE_RES=use_res,
+            num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),
         )  # fmt: skip
     else:
+        assert pre is None, "the pre pass fuses into the head chunk-state kernel only"
         _la_chunk_state_kernel[(nc, plan.ndt * cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
             num_warps=4,
@@ -558,12 +582,14 @@ def _bwd_impl(
     parallel, nc, st, cs, st_s, bv = cfg.parallel, cfg.nc, cfg.st, cfg.cs, cfg.st_s, cfg.bv
     use_s0 = s0 is not None
     use_dst = dsT is not None
+    fuse_pre = _fused_pre(plan, parallel, nc, dv_, normalize)
     if normalize:
         dden = _empty((B * H, L), torch.float32, dev)
         use_res = o_res.numel() > 0
-        _la_bwd_pre_kernel[(cdiv(L, 64), B * H)](
-            o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
-        )
+        if not fuse_pre:  # else the chunk-state kernel below writes dden
+            _la_bwd_pre_kernel[(cdiv(L, 64), B * H)](
+                o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
+            )
     else:
         dden = dum
         den = dum
@@ -595,9 +621,11 @@ def _bwd_impl(
                 _states_parallel(
                     plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, dum, dum, False, False, normalize, offset, st, cs
                 )
+            pre = (o, o_res if use_res else o, use_res) if fuse_pre else None
             _states_parallel(
-                plan, q, do, w_, den, dden, ds_all, dz_all, dsT, dzT, ds0, dz0, use_s0, True, normalize, offset, st, cs
-            )
+                plan, q, do, w_, den, dden, ds_all, dz_all, dsT, dzT, ds0, dz0, use_s0, True, normalize, offset, st, cs,
+                pre=pre,
+            )  # fmt: skip
         else:
             if not saved:
                 _la_state_fwd_kernel[grid_s](
