@@ -140,9 +140,9 @@ BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 TAYLOR_SYMMETRIC: bool = os.environ.get("MIXERZOO_LA_TAYLOR_SYMMETRIC", "1") != "0"
 
 # bf16 inputs: the chunked and quadratic kernels multiply bf16 operands (fp32 accumulation), as FLA's kernels do,
-# instead of tf32 ones: half the shared memory and registers per tile (offline sm_90 compile, Taylor d′=16, dv=64,
-# BT=128: dk/dv half 255 registers + 32 B of spills and 112 KB of shared memory → 230 and 40 KB; output kernel 224 →
-# 170; chunk-state 160 → 118 registers, 72 → 36 KB) and twice the tensor-core rate. What cancels keeps exact operands
+# instead of tf32 ones: half the bytes per operand tile and twice the tensor-core rate (offline sm_90 compile, Taylor
+# d′=16, dv=64, BT=128, tf32 → bf16: dk/dv half 255 registers + 32 B of spills and 112 KB of shared memory → 255 + 24 B
+# and 72 KB; dq half 190 / 80 KB → 173 / 40 KB; output kernel 224 → 177 registers; chunk-state 160 / 72 KB → 121 / 36 KB). What cancels keeps exact operands
 # (16-bit do and v, with 1/den applied after the product) or one rounding shared by both sides (``_rnd``), and the
 # product ``V·dSᵀ`` stays tf32 (``_mm_hi``). So do products with fewer than 64 output columns: with bf16 operands there
 # Triton 3.6 on the H200 faulted (illegal address: PosELU's backward, 16-wide φ tiles) or returned a wrong dq
@@ -722,8 +722,9 @@ class _LinearAttention(torch.autograd.Function):
     """Autograd around the forward and backward: the two custom ops under torch.compile (``eager`` False: dynamo
     traces this Function and the ops inside it alike), their bodies called directly in eager mode (``eager``). Not
     ``register_autograd``: torch then runs ``fill_defaults`` over the 13-argument schema on every forward (~170 µs of
-    Python on the CPU, `--host-overhead`). The dispatcher's path through the two ops cost ~0.4 ms of host time per
-    fwd+bwd on the H200's host, where the kernels of a 4096-token Taylor call take 0.9 ms (notes, "Session 7")."""
+    Python on the CPU, `--host-overhead`). Skipping the dispatcher: Taylor at 4096, fwd+bwd with stubbed launches,
+    359 → 262 µs on the CPU, 577 → 521 µs on the H200's host, where the call's kernels take 0.9 ms and the host is what
+    limits it (notes, "Session 7")."""
 
     @staticmethod
     def forward(ctx, q, k, v, s0, z0, w, kind, m, max_len, normalize, eps, offset, want_state, eager):
