@@ -28,6 +28,7 @@ dq = dk = 0) and leave only rounding amplified by 1/den:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 
@@ -107,11 +108,28 @@ def inputs(B, L, H, d, dv, dtype, scale, seed=0):
     return [t.to(DEVICE) for t in (q, k, v, do)]
 
 
+def initial_state_for(fm, B, H, d, dv, dtype, scale, g):
+    """An initial state ``(kv [B, H, D, dv], z [B, H, D])`` fp32: arbitrary values (uniform in [0, 1)), except for
+    Taylor with 16-bit inputs, which gets the state a prefix of 5 random tokens leaves (what prefill hands to the next
+    call). Taylor's features are signed: against uniform values its denominator ``φq·z0`` can cancel to near zero
+    (no prefix can produce that: ``φq·φk = 1 + s + s²/2 >= 1/2``), and that token's output is then ill-conditioned
+    for any 16-bit product of φq (tf32 on the GPU, bf16 by default; a session-7 case: |o| = 220, error 6.5% with bf16
+    products, ~4× less with tf32 ones, which the interpreter computes exactly). The nonnegative maps have no such
+    cancellation, and a short prefix of ReLU features is sparse enough to leave small denominators of its own."""
+    D = fm.out_dim
+    if dtype == torch.float32 or fm.kernel_id != "taylor":
+        return torch.rand(B, H, D, dv, generator=g).to(DEVICE), torch.rand(B, H, D, generator=g).to(DEVICE)
+    kp = (torch.randn(B, 5, H, d, generator=g) * scale).to(dtype).double()
+    vp = torch.randn(B, 5, H, dv, generator=g).to(dtype).double()
+    phi = copy.deepcopy(fm).cpu().double()(kp)
+    return torch.einsum("bphd,bphe->bhde", phi, vp).float().to(DEVICE), phi.sum(1).float().to(DEVICE)
+
+
 def check_against_oracle(
     name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=0, seed=0, grads=True, algorithm=None, initial_state=False
 ):
-    """The kernel's output and q/k/v gradients against the fp64 oracle (``initial_state``: from a random state, also
-    checking the final state and the gradients into the initial state)."""
+    """The kernel's output and q/k/v gradients against the fp64 oracle (``initial_state``: from an initial state,
+    ``initial_state_for``, also checking the final state and the gradients into the initial state)."""
     T.FORCE_MODE, T.FORCE_CHUNK = mode, chunk
     if algorithm is not None:
         T.ALGORITHM = algorithm
@@ -122,7 +140,7 @@ def check_against_oracle(
     if initial_state:
         g = torch.Generator().manual_seed(seed + 1)
         D = fm.out_dim
-        xs += [torch.rand(B, H, D, dv, generator=g).to(DEVICE), torch.rand(B, H, D, generator=g).to(DEVICE)]
+        xs += list(initial_state_for(fm, B, H, d, dv, dtype, scale, g))
         names += ["kv0", "z0"]
         w_kv, w_z = torch.randn(B, H, D, dv, generator=g).to(DEVICE), torch.randn(B, H, D, generator=g).to(DEVICE)
     leaves = [t.clone().requires_grad_(grads) for t in xs]
@@ -182,8 +200,7 @@ def test_matches_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, seed):
     check_against_oracle(name, B, L, H, d, dv, dtype, scale, mode, chunk, offset=offset, seed=seed)
 
 
-@pytest.mark.parametrize("name", ["taylor", "poselu", "performer"])
-@pytest.mark.parametrize("algorithm", ["parallel", "serial"])
+@pytest.mark.parametrize("name,algorithm", [("taylor", "parallel"), ("performer", "serial"), ("poselu", "parallel")])
 def test_bf16_products_match_oracle_and_take_effect(name, algorithm):
     """bf16 inputs: the default bf16 products (``DOTS_BF16``; ``bf16emu`` under the interpreter, the same rounding)
     and tf32 ones both match the oracle at a large input scale (peaked attention) over several chunks, from an initial
@@ -633,11 +650,11 @@ def test_bwd_pre_pass_fused_into_chunk_states(dtype, monkeypatch):
         pre = _CountLaunches(T._la_bwd_pre_kernel)
         monkeypatch.setattr(T, "_la_bwd_pre_kernel", pre)
         check_against_oracle(
-            "taylor", 2, 45, 2, 4, 7, dtype, 1.0, "chunk", 16, seed=5, algorithm="parallel", initial_state=True
+            "taylor", 2, 35, 2, 4, 7, dtype, 1.0, "chunk", 16, seed=5, algorithm="parallel", initial_state=True
         )
         assert pre.launches == (0 if fuse else 1), f"fuse={fuse}: {pre.launches} pre launches"
         fm = make_map("taylor", 4).to(DEVICE)
-        q, k, v, do = inputs(2, 45, 2, 4, 7, dtype, 1.0, seed=5)
+        q, k, v, do = inputs(2, 35, 2, 4, 7, dtype, 1.0, seed=5)
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         grads[fuse] = torch.autograd.grad(linear_attention(*leaves, fm, backend="triton"), leaves, do)
     for a, b in zip(grads[True], grads[False]):
