@@ -315,10 +315,12 @@ def sliding_window_step_kernel(
         pos = tl.load(p_pos).to(tl.int64)
     else:
         pos = pos_int.to(tl.int64)
+    slot = pos % W
+    n_valid = tl.minimum(pos + 1, W)
     w_ld = w1
     n_chunks = NW
     if DENSE:
-        w_ld = tl.minimum(w1, tl.minimum(pos + 1, W))
+        w_ld = tl.minimum(w1, n_valid)
         if DYN:
             n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 (no loop) in a split past the last written slot
     b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
@@ -331,12 +333,6 @@ def sliding_window_step_kernel(
         b_acc = tl.zeros([BDV], dtype=tl.float32)
         if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
             b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-        if g == 0:
-            # pos's first use, after the first chunk's loads went out: a narrow ring's loads do not depend on pos,
-            # and computed before them (as it was) the slot made every program wait for pos's round trip before
-            # issuing any ring load (offline sm_90 SASS)
-            slot = pos % W
-            n_valid = tl.minimum(pos + 1, W)
         for j in range(0, n_chunks):
             if PREFETCH:
                 b_v, b_k = b_vx, b_kx
