@@ -26,6 +26,7 @@ import traceback
 
 import torch
 import triton
+from torch import Tensor
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -154,21 +155,6 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
                     record("taylor", impl, L, t_f, t_fb)
                 except Exception as e:  # noqa: BLE001
                     note_error(f"{impl} L={L}", e)
-            # FLA's chunk kernel on features materialized outside (elu+1, D = 16), normalizer included; the
-            # feature map itself is not timed (FLA has no fused one). Off by default: ~2.5 min of autotuning, and
-            # in our first run it hit an illegal memory access at K=16 (see the notes).
-        if have_fla and fla_chunk:
-            try:
-                pq = (torch.nn.functional.elu(q.float()) + 1).to(q.dtype)
-                pk = (torch.nn.functional.elu(k.float()) + 1).to(k.dtype)
-
-                def fla_chunk_op(a, b, c):
-                    return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
-
-                t_f, t_fb = time_fwd_bwd(fla_chunk_op, (pq, pk, v), do)
-                record("poselu", "fla.chunk_linear_attn(D=16)", L, t_f, t_fb, D=16)
-            except Exception as e:  # noqa: BLE001
-                note_error(f"fla chunk L={L}", e)
         qa = torch.randn(B, H, L, 64, device=DEV, dtype=torch.bfloat16)
         ka, va, doa = torch.randn_like(qa), torch.randn_like(qa), torch.randn_like(qa)
         for impl, backend in (
@@ -186,6 +172,34 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
             except Exception as e:  # noqa: BLE001
                 note_error(f"{impl} L={L}", e)
         del qa, ka, va, doa
+    for L in lengths if have_fla and fla_chunk else ():  # last: a fault there ends the run's CUDA context
+        if L >= 8192:
+            _, _, v, do = make_inputs(L)
+            fla_chunk_rows(chunk_linear_attn, L, v, do)
+
+
+# The state widths D of MAPS' non-Taylor maps (PosELU and ReLU 16, CosFormer 32, Performer 64), widest first: the
+# issue compares each with FLA's chunk kernel at its own D. D=16 hit an illegal memory access in run 1 (session 1).
+FLA_CHUNK_D = (64, 16, 32)
+
+
+def fla_chunk_rows(chunk_linear_attn, L: int, v: Tensor, do: Tensor) -> None:
+    """FLA's ``chunk_linear_attn`` (normalizer included) on features materialized outside (elu+1 of random inputs of
+    width D; the feature map is not timed: FLA has none fused), for each D of ``FLA_CHUNK_D``. Autotunes for ~2 min
+    per new D (not timed)."""
+    for d in FLA_CHUNK_D:
+        try:
+            g = torch.Generator(device=DEV).manual_seed(d)
+            x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
+            pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)
+
+            def op(a, b, c):
+                return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
+
+            t_f, t_fb = time_fwd_bwd(op, (pq, pk, v), do)
+            record("features", f"fla.chunk_linear_attn(D={d})", L, t_f, t_fb, D=d)
+        except Exception as e:  # noqa: BLE001
+            note_error(f"fla chunk_linear_attn D={d} L={L}", e)
 
 
 def section_variants(quick: bool, crossover_lengths: list[int] | None = None) -> None:
@@ -552,12 +566,14 @@ def write_markdown(path: str) -> None:
     for L in Ls:
         if L < 8192:
             continue
-        peer = get("poselu", "fla.chunk_linear_attn(D=16)", L)
-        label = "FLA chunk_linear_attn (D=16, same run)"
-        if peer is None and L in ANCHOR_FLA_CHUNK_K64:
-            peer, label = ANCHOR_FLA_CHUNK_K64[L], "FLA chunk_linear_attn (K=64, anchors file, not same run)"
         for kind in ("poselu", "relu", "performer", "cosformer"):
-            target(f"{kind} vs {label}", L, get(kind, "mixerzoo", L), peer, 1.5)
+            ours = next((x for x in rows if x["kind"] == kind and x["impl"] == "mixerzoo" and x["L"] == L), None)
+            d = ours["D"] if ours else None
+            peer = get("features", f"fla.chunk_linear_attn(D={d})", L)
+            label = f"FLA chunk_linear_attn (D={d}, same run)"
+            if peer is None and L in ANCHOR_FLA_CHUNK_K64:
+                peer, label = ANCHOR_FLA_CHUNK_K64[L], "FLA chunk_linear_attn (K=64, anchors file, not same run)"
+            target(f"{kind} vs {label}", L, ours["fwdbwd_ms"] if ours else None, peer, 1.5)
     lines += ["", "Floors (max of FLOPs/matmul rate, bytes/copy bandwidth), ms fwd / fwd+bwd:", ""]
     for r in rows:
         if r["impl"] == "mixerzoo" and "floor_fwd_ms" in r:
@@ -615,7 +631,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--fla-chunk", action="store_true", help="also time FLA chunk_linear_attn (autotunes ~2.5 min)")
+    ap.add_argument(
+        "--fla-chunk",
+        action="store_true",
+        help="also time FLA chunk_linear_attn at each map's D, L >= 8192 (autotunes ~2 min per D)",
+    )
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument(

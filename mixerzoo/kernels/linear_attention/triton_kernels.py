@@ -731,6 +731,82 @@ def _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV: tl.conste
 
 
 @triton.jit
+def _phi_bwd_at(
+    b_x, b_phi, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
+    PREC: tl.constexpr,
+):  # fmt: skip
+    """``_phi_bwd`` given the tile's features ``b_phi = φ(b_x)`` (already computed): Performer then skips recomputing
+    its projection and exp; the other maps need only ``b_x``."""
+    if FM == 5:
+        b_xs = b_x * SC1
+        b_h = b_phi * b_g  # dφ ⊙ φ
+        b_dx = (_dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * b_xs) * SC1
+    else:
+        b_dx = _phi_bwd(b_x, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    return b_dx
+
+
+@triton.jit
+def _bwd_chunk_tiles(
+    b_qf, b_kf, b_v, b_do, b_rden, b_dd, b_dq, b_dk, b_dv, o_tc, m_tc, i_c, i_bh, w, s_all, z_all, ds_all, dz_all,
+    stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    HAS_S: tl.constexpr, HAS_DS: tl.constexpr, NORMALIZE: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr,
+):  # fmt: skip
+    """The chunk mode's dq (``DO_Q``) and dk, dv (``DO_KV``) of chunk ``i_c`` for a feature map (not Taylor's score
+    path): its own intra-chunk terms and the terms through the states, in one pass over the feature tiles. Each tile's
+    φK (and φQ) is computed once for both, and their gradients ``dφ`` are summed before one ``_phi_bwd`` per tile
+    (it is linear in ``dφ``): Performer's projection and exp run 2 (dq) and 3 (dk/dv) times per tile instead of 5 and
+    7. Same formulas as ``_la_bwd_kernel``'s separate loops."""
+    o_v = tl.arange(0, BV)
+    m_v = o_v < DV
+    m_a = (o_tc[:, None] >= o_tc[None, :]) & m_tc[None, :]  # [queries, keys], this chunk with itself
+    m_at = (o_tc[None, :] >= o_tc[:, None]) & m_tc[None, :] & m_tc[:, None]  # [keys, queries]
+    b_da = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dat = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dni = b_do
+    if DO_Q:
+        b_da = _mm(b_do, tl.trans(b_v), PREC) * b_rden[:, None]
+        if NORMALIZE:
+            b_da += b_dd[:, None]
+        b_da = tl.where(m_a, b_da, 0.0)
+    if DO_KV:
+        b_dat = _mm(b_v, tl.trans(b_do), PREC) * b_rden[None, :]
+        if NORMALIZE:
+            b_dat += b_dd[None, :]
+        b_dat = tl.where(m_at, b_dat, 0.0)
+        b_dni = b_do * b_rden[:, None]
+    b_at = tl.zeros([BT, BT], dtype=tl.float32)
+    o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
+    o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
+    b_pos = offset + o_tc
+    for i_d in range(NDT):
+        b_w = _load_w(w, i_d, DK, BK, BD, M, FM)
+        b_phk = _phi_fwd(b_kf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        b_phk = tl.where(m_tc[:, None], b_phk, 0.0)
+        if DO_Q:  # dφQ = dA·φK + dnum·Sᵀ + dden·Zᵀ
+            b_g = _mm(b_da, b_phk, PREC)
+            if HAS_S:
+                b_g += _state_grad_q(b_do, b_rden, b_dd, s_all, z_all, o_s, i_d, o_v, m_v, DV, BD, PREC, NORMALIZE)
+            b_dq += _phi_bwd(b_qf, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        if DO_KV:  # dφK = dAᵀ·φQ + V·dSᵀ + dZ, dV = Aᵀ·dnum + φK·dS
+            b_phq = _phi_fwd(b_qf, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+            b_at += _mm(b_phk, tl.trans(b_phq), PREC)
+            b_g = _mm(b_dat, b_phq, PREC)
+            if HAS_DS:
+                b_dvi, b_gs = _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV, BD, PREC)
+                b_dv += b_dvi
+                b_g += b_gs
+            b_dk += _phi_bwd_at(b_kf, b_phk, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+    if DO_KV:
+        b_at = tl.where(m_at, b_at, 0.0)
+        b_dv += _mm(b_at, b_dni, PREC)
+    return b_dq, b_dk, b_dv
+
+
+@triton.jit
 def _la_bwd_kernel(
     q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv,
     L, H, NC, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ,
@@ -778,8 +854,15 @@ def _la_bwd_kernel(
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dv = tl.zeros([BT, BV], dtype=tl.float32)
+    # ---- chunk mode with feature maps: one pass over the feature tiles serves the intra-chunk and the state terms
+    if not PARALLEL and not SCORE:
+        b_dq, b_dk, b_dv = _bwd_chunk_tiles(
+            b_qf, b_kf, b_v, b_do, b_rden, b_dd, b_dq, b_dk, b_dv, o_tc, m_tc, i_c, i_bh, w, s_all, z_all, ds_all,
+            dz_all, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, FM, DK, DV, BT, BK, BD,
+            BV, NT1, NDT, M, PREC, HAS_S, HAS_DS, NORMALIZE, DO_Q, DO_KV,
+        )  # fmt: skip
     # ---- dq: this query chunk against key chunks j <= c
-    if DO_Q:
+    if DO_Q and (PARALLEL or SCORE):
         if PARALLEL:
             j_start = 0
         else:
@@ -807,7 +890,7 @@ def _la_bwd_kernel(
                         b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
                     )
     # ---- dk, dv: this key chunk against query chunks i >= c
-    if DO_KV:
+    if DO_KV and (PARALLEL or SCORE):
         if PARALLEL:
             i_end = NC
         else:
@@ -846,7 +929,7 @@ def _la_bwd_kernel(
             b_at = tl.where(m_at, b_at, 0.0)
             b_dv += _mm(b_at, b_dni, PREC)
     # ---- inter-chunk terms through the states (tile by tile)
-    if HAS_S or HAS_DS:
+    if (HAS_S or HAS_DS) and (PARALLEL or SCORE):
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
         o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
         for i_d in range(NDT):

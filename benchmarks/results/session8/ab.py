@@ -1,0 +1,35 @@
+"""A/B of triton_ops settings on LA fwd+bwd (B=4, H=16, d′=16, dv=64, bf16), same process, settings alternated:
+median ms of triton.testing.do_bench per (map, L, setting), three rounds."""
+import sys
+
+import torch
+from triton.testing import do_bench
+
+sys.path.insert(0, ".")
+import mixerzoo.kernels.linear_attention.triton_ops as T  # noqa: E402
+from mixerzoo.feature_maps import feature_map  # noqa: E402
+from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
+
+B, H, DK, DV = 4, 16, 16, 64
+SETTINGS = {"one launch": dict(BWD_ONE_LAUNCH=True), "two launches": dict(BWD_ONE_LAUNCH=False)}
+CASES = [("taylor", {}, 4096), ("taylor", {}, 8192), ("taylor", {}, 16384), ("performer", {"m": 64}, 16384),
+         ("poselu", {}, 16384), ("cosformer", {"max_len": 32768}, 16384)]  # fmt: skip
+for name, opts, L in CASES:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k = (torch.randn(B, L, H, DK, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_() for _ in range(2))
+    v = torch.randn(B, L, H, DV, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    do = torch.randn_like(v)
+    fm = feature_map(name, DK, **opts).cuda()
+
+    def fb():
+        torch.autograd.grad(linear_attention(q, k, v, fm), (q, k, v), do)
+
+    res = {s: [] for s in SETTINGS}
+    for _ in range(3):
+        for s, kv in SETTINGS.items():
+            for n, val in kv.items():
+                setattr(T, n, val)
+            fb()
+            res[s].append(do_bench(fb, warmup=25, rep=100))
+    print(f"{name:10s} L={L:6d} " + "  ".join(f"{s}: {' '.join(f'{t:.3f}' for t in ts)}" for s, ts in res.items()),
+          flush=True)
