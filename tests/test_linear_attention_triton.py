@@ -83,7 +83,7 @@ def normalize_for(name: str) -> bool:
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
     algorithm, chunk_state, taylor_symmetric, dots_bf16 = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC, T.DOTS_BF16
-    fuse_bwd_pre = T.FUSE_BWD_PRE
+    fuse_bwd_pre, bwd_one_launch = T.FUSE_BWD_PRE, T.BWD_ONE_LAUNCH
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -97,6 +97,7 @@ def _kernel_settings():
     T.TAYLOR_SYMMETRIC = taylor_symmetric
     T.DOTS_BF16 = dots_bf16
     T.FUSE_BWD_PRE = fuse_bwd_pre
+    T.BWD_ONE_LAUNCH = bwd_one_launch
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -303,27 +304,33 @@ def test_chunk_state_head_equals_tiles():
 
 
 @pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
-def test_backward_split_equals_one_program(name):
-    """dq and dk/dv as two launches (``BWD_SPLIT``, default) or one program: the same gradients (fp32, chunked mode
-    with states in and out, and the quadratic mode)."""
+def test_backward_split_equals_one_program(name, monkeypatch):
+    """dq and dk/dv as one launch of two program kinds (``BWD_SPLIT`` and ``BWD_ONE_LAUNCH``, default), as two
+    launches, or as one program doing both: the same gradients (fp32, chunked mode with states in and out, and the
+    quadratic mode), and the launches each layout promises."""
     fm = make_map(name, 5).to(DEVICE)
     q, k, v, do = inputs(1, 37, 2, 5, 9, torch.float32, 1.0, seed=11)
     D = fm.out_dim
     kv0, z0 = torch.rand(1, 2, D, 9, device=DEVICE), torch.rand(1, 2, D, device=DEVICE)
+    layouts = {"one launch": (True, True, 1), "two launches": (True, False, 2), "one program": (False, True, 1)}
     for mode in ("chunk", "parallel"):
         T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
         res = {}
-        for split in (True, False):
-            T.BWD_SPLIT = split
+        for layout, (split, one_launch, launches) in layouts.items():
+            T.BWD_SPLIT, T.BWD_ONE_LAUNCH = split, one_launch
+            counter = _CountLaunches(T._la_bwd_kernel)
+            monkeypatch.setattr(T, "_la_bwd_kernel", counter)
             leaves = [t.clone().requires_grad_() for t in (q, k, v, kv0, z0)]
             o, (kv, z) = linear_attention(
                 *leaves[:3], fm, initial_state=(leaves[3], leaves[4]), output_final_state=True, offset=3,
                 backend="triton",
             )  # fmt: skip
-            res[split] = torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves)
-        T.BWD_SPLIT = True
-        for a, b in zip(res[True], res[False]):
-            assert rel_err(a, b) < 1e-6, mode
+            res[layout] = torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves)
+            monkeypatch.undo()
+            assert counter.launches == launches, f"{layout}: {counter.launches} launches of the dq/dk/dv kernel"
+        for layout in ("two launches", "one program"):
+            for a, b in zip(res["one launch"], res[layout]):
+                assert rel_err(a, b) < 1e-6, (mode, layout)
 
 
 @pytest.mark.parametrize("name", ["taylor", "poselu", "performer"])

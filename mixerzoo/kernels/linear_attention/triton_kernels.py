@@ -813,18 +813,53 @@ def _la_bwd_kernel(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr, ONE_GRID: tl.constexpr,
+):  # fmt: skip
+    """dq of query chunk c (``DO_Q``) and dk, dv of key chunk c (``DO_KV``). Grid ``(NC, B·H)``; with ``ONE_GRID``
+    ``(2·NC, B·H)``: programs ``c < NC`` do the dk/dv half of chunk c (the longer one, first), the others the dq half of
+    chunk ``c − NC``, each a specialization of its own (``_la_bwd_chunk``) behind a branch on the program id: the two
+    halves in one launch (``BWD_ONE_LAUNCH`` in ``triton_ops``)."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    if ONE_GRID:
+        if i_c < NC:
+            _la_bwd_chunk(
+                q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c, i_bh, L, H, NC, stride_sbh,
+                stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD, BV, NT1,
+                NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, False, True,
+            )  # fmt: skip
+        else:
+            _la_bwd_chunk(
+                q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c - NC, i_bh, L, H, NC,
+                stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD,
+                BV, NT1, NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, True, False,
+            )  # fmt: skip
+    else:
+        _la_bwd_chunk(
+            q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c, i_bh, L, H, NC, stride_sbh,
+            stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD, BV, NT1, NDT, M,
+            PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, DO_Q, DO_KV,
+        )  # fmt: skip
+
+
+@triton.jit
+def _la_bwd_chunk(
+    q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c, i_bh,
+    L, H, NC, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ,
+    FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
+    BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
+    SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
     NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr,
 ):  # fmt: skip
-    """dq of query chunk c (``DO_Q``) and dk, dv of key chunk c (``DO_KV``). Grid ``(NC, B·H)``.
+    """``_la_bwd_kernel``'s work for chunk ``i_c`` of head ``i_bh``: dq of query chunk c (``DO_Q``) and dk, dv of key
+    chunk c (``DO_KV``).
 
-    The two halves share only their inputs: with ``BWD_SPLIT`` (``triton_ops``) they run as two launches of this
-    kernel, one flag each, so each keeps about half the live tiles (registers).
+    The two halves share only their inputs: with ``BWD_SPLIT`` (``triton_ops``) each program does one of them, so
+    each specialization keeps about half the live tiles (registers).
 
     With ``dnum = do/den`` and ``dden`` (``_la_bwd_pre_kernel``): ``dA = dnum·Vᵀ + dden`` (causal),
     ``dφQ = dA·φK + dnum·Sᵀ + dden·Zᵀ``, ``dφK = dAᵀ·φQ + V·dSᵀ + dZ``, ``dV = Aᵀ·dnum + φK·dS``; Taylor
     takes the intra-chunk terms through ``ds = dA·(1 + s)/√d′`` instead of the features.
     """
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     o_t = tl.arange(0, BT)
     o_v = tl.arange(0, BV)

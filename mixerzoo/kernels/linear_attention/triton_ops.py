@@ -129,6 +129,10 @@ FUSE_BWD_PRE: bool = os.environ.get("MIXERZOO_LA_FUSE_PRE", "1") != "0"
 # "Run 7"), B=4, H=16, fwd+bwd ms split / one program: Performer L=16384 3.73 / 4.93; Taylor 6.73 / 6.75 (16384) and
 # 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
+# With ``BWD_SPLIT``: the two halves as one launch of twice the programs, each program branching on its id to one
+# half's specialization (True), or as two launches (False). One launch fewer per backward (host time: a Taylor fwd+bwd
+# at 4096 is host-bound on the H200's host) and no tail between the halves. Env ``MIXERZOO_LA_BWD_ONE_LAUNCH=0``: two.
+BWD_ONE_LAUNCH: bool = os.environ.get("MIXERZOO_LA_BWD_ONE_LAUNCH", "1") != "0"
 
 # Taylor's internal layout for the chunked kernels. False: the full d′×d′ second-order block, every pair
 # (i, j) stored twice (DI = 320 at d′=16). True (default): each canonical feature once (DI = 192 at d′=16): a first tile
@@ -642,11 +646,14 @@ def _bwd_impl(
     dq = _empty(q.shape, q.dtype, dev)
     dk = _empty(k.shape, k.dtype, dev)
     dv = _empty(v.shape, v.dtype, dev)
-    for do_q, do_kv in ((True, False), (False, True)) if BWD_SPLIT else ((True, True),):
-        _la_bwd_kernel[(nc, B * H)](
+    one_grid = BWD_SPLIT and BWD_ONE_LAUNCH
+    halves = ((True, False), (False, True)) if BWD_SPLIT and not one_grid else ((True, True),)
+    for do_q, do_kv in halves:
+        _la_bwd_kernel[(2 * nc if one_grid else nc, B * H)](
             q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
             offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-            HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, num_warps=cfg.warps,
+            HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, ONE_GRID=one_grid,
+            num_warps=cfg.warps,
             num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
         )  # fmt: skip
     return dq, dk, dv, ds0, dz0
