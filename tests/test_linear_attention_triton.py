@@ -83,7 +83,7 @@ def normalize_for(name: str) -> bool:
 def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
     algorithm, chunk_state, taylor_symmetric, dots_bf16 = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC, T.DOTS_BF16
-    fuse_bwd_pre, bwd_one_launch = T.FUSE_BWD_PRE, T.BWD_ONE_LAUNCH
+    fuse_bwd_pre, bwd_one_launch, bwd_tile_pass = T.FUSE_BWD_PRE, T.BWD_ONE_LAUNCH, T.BWD_TILE_PASS
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -98,6 +98,7 @@ def _kernel_settings():
     T.DOTS_BF16 = dots_bf16
     T.FUSE_BWD_PRE = fuse_bwd_pre
     T.BWD_ONE_LAUNCH = bwd_one_launch
+    T.BWD_TILE_PASS = bwd_tile_pass
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -303,21 +304,36 @@ def test_chunk_state_head_equals_tiles():
         assert rel_err(a, b) < 1e-6
 
 
+# The backward's layouts: (BWD_SPLIT, BWD_ONE_LAUNCH, BWD_TILE_PASS) and the launches of the dq/dk/dv kernel each makes.
+BWD_LAYOUTS = {
+    "two launches": (True, False, False, 2),  # the default
+    "one launch": (True, True, False, 1),
+    "one program": (False, False, False, 1),
+    "tile pass": (True, False, True, 2),
+    "tile pass, one launch": (True, True, True, 1),
+}
+
+
+def set_bwd_layout(layout: str) -> int:
+    T.BWD_SPLIT, T.BWD_ONE_LAUNCH, T.BWD_TILE_PASS, launches = BWD_LAYOUTS[layout]
+    return launches
+
+
 @pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
-def test_backward_split_equals_one_program(name, monkeypatch):
-    """dq and dk/dv as one launch of two program kinds (``BWD_SPLIT`` and ``BWD_ONE_LAUNCH``, default), as two
-    launches, or as one program doing both: the same gradients (fp32, chunked mode with states in and out, and the
-    quadratic mode), and the launches each layout promises."""
+def test_backward_layouts_agree(name, monkeypatch):
+    """dq and dk/dv as two launches (default), as one launch of two program kinds, as one program doing both, and
+    with the chunk mode's feature tiles in one pass (``_bwd_chunk_tiles``; Taylor keeps its score path): the same
+    gradients (fp32, chunked mode with states in and out, and the quadratic mode), and the launches each promises."""
     fm = make_map(name, 5).to(DEVICE)
     q, k, v, do = inputs(1, 37, 2, 5, 9, torch.float32, 1.0, seed=11)
     D = fm.out_dim
     kv0, z0 = torch.rand(1, 2, D, 9, device=DEVICE), torch.rand(1, 2, D, device=DEVICE)
-    layouts = {"one launch": (True, True, 1), "two launches": (True, False, 2), "one program": (False, True, 1)}
     for mode in ("chunk", "parallel"):
         T.FORCE_MODE, T.FORCE_CHUNK = mode, 16
         res = {}
-        for layout, (split, one_launch, launches) in layouts.items():
-            T.BWD_SPLIT, T.BWD_ONE_LAUNCH = split, one_launch
+        layouts = [x for x in BWD_LAYOUTS if name != "taylor" or "tile pass" not in x]  # Taylor: its score path
+        for layout in layouts:
+            launches = set_bwd_layout(layout)
             counter = _CountLaunches(T._la_bwd_kernel)
             monkeypatch.setattr(T, "_la_bwd_kernel", counter)
             leaves = [t.clone().requires_grad_() for t in (q, k, v, kv0, z0)]
@@ -328,9 +344,30 @@ def test_backward_split_equals_one_program(name, monkeypatch):
             res[layout] = torch.autograd.grad((o * do).sum() + kv.sum() + z.sum(), leaves)
             monkeypatch.undo()
             assert counter.launches == launches, f"{layout}: {counter.launches} launches of the dq/dk/dv kernel"
-        for layout in ("two launches", "one program"):
-            for a, b in zip(res["one launch"], res[layout]):
+        for layout in layouts:
+            for a, b in zip(res["two launches"], res[layout]):
                 assert rel_err(a, b) < 1e-6, (mode, layout)
+
+
+@pytest.mark.parametrize("layout", ["tile pass", "tile pass, one launch", "one launch"])
+@pytest.mark.parametrize("name", ["poselu", "performer", "cosformer"])
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: CI time
+@given(
+    L=st.sampled_from([1, 17, 40, 67]),
+    d=st.integers(1, 9),
+    dv=st.integers(1, 12),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    initial_state=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_backward_layouts_match_oracle(name, layout, L, d, dv, dtype, initial_state, seed):
+    """The non-default backward layouts against the fp64 oracle: chunked mode, random shapes and dtypes, with and
+    without an initial state (the tile pass's state terms)."""
+    set_bwd_layout(layout)
+    check_against_oracle(
+        name, 2, L, 2, d, dv, dtype, 1.0, "chunk", 16, offset=5 if name == "cosformer" else 0, seed=seed,
+        initial_state=initial_state,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["taylor", "poselu", "performer"])

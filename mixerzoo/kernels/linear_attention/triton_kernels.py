@@ -758,8 +758,10 @@ def _bwd_chunk_tiles(
     """The chunk mode's dq (``DO_Q``) and dk, dv (``DO_KV``) of chunk ``i_c`` for a feature map (not Taylor's score
     path): its own intra-chunk terms and the terms through the states, in one pass over the feature tiles. Each tile's
     φK (and φQ) is computed once for both, and their gradients ``dφ`` are summed before one ``_phi_bwd`` per tile
-    (it is linear in ``dφ``): Performer's projection and exp run 2 (dq) and 3 (dk/dv) times per tile instead of 5 and
-    7. Same formulas as ``_la_bwd_kernel``'s separate loops."""
+    (it is linear in ``dφ``): in the source, Performer's projection and exp run 2 (dq) and 3 (dk/dv) times per tile
+    instead of 5 and 7; the compiler had merged some of those repeats, and the offline sm_90 compile counts 96 → 64
+    exp and 78 / 94 → 48 / 64 tensor-core MMAs per thread (``BWD_TILE_PASS`` in ``triton_ops``). Same formulas as the
+    separate loops of ``_la_bwd_chunk``."""
     o_v = tl.arange(0, BV)
     m_v = o_v < DV
     m_a = (o_tc[:, None] >= o_tc[None, :]) & m_tc[None, :]  # [queries, keys], this chunk with itself
@@ -813,7 +815,8 @@ def _la_bwd_kernel(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
-    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr, ONE_GRID: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr, TILE_PASS: tl.constexpr,
+    ONE_GRID: tl.constexpr,
 ):  # fmt: skip
     """dq of query chunk c (``DO_Q``) and dk, dv of key chunk c (``DO_KV``). Grid ``(NC, B·H)``; with ``ONE_GRID``
     ``(2·NC, B·H)``: programs ``c < NC`` do the dk/dv half of chunk c (the longer one, first), the others the dq half of
@@ -825,19 +828,19 @@ def _la_bwd_kernel(
             _la_bwd_chunk(
                 q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c, i_bh, L, H, NC, stride_sbh,
                 stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD, BV, NT1,
-                NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, False, True,
+                NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, False, True, TILE_PASS,
             )  # fmt: skip
         else:
             _la_bwd_chunk(
                 q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c - NC, i_bh, L, H, NC,
                 stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD,
-                BV, NT1, NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, True, False,
+                BV, NT1, NDT, M, PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, True, False, TILE_PASS,
             )  # fmt: skip
     else:
         _la_bwd_chunk(
             q, k, v, w, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, i_c, i_bh, L, H, NC, stride_sbh,
             stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, SQ, FM, DK, DV, BT, BK, BD, BV, NT1, NDT, M,
-            PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, DO_Q, DO_KV,
+            PREC, SCORE, PARALLEL, HAS_S, HAS_DS, NORMALIZE, DOT16, DO_Q, DO_KV, TILE_PASS,
         )  # fmt: skip
 
 
@@ -848,7 +851,7 @@ def _la_bwd_chunk(
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr,
     BV: tl.constexpr, NT1: tl.constexpr, NDT: tl.constexpr, M: tl.constexpr, PREC: tl.constexpr,
     SCORE: tl.constexpr, PARALLEL: tl.constexpr, HAS_S: tl.constexpr, HAS_DS: tl.constexpr,
-    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr,
+    NORMALIZE: tl.constexpr, DOT16: tl.constexpr, DO_Q: tl.constexpr, DO_KV: tl.constexpr, TILE_PASS: tl.constexpr,
 ):  # fmt: skip
     """``_la_bwd_kernel``'s work for chunk ``i_c`` of head ``i_bh``: dq of query chunk c (``DO_Q``) and dk, dv of key
     chunk c (``DO_KV``).
@@ -889,15 +892,17 @@ def _la_bwd_chunk(
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dv = tl.zeros([BT, BV], dtype=tl.float32)
-    # ---- chunk mode with feature maps: one pass over the feature tiles serves the intra-chunk and the state terms
-    if not PARALLEL and not SCORE:
+    # ---- chunk mode with feature maps (``TILE_PASS``): one pass over the feature tiles serves the intra-chunk and the
+    # state terms; else the three loops below
+    tl.static_assert(not (TILE_PASS and (PARALLEL or SCORE)), "the tile pass is for the chunk mode's feature maps")
+    if TILE_PASS:
         b_dq, b_dk, b_dv = _bwd_chunk_tiles(
             b_qf, b_kf, b_v, b_do, b_rden, b_dd, b_dq, b_dk, b_dv, o_tc, m_tc, i_c, i_bh, w, s_all, z_all, ds_all,
             dz_all, stride_sbh, stride_sc, stride_dsbh, stride_dsc, offset, SC1, SC2, ANG, MS, FM, DK, DV, BT, BK, BD,
             BV, NT1, NDT, M, PREC, HAS_S, HAS_DS, NORMALIZE, DO_Q, DO_KV,
         )  # fmt: skip
     # ---- dq: this query chunk against key chunks j <= c
-    if DO_Q and (PARALLEL or SCORE):
+    if DO_Q and not TILE_PASS:
         if PARALLEL:
             j_start = 0
         else:
@@ -925,7 +930,7 @@ def _la_bwd_chunk(
                         b_qf, b_g, offset + o_tc, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC
                     )
     # ---- dk, dv: this key chunk against query chunks i >= c
-    if DO_KV and (PARALLEL or SCORE):
+    if DO_KV and not TILE_PASS:
         if PARALLEL:
             i_end = NC
         else:
@@ -964,7 +969,7 @@ def _la_bwd_chunk(
             b_at = tl.where(m_at, b_at, 0.0)
             b_dv += _mm(b_at, b_dni, PREC)
     # ---- inter-chunk terms through the states (tile by tile)
-    if (HAS_S or HAS_DS) and (PARALLEL or SCORE):
+    if (HAS_S or HAS_DS) and not TILE_PASS:
         o_s = i_bh.to(tl.int64) * stride_sbh + i_c * stride_sc
         o_ds = i_bh.to(tl.int64) * stride_dsbh + i_c * stride_dsc
         for i_d in range(NDT):

@@ -130,9 +130,20 @@ FUSE_BWD_PRE: bool = os.environ.get("MIXERZOO_LA_FUSE_PRE", "1") != "0"
 # 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 # With ``BWD_SPLIT``: the two halves as one launch of twice the programs, each program branching on its id to one
-# half's specialization (True), or as two launches (False). One launch fewer per backward (host time: a Taylor fwd+bwd
-# at 4096 is host-bound on the H200's host) and no tail between the halves. Env ``MIXERZOO_LA_BWD_ONE_LAUNCH=0``: two.
-BWD_ONE_LAUNCH: bool = os.environ.get("MIXERZOO_LA_BWD_ONE_LAUNCH", "1") != "0"
+# half's specialization (True), or as two launches (False, default). One launch fewer per backward (host time: a Taylor
+# fwd+bwd at 4096 is host-bound on the H200's host) and no tail between the halves; but every program gets the larger
+# half's registers. Offline sm_90 compile (session 8; d′=16, dv=64, bf16): Taylor (8 warps) 173 / 255 registers →
+# 255 for both, one CTA per SM either way; Performer (4 warps) dq 160 → 255, three CTAs per SM → two. Not yet run on
+# the H200 (no device time in session 8): off until measured. Env ``MIXERZOO_LA_BWD_ONE_LAUNCH=1``: on.
+BWD_ONE_LAUNCH: bool = os.environ.get("MIXERZOO_LA_BWD_ONE_LAUNCH", "0") == "1"
+# Chunk mode with a feature map (not Taylor's score path): the backward's intra-chunk terms and its terms through the
+# states in one pass over the feature tiles (True), φK computed once for both and one φ backward per tile for their
+# summed gradient (``_bwd_chunk_tiles``), or in separate loops (False, default). Offline sm_90 compile (session 8;
+# d′=16, dv=64, bf16), separate → one pass: Performer (m=64) dq 243 → 160 registers, 3224 → 2376 SASS instructions,
+# 78 → 48 tensor-core MMAs, 96 → 64 exp; dk/dv 368 → 192 B of stack, 4504 → 3248 instructions, 94 → 64 MMAs;
+# PosELU and CosFormer ~5–8% fewer instructions at the same occupancy. Not yet run on the H200 (no device time in
+# session 8): off until measured. Env ``MIXERZOO_LA_BWD_TILE_PASS=1``: on.
+BWD_TILE_PASS: bool = os.environ.get("MIXERZOO_LA_BWD_TILE_PASS", "0") == "1"
 
 # Taylor's internal layout for the chunked kernels. False: the full d′×d′ second-order block, every pair
 # (i, j) stored twice (DI = 320 at d′=16). True (default): each canonical feature once (DI = 192 at d′=16): a first tile
@@ -647,12 +658,14 @@ def _bwd_impl(
     dk = _empty(k.shape, k.dtype, dev)
     dv = _empty(v.shape, v.dtype, dev)
     one_grid = BWD_SPLIT and BWD_ONE_LAUNCH
+    tile_pass = BWD_TILE_PASS and not parallel and plan.kind != "taylor"
     halves = ((True, False), (False, True)) if BWD_SPLIT and not one_grid else ((True, True),)
     for do_q, do_kv in halves:
         _la_bwd_kernel[(2 * nc if one_grid else nc, B * H)](
             q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
             offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
-            HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, ONE_GRID=one_grid,
+            HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, TILE_PASS=tile_pass,
+            ONE_GRID=one_grid,
             num_warps=cfg.warps,
             num_stages=1,  # triton 3.6's software pipeliner crashes on the Taylor variant (H200); loops here are short
         )  # fmt: skip
