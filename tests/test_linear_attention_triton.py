@@ -763,6 +763,22 @@ def test_gpu_large_shapes(name, mode):
     check_against_oracle(name, 2, 1031, 3, 16, 64, torch.bfloat16, 1.0, mode, None, offset=offset)
 
 
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("layout", ["tile pass", "one launch", "tile pass, one launch"])
+@pytest.mark.parametrize("name", ["taylor", "poselu", "performer", "cosformer"])
+@pytest.mark.parametrize("initial_state", [False, True])
+def test_gpu_backward_layouts(name, layout, initial_state):
+    """The non-default backward layouts at the benchmark's head sizes (d′=16, dv=64, bf16, L=1031 ragged, the H200's
+    chunk sizes) against the fp64 oracle: what must pass before ``BWD_TILE_PASS`` or ``BWD_ONE_LAUNCH`` become the
+    default (Taylor has no tile pass: that case runs its default path)."""
+    set_bwd_layout(layout)
+    offset = 9 if name == "cosformer" else 0
+    check_against_oracle(
+        name, 2, 1031, 3, 16, 64, torch.bfloat16, 1.0, "chunk", None, offset=offset, initial_state=initial_state
+    )
+
+
 def _at_allocation_end(t: torch.Tensor) -> torch.Tensor:
     """A copy of ``t`` whose last element ends its own CUDA allocation (a 2 MiB-rounded segment of at least 12 MiB,
     which the caching allocator gives a block of its own): a kernel that reads past the tensor's end touches memory
