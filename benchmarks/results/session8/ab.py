@@ -8,9 +8,9 @@ import torch
 from triton.testing import do_bench
 
 sys.path.insert(0, ".")
-import mixerzoo.kernels.linear_attention.triton_ops as T  # noqa: E402
 from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
+from mixerzoo.kernels.linear_attention import triton_ops as T  # noqa: E402
 
 B, H, DK, DV = 4, 16, 16, 64
 SETTINGS = {

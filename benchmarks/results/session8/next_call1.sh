@@ -1,0 +1,18 @@
+#!/bin/bash
+# The next device session's first call (written in session 8, which had no device time), under 10 minutes:
+# GPU tests of the LA kernels (incl. test_gpu_backward_layouts), the A/B of the backward layouts, per-launch times.
+# Run from a snapshot of the tree: `run` with command "bash .snap/benchmarks/results/session8/next_call1.sh" and
+# carry [".snap"] (snapshot: benchmarks/notes/next_device_session.md).
+cd .snap || exit 1
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 PYTHONPATH=$PWD
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $OUT/gpu.txt
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a $OUT/gpu.txt
+MIXERZOO_GPU_TESTS=1 timeout 300 python3 -m pytest -m gpu -n 4 -q -rfE -p no:cacheprovider \
+    tests/test_linear_attention_triton.py > $OUT/gpu_tests_la.log 2>&1
+tail -6 $OUT/gpu_tests_la.log
+timeout 120 python3 benchmarks/results/session8/ab.py > $OUT/ab.log 2>&1
+grep -v -i warn $OUT/ab.log
+for env in "" "MIXERZOO_LA_BWD_TILE_PASS=1 MIXERZOO_LA_BWD_ONE_LAUNCH=1"; do
+    echo "== la_launches ${env:-defaults}" | tee -a $OUT/la_launches.log
+    env $env timeout 60 python3 benchmarks/results/session7/la_launches.py 2>&1 | grep -v -i warn | tee -a $OUT/la_launches.log
+done
