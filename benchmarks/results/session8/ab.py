@@ -1,5 +1,7 @@
-"""A/B of the backward's layouts on LA fwd+bwd (B=4, H=16, d′=16, dv=64, bf16), same process, settings alternated:
-median ms of triton.testing.do_bench per (map, L, setting), three rounds. Written in session 8 for the next device
+"""A/B of session 8's three switches on LA fwd+bwd (B=4, H=16, d′=16, dv=64, bf16), same process, settings
+alternated: median ms of triton.testing.do_bench per (map, L, setting), three rounds. The switches: the backward's
+one-pass feature tiles (``BWD_TILE_PASS``) and one-launch halves (``BWD_ONE_LAUNCH``), and the fast launch path
+(``mixerzoo.kernels._launch.FAST_LAUNCH``). Written in session 8 for the next device
 session (session 8 had no device time): ``python3 benchmarks/results/session8/ab.py`` from the repository root."""
 
 import sys
@@ -9,16 +11,26 @@ from triton.testing import do_bench
 
 sys.path.insert(0, ".")
 from mixerzoo.feature_maps import feature_map  # noqa: E402
+from mixerzoo.kernels import _launch  # noqa: E402
 from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
 from mixerzoo.kernels.linear_attention import triton_ops as T  # noqa: E402
 
 B, H, DK, DV = 4, 16, 16, 64
+OFF = dict(BWD_ONE_LAUNCH=False, BWD_TILE_PASS=False, FAST_LAUNCH=False)
 SETTINGS = {
-    "default": dict(BWD_ONE_LAUNCH=False, BWD_TILE_PASS=False),
-    "tile pass": dict(BWD_ONE_LAUNCH=False, BWD_TILE_PASS=True),
-    "one launch": dict(BWD_ONE_LAUNCH=True, BWD_TILE_PASS=False),
-    "both": dict(BWD_ONE_LAUNCH=True, BWD_TILE_PASS=True),
+    "default": {},
+    "fast launch": dict(FAST_LAUNCH=True),
+    "tile pass": dict(BWD_TILE_PASS=True),
+    "one launch": dict(BWD_ONE_LAUNCH=True),
+    "all three": dict(BWD_ONE_LAUNCH=True, BWD_TILE_PASS=True, FAST_LAUNCH=True),
 }
+
+
+def apply(setting: dict) -> None:
+    for n, val in {**OFF, **setting}.items():
+        setattr(_launch if n == "FAST_LAUNCH" else T, n, val)
+
+
 CASES = [("taylor", {}, 4096), ("taylor", {}, 8192), ("taylor", {}, 16384), ("performer", {"m": 64}, 8192),
          ("performer", {"m": 64}, 16384), ("poselu", {}, 16384), ("cosformer", {"max_len": 32768}, 16384)]  # fmt: skip
 for name, opts, L in CASES:
@@ -35,9 +47,8 @@ for name, opts, L in CASES:
 
     res = {s: [] for s in SETTINGS}
     for _ in range(3):
-        for s, kv in SETTINGS.items():
-            for n, val in kv.items():
-                setattr(T, n, val)
+        for s, setting in SETTINGS.items():
+            apply(setting)
             fb()
             res[s].append(do_bench(fb, warmup=25, rep=100))
     print(

@@ -43,6 +43,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, next_pow2
 from mixerzoo.kernels.linear_attention.triton_kernels import (
     FM_IDS,
@@ -495,21 +496,21 @@ def _states_parallel(
     if _head_chunk_state(plan):
         # one program per (chunk, value tile, head), looping over the feature tiles
         o, o_res, use_res = pre if pre is not None else (den, den, False)
-        _la_chunk_state_head_kernel[(nc, cdiv(dv, bv), B * H)](
+        _launch.fast(_la_chunk_state_head_kernel)[(nc, cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, o, o_res, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad,
             NORMALIZE=normalize, R=max(1, plan.bd // plan.bk), PRE=pre is not None, USE_RES=use_res,
             num_warps=CHUNK_STATE_WARPS or _warps(st["BT"]),
         )  # fmt: skip
     else:
         assert pre is None, "the pre pass fuses into the head chunk-state kernel only"
-        _la_chunk_state_kernel[(nc, plan.ndt * cdiv(dv, bv), B * H)](
+        _launch.fast(_la_chunk_state_kernel)[(nc, plan.ndt * cdiv(dv, bv), B * H)](
             x, y, w, den, dden, s_all, z_all, L, H, nc, offset, **cs, **st, BV=bv, GRAD=grad, NORMALIZE=normalize,
             num_warps=4,
         )  # fmt: skip
     bs, bvs = _scan_tiles(plan, dv)
     use_s0 = s0 is not None
     dum = _dummy(x.device)
-    _la_state_scan_kernel[(plan.di // bs, cdiv(dv, bvs), B * H)](
+    _launch.fast(_la_state_scan_kernel)[(plan.di // bs, cdiv(dv, bvs), B * H)](
         s_all, s_all if s_out is None else s_out, z_all, s0 if use_s0 else dum, z0 if use_s0 else dum, sT if store_final else dum,
         zT if store_final else dum, nc, plan.di, DV=dv, BS=bs, BV=bvs, USE_S0=use_s0, STORE_FINAL=store_final,
         REVERSE=grad, num_warps=4,
@@ -542,7 +543,7 @@ def _fwd_impl(
         s_all, z_all = (s0, z0) if use_s0 else (dum, dum)  # the initial state serves every chunk
         strides = (plan.di, 0)
         if want_state:
-            _la_state_fwd_kernel[grid_s](
+            _launch.fast(_la_state_fwd_kernel)[grid_s](
                 k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, dum, dum, sT, zT, L, H, nc, offset, **cs,
                 **st_s, USE_S0=use_s0, STORE_ALL=False, STORE_FINAL=True, num_warps=4,
             )  # fmt: skip
@@ -559,12 +560,12 @@ def _fwd_impl(
             if s_read is not None:
                 s_all = s_read  # what the output kernel reads
         else:
-            _la_state_fwd_kernel[grid_s](
+            _launch.fast(_la_state_fwd_kernel)[grid_s](
                 k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, sT, zT, L, H, nc, offset,
                 **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=want_state, num_warps=4,
             )  # fmt: skip
     has_s = use_s0 or not parallel
-    _la_out_fwd_kernel[(nc, B * H)](
+    _launch.fast(_la_out_fwd_kernel)[(nc, B * H)](
         q, k, v, w_, s_all, z_all, o, o_res, den, L, H, nc, *strides, offset, eps,
         **cs, SQ=plan.sq, **st, BV=cfg.bv, SCORE=plan.kind == "taylor",
         PARALLEL=parallel, HAS_S=has_s, NORMALIZE=normalize, STORE_RES=store_res, DOT16=cfg.dot16,
@@ -602,7 +603,7 @@ def _bwd_impl(
         dden = _empty((B * H, L), torch.float32, dev)
         use_res = o_res.numel() > 0
         if not fuse_pre:  # else the chunk-state kernel below writes dden
-            _la_bwd_pre_kernel[(cdiv(L, 64), B * H)](
+            _launch.fast(_la_bwd_pre_kernel)[(cdiv(L, 64), B * H)](
                 o, o_res if use_res else o, do, den, dden, L, H, DV=dv_, BT=64, BV=bv, USE_RES=use_res, num_warps=4
             )
     else:
@@ -617,7 +618,7 @@ def _bwd_impl(
         strides = (plan.di, 0, plan.di, 0)
         has_s, has_ds = use_s0, use_dst
         if use_s0:
-            _la_state_bwd_kernel[grid_s](
+            _launch.fast(_la_state_bwd_kernel)[grid_s](
                 q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, dum, dum, ds0, dz0,
                 L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize, USE_DST=use_dst, STORE_ALL=False,
                 STORE_D0=True, num_warps=4,
@@ -643,11 +644,11 @@ def _bwd_impl(
             )  # fmt: skip
         else:
             if not saved:
-                _la_state_fwd_kernel[grid_s](
+                _launch.fast(_la_state_fwd_kernel)[grid_s](
                     k, v, w_, s0 if use_s0 else dum, z0 if use_s0 else dum, s_all, z_all, dum, dum, L, H, nc, offset,
                     **cs, **st_s, USE_S0=use_s0, STORE_ALL=True, STORE_FINAL=False, num_warps=4,
                 )  # fmt: skip
-            _la_state_bwd_kernel[grid_s](
+            _launch.fast(_la_state_bwd_kernel)[grid_s](
                 q, do, w_, den, dden, dsT if use_dst else dum, dzT if use_dst else dum, ds_all, dz_all,
                 ds0 if use_s0 else dum, dz0 if use_s0 else dum, L, H, nc, offset, **cs, **st_s, NORMALIZE=normalize,
                 USE_DST=use_dst, STORE_ALL=True, STORE_D0=use_s0, num_warps=4,
@@ -661,7 +662,7 @@ def _bwd_impl(
     tile_pass = BWD_TILE_PASS and not parallel and plan.kind != "taylor"
     halves = ((True, False), (False, True)) if BWD_SPLIT and not one_grid else ((True, True),)
     for do_q, do_kv in halves:
-        _la_bwd_kernel[(2 * nc if one_grid else nc, B * H)](
+        _launch.fast(_la_bwd_kernel)[(2 * nc if one_grid else nc, B * H)](
             q, k, v, w_, do, den, dden, s_all, z_all, ds_all, dz_all, dq, dk, dv, L, H, nc, *strides,
             offset, **cs, SQ=plan.sq, **st, BV=bv, SCORE=plan.kind == "taylor", PARALLEL=parallel, HAS_S=has_s,
             HAS_DS=has_ds, NORMALIZE=normalize, DOT16=cfg.dot16, DO_Q=do_q, DO_KV=do_kv, TILE_PASS=tile_pass,
@@ -884,11 +885,13 @@ def _op_step(
         FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=cfg.bf, BV=cfg.bv, M=plan.m, NORMALIZE=normalize,
         OFFSET_PTR=offset_t is not None,
     )  # fmt: skip
-    _la_step_kernel[(nv * B * H,)](
+    _launch.fast(_la_step_kernel)[(nv * B * H,)](
         *args, **statics, ZMODE=zmode, KV=True, NV=nv, SEM=STEP_ATOMIC_SEM, num_warps=cfg.warps
     )
     if zmode == 0:  # z after every program has read it: a second launch that only updates z
-        _la_step_kernel[(B * H,)](*args, **statics, ZMODE=0, KV=False, NV=1, SEM=STEP_ATOMIC_SEM, num_warps=1)
+        _launch.fast(_la_step_kernel)[(B * H,)](
+            *args, **statics, ZMODE=0, KV=False, NV=1, SEM=STEP_ATOMIC_SEM, num_warps=1
+        )
     return o
 
 

@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
 
 __all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
@@ -250,7 +251,7 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
     # the fast path's int32 offsets within a tile: (BT + K) rows of the widest row stride
     fast = FWD_FAST and (cfg["BT"] + K) * max(su[1], sg[1], C) + C < 2**31
-    gated_short_conv_fwd_kernel[grid](
+    _launch.fast(gated_short_conv_fwd_kernel)[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
         su[0], su[1], sg[0], sg[1], K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast, **cfg,
     )  # fmt: skip
@@ -272,7 +273,7 @@ def _bwd(
     dh0 = _empty(*h0.shape, like=h0) if h0 is not None else u.new_empty(0)
     dwp = _empty(B, NT, C, K, like=u, dtype=torch.float32)
     dbp = _empty(B, NT, C, like=u, dtype=torch.float32) if bias is not None else dwp
-    gated_short_conv_bwd_kernel[(NT, cdiv(C, BC), B)](
+    _launch.fast(gated_short_conv_bwd_kernel)[(NT, cdiv(C, BC), B)](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, dy,
         dht if dht is not None else u, du, dg, dh0, dwp, dbp, L, C, su[0], su[1], sg[0], sg[1],
         K=K, BT=BT, BC=BC, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_DHT=dht is not None and K > 1,
@@ -365,7 +366,7 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
     K = weight.shape[1]
     y = _empty(B, C, like=u)
     BC = min(next_pow2(C), 1024)
-    gated_short_conv_step_kernel[(cdiv(C, BC), B)](
+    _launch.fast(gated_short_conv_step_kernel)[(cdiv(C, BC), B)](
         u,
         gate,
         state,

@@ -33,6 +33,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
 
 __all__ = ["sliding_window_step_triton", "sliding_window_triton"]
@@ -569,7 +570,7 @@ def _fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Te
     B, Lq, H, _ = q.shape
     o = _empty(B, Lq, H, v.shape[-1], like=q)
     lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
-    sliding_window_fwd_kernel[grid](
+    _launch.fast(sliding_window_fwd_kernel)[grid](
         q, k, v, o, lse, Lq, k.shape[1], window, scale * LOG2E, *sq[:3], *sk[:3], *sv[:3], **kw
     )  # fmt: skip
     return o, lse
@@ -588,12 +589,12 @@ def _bwd(
     dq, dk, dv = _empty(*q.shape, like=q), _empty(*k.shape, like=k), _empty(*v.shape, like=v)
     strides = (*sq[:3], *sk[:3], *sv[:3])  # launch arguments, not in the cached plan: equal shapes, other strides
     if delta_launch is not None:
-        sliding_window_bwd_delta_kernel[delta_launch[0]](o, do, delta, Lq, **delta_launch[1])
-    sliding_window_bwd_dq_kernel[grid_dq](
+        _launch.fast(sliding_window_bwd_delta_kernel)[delta_launch[0]](o, do, delta, Lq, **delta_launch[1])
+    _launch.fast(sliding_window_bwd_dq_kernel)[grid_dq](
         q, k, v, o, do, lse, delta, dq, Lq, Lk, window, scale, scale * LOG2E, *strides, **kw_dq
     )  # fmt: skip
     # after dq: it reads the delta that dq wrote
-    sliding_window_bwd_dkdv_kernel[grid_dkdv](
+    _launch.fast(sliding_window_bwd_dkdv_kernel)[grid_dkdv](
         q, k, v, do, lse, delta, dk, dv, Lq, Lk, window, scale, scale * LOG2E, *strides, **kw_dkdv
     )  # fmt: skip
     return dq, dk, dv
@@ -691,7 +692,7 @@ def sliding_window_step(
         pacc = _empty(B * H, S, DV, like=q, dtype=torch.float32)
     else:
         pm = pl = pacc = o
-    sliding_window_step_kernel[(B * HKV, S)](
+    _launch.fast(sliding_window_step_kernel)[(B * HKV, S)](
         q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
         scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
@@ -699,7 +700,9 @@ def sliding_window_step(
         num_warps=nw,
     )  # fmt: skip
     if S > 1:
-        sliding_window_step_combine_kernel[(B * H,)](pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4)
+        _launch.fast(sliding_window_step_combine_kernel)[(B * H,)](
+            pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4
+        )
     return o
 
 

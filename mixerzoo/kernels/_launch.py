@@ -1,0 +1,143 @@
+"""A shorter host path for launching ``@triton.jit`` kernels (``FAST_LAUNCH``; off by default).
+
+Why: Triton's ``JITFunction.run`` does a fixed amount of Python work per launch before the C launcher: it reads its
+knobs, binds every argument into a dict, specializes each one (dtype, 16-byte alignment, integer divisibility),
+stringifies the options and hashes the whole specialization to find the compiled kernel. For kernels of ~50
+arguments that is ~45 µs per launch on the CPU machine (``benchmarks/results/session8/launch_cost.py``, no-op
+launcher), and the H200's host measured ~80 µs per launch in session 7: a linear-attention fwd+bwd of 7 launches at
+L=4096 is bound by it.
+
+How: ``fast(kernel)[grid](*args, **kwargs)`` keys its own cache on what Triton's specialization depends on, computed
+in Python and at least as fine (tensor dtype and data-pointer address mod 16, integer value mod 16, equality to 1 and
+integer width class, every constexpr, float and option by value, the current device), and sends a hit straight to
+the compiled kernel's launcher, with the same arguments ``JITFunction.run`` passes it. A miss (or a launch hook set,
+e.g. by a profiler) goes through ``JITFunction.run``, which compiles if needed and launches, and whose compiled kernel
+the cache then keeps. ``tests/test_launch.py`` checks on the CPU, against Triton's own binder, that equal keys imply
+equal specializations.
+
+Only for the Triton versions in ``_KNOWN`` (whose ``JITFunction.run`` this mirrors); elsewhere ``fast`` returns the
+kernel itself. Not yet run on the H200 (session 8 had no device time): ``FAST_LAUNCH`` stays off until its GPU tests
+and timings have, ``MIXERZOO_FAST_LAUNCH=1`` turns it on.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+FAST_LAUNCH: bool = os.environ.get("MIXERZOO_FAST_LAUNCH", "0") == "1"
+
+_KNOWN = ("3.6.",)  # Triton versions whose JITFunction.run / CompiledKernel.run call this mirrors
+MAX_KEYS = 4096  # per kernel; a cache past this is emptied (e.g. NaN float arguments, which never compare equal)
+
+try:
+    import triton
+    from triton import knobs as _knobs
+    from triton.runtime.driver import driver as _driver
+
+    _SUPPORTED = triton.__version__.startswith(_KNOWN)
+except ImportError:  # no triton: fast() is the identity
+    _SUPPORTED = False
+
+
+def arg_key(a):
+    """What Triton's specialization of a runtime argument can depend on, or finer; anything else by value."""
+    t = type(a)
+    if t is int:  # not bool
+        if -(2**31) <= a < 2**31:
+            return (a & 15, a == 1)
+        return (a & 15, a == 1, 64 if -(2**63) <= a < 2**63 else 65)
+    if t is float:
+        return 0.5
+    if isinstance(a, torch.Tensor):
+        return (a.dtype, a.data_ptr() & 15)
+    return a
+
+
+class FastLauncher:
+    """``launcher[grid](*args, **kwargs)`` for one ``JITFunction``: see the module docstring."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.names = tuple(fn.arg_names)
+        self.constexpr = tuple(p.is_constexpr for p in fn.params)
+        # for n positional arguments: whether one of them is a constexpr (keyed by value, not by arg_key)
+        self.positional_constexpr = [any(self.constexpr[:n]) for n in range(len(self.constexpr) + 1)]
+        self.cache: dict = {}
+        self.hits = 0  # launches that skipped JITFunction.run (tests read it)
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.launch(grid, args, kwargs)
+
+    def key(self, device: int, args: tuple, kwargs: dict) -> tuple:
+        """The cache key of a launch: what Triton's own cache key depends on, or finer (the module docstring);
+        the debug and instrumentation knobs too, as ``JITFunction.run`` puts them in its options."""
+        if self.positional_constexpr[len(args)]:
+            const = self.constexpr
+            pos = tuple(a if const[i] else arg_key(a) for i, a in enumerate(args))
+        else:
+            pos = tuple(map(arg_key, args))
+        # keyword arguments by value (constexprs, options, and runtime floats or integers: finer than Triton's key);
+        # a tensor among them is not cached (``launch``)
+        return (
+            device,
+            pos,
+            tuple(kwargs),
+            tuple(kwargs.values()),
+            _knobs.runtime.debug,
+            _knobs.compilation.instrumentation_mode,
+        )
+
+    def launch(self, grid, args: tuple, kwargs: dict):
+        rt = _knobs.runtime
+        if _hooked(rt.launch_enter_hook) or _hooked(rt.launch_exit_hook):
+            return self.fn[grid](*args, **kwargs)  # hooks want JITFunction.run's launch metadata
+        active = _driver.active
+        device = active.get_current_device()
+        key = self.key(device, args, kwargs)
+        hit = self.cache.get(key)
+        if hit is None:
+            kernel = self.fn[grid](*args, **kwargs)
+            tail = self.names[len(args) :]
+            cacheable = all(n in kwargs for n in tail) and not any(isinstance(v, torch.Tensor) for v in kwargs.values())
+            if cacheable:  # every parameter given (so the launcher's argument list is known), no tensor keyed by value
+                if len(self.cache) >= MAX_KEYS:
+                    self.cache.clear()
+                self.cache[key] = (kernel, tuple(kwargs[n] for n in tail))  # the key holds these values
+            return kernel
+        kernel, tail = hit
+        if callable(grid):
+            raise TypeError("fast launch: pass the grid as a tuple, not a callable")
+        g1 = grid[1] if len(grid) > 1 else 1
+        g2 = grid[2] if len(grid) > 2 else 1
+        stream = active.get_current_stream(device)
+        # JITFunction.run's call: grid, stream, function, packed metadata, launch metadata and the two hooks (None:
+        # no hook is set, so the launcher calls none), then every parameter in signature order (the launcher skips the
+        # constexprs)
+        kernel.run(grid[0], g1, g2, stream, kernel.function, kernel.packed_metadata, None, None, None,
+                   *args, *tail)  # fmt: skip
+        self.hits += 1
+        return kernel
+
+
+def _hooked(hook) -> bool:
+    """Whether a launch hook is set: Triton 3.6's are ``HookChain`` objects, empty unless a tool (a profiler) adds a
+    hook; older ones are None when unset."""
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
+_LAUNCHERS: dict = {}
+
+
+def fast(kernel):
+    """``kernel`` itself, or its ``FastLauncher`` where ``FAST_LAUNCH`` is on, Triton is a known version and
+    ``kernel`` is a compiled-mode ``JITFunction`` (not the interpreter's, nor a test's stand-in)."""
+    if not (FAST_LAUNCH and _SUPPORTED):
+        return kernel
+    if type(kernel) is not triton.runtime.jit.JITFunction:
+        return kernel
+    launcher = _LAUNCHERS.get(kernel)
+    if launcher is None:
+        launcher = _LAUNCHERS[kernel] = FastLauncher(kernel)
+    return launcher
