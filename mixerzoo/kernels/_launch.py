@@ -2,10 +2,11 @@
 
 Why: Triton's ``JITFunction.run`` does a fixed amount of Python work per launch before the C launcher: it reads its
 knobs, binds every argument into a dict, specializes each one (dtype, 16-byte alignment, integer divisibility),
-stringifies the options and hashes the whole specialization to find the compiled kernel. For kernels of ~50
-arguments that is ~45 µs per launch on the CPU machine (``benchmarks/results/session8/launch_cost.py``, no-op
-launcher), and the H200's host measured ~80 µs per launch in session 7: a linear-attention fwd+bwd of 7 launches at
-L=4096 is bound by it.
+stringifies the options and hashes the whole specialization to find the compiled kernel. For ``_la_bwd_kernel``
+(50 arguments) that is 29–39 µs per launch on the CPU machine, the binder alone 12–21 µs (a stand-in driver with a
+no-op launcher, ``benchmarks/results/session8/``); the H200's host took ~80 µs per launch in session 7, and a
+linear-attention fwd+bwd of 7 launches at L=4096 is bound by its host there. With this path: 14–18 µs per launch,
+and 204 → 89 µs (run 1) or 342 → 177 µs (run 2) of launch work per Taylor fwd+bwd (``launch_cost.log``).
 
 How: ``fast(kernel)[grid](*args, **kwargs)`` keys its own cache on what Triton's specialization depends on, computed
 in Python and at least as fine (tensor dtype and data-pointer address mod 16, integer value mod 16, equality to 1 and
@@ -131,9 +132,9 @@ _LAUNCHERS: dict = {}
 
 
 def fast(kernel):
-    """``kernel`` itself, or its ``FastLauncher`` where ``FAST_LAUNCH`` is on, Triton is a known version and
-    ``kernel`` is a compiled-mode ``JITFunction`` (not the interpreter's, nor a test's stand-in)."""
-    if not (FAST_LAUNCH and _SUPPORTED):
+    """``kernel`` itself, or its ``FastLauncher`` where ``FAST_LAUNCH`` is on, Triton is a known version, torch.compile
+    is not tracing, and ``kernel`` is a compiled-mode ``JITFunction`` (not the interpreter's, nor a test's stand-in)."""
+    if not (FAST_LAUNCH and _SUPPORTED) or torch.compiler.is_compiling():  # dynamo traces Triton's own launches
         return kernel
     if type(kernel) is not triton.runtime.jit.JITFunction:
         return kernel
