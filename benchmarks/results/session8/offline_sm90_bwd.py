@@ -1,6 +1,6 @@
 """Offline sm_90 compile of ``_la_bwd_kernel`` (chunk mode, bf16 inputs and products, d′=16, dv=64, the H200's chunk
 sizes) from a source tree, no GPU needed: registers, local/stack bytes (spills), shared memory, SASS instructions,
-tensor-core MMAs and MUFU.EX2 (exp) per kernel specialization.
+tensor-core MMAs, MUFU.EX2 (exp) and a digest of the instruction text per kernel specialization.
 
     python3 offline_sm90_bwd.py TREE [one]
 
@@ -9,6 +9,7 @@ TREE: a checkout (``git archive REV | tar -x -C TREE``); ``one``: also the one-l
 one-pass tiles (trees with ``BWD_TILE_PASS``). Run with ``TRITON_INTERPRET=0``.
 """
 
+import hashlib
 import os
 import re
 import subprocess
@@ -43,9 +44,12 @@ def compile_sm90(fn, sig: dict, consts: dict, warps: int) -> str:
     mma = len(re.findall(r"HGMMA|HMMA", sass))
     ex2 = len(re.findall(r"MUFU\.EX2", sass))
     regs, local, stack = (re.search(rf"{key}:(\d+)", res).group(1) for key in ("REG", "LOCAL", "STACK"))
+    # a digest of the instruction text (addresses stripped): equal digests, identical machine code
+    body = "\n".join(line.split("*/", 1)[-1] for line in sass.splitlines() if re.match(r"^\s+/\*[0-9a-f]{4,}\*/", line))
+    digest = hashlib.sha1(body.encode()).hexdigest()[:12]
     return (
         f"regs {regs:>3} local/stack {local}/{stack} B smem {kernel.metadata.shared // 1024:>3} KB  "
-        f"sass {n:>6}  mma {mma:>4}  ex2 {ex2:>4}"
+        f"sass {n:>6}  mma {mma:>4}  ex2 {ex2:>4}  sha1 {digest}"
     )
 
 
