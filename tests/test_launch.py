@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from _helpers import StandInCuda, StandInLauncher
 
 from mixerzoo.kernels import _launch
 
@@ -67,47 +68,10 @@ def test_key_is_at_least_as_fine_as_tritons_specialization():
     assert len(distinct) > 50  # the draw reached many specializations, so the check had something to catch
 
 
-class _Recorder:
-    """The stand-in launcher: records what it is called with."""
-
-    calls: list = []
-
-    def __init__(self, src, metadata):
-        pass
-
-    def __call__(self, *args):
-        _Recorder.calls.append(args)
-
-
-class _Utils:
-    def load_binary(self, name, kernel, shared, device):
-        return object(), "function", 0, 0, 1024
-
-    def get_device_properties(self, device):
-        return {"max_shared_mem": 232448, "multiprocessor_count": 132, "max_num_regs": 65536, "warpSize": 32}
-
-
-class _StandInCuda:
-    launcher_cls = _Recorder
-    utils = _Utils()
-
-    def get_current_target(self):
-        return GPUTarget("cuda", 90, 32)
-
-    def get_current_device(self):
-        return 0
-
-    def get_current_stream(self, device=None):
-        return 7
-
-    def get_active_torch_device(self):
-        return torch.device("cpu")
-
-
 @pytest.fixture
 def stand_in_driver():
     previous = driver._active  # None on a machine without a GPU (reset_active would look for a real driver)
-    driver.set_active(_StandInCuda())
+    driver.set_active(StandInCuda())
     try:
         yield
     finally:
@@ -124,12 +88,12 @@ def test_hit_passes_the_launcher_what_jitfunction_run_passes(stand_in_driver, mo
     assert isinstance(launcher, _launch.FastLauncher)
     x, y, out = torch.randn(40), torch.randn(40), torch.empty(40)
     call = ((x, y, out, 40, 1, 0.5), dict(BLOCK=16, FLAG=True, num_warps=4))
-    _Recorder.calls.clear()
+    StandInLauncher.calls.clear()
     KERNEL[(3,)](*call[0], **call[1])  # Triton's own path, for reference
     launcher[(3,)](*call[0], **call[1])  # miss: through JITFunction.run
     launcher[(3,)](*call[0], **call[1])  # hit
     assert launcher.hits == 1
-    reference, miss, hit = _Recorder.calls
+    reference, miss, hit = StandInLauncher.calls
 
     def without_hooks(call):  # grid, stream, function, packed metadata | the kernel's arguments
         return call[:6] + call[9:]

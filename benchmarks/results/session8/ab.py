@@ -10,12 +10,15 @@ import torch
 from triton.testing import do_bench
 
 sys.path.insert(0, ".")
+sys.path.append("benchmarks")
+from linear_attention import make_inputs  # noqa: E402  (benchmarks/linear_attention.py: B=4, H=16, d′=16, dv=64, bf16)
+
 from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels import _launch  # noqa: E402
 from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
 from mixerzoo.kernels.linear_attention import triton_ops as T  # noqa: E402
 
-B, H, DK, DV = 4, 16, 16, 64
+DK = 16  # d′, as in make_inputs
 OFF = dict(BWD_ONE_LAUNCH=False, BWD_TILE_PASS=False, FAST_LAUNCH=False)
 SETTINGS = {
     "default": {},
@@ -34,12 +37,8 @@ def apply(setting: dict) -> None:
 CASES = [("taylor", {}, 4096), ("taylor", {}, 8192), ("taylor", {}, 16384), ("performer", {"m": 64}, 8192),
          ("performer", {"m": 64}, 16384), ("poselu", {}, 16384), ("cosformer", {"max_len": 32768}, 16384)]  # fmt: skip
 for name, opts, L in CASES:
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q, k = (
-        torch.randn(B, L, H, DK, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_() for _ in range(2)
-    )
-    v = torch.randn(B, L, H, DV, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
-    do = torch.randn_like(v)
+    q, k, v, do = make_inputs(L)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
     fm = feature_map(name, DK, **opts).cuda()
 
     def fb(q=q, k=k, v=v, fm=fm, do=do):

@@ -13,57 +13,13 @@ import time
 os.environ["TRITON_INTERPRET"] = "0"
 sys.path.insert(0, ".")
 sys.path.append("benchmarks")
+sys.path.append("tests")
 
 import torch  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
+from _helpers import StandInCuda, StandInLauncher  # noqa: E402  (tests/_helpers.py: the stand-in driver)
 from triton.runtime.driver import driver  # noqa: E402
 
-TOUCH = False  # the stand-in launcher reads every tensor argument's data_ptr
-
-
-class _Utils:
-    def load_binary(self, name, kernel, shared, device):
-        return object(), object(), 0, 0, 1024  # module, function, registers, spills, max threads
-
-    def get_device_properties(self, device):
-        return {"max_shared_mem": 232448, "multiprocessor_count": 132, "max_num_regs": 65536, "warpSize": 32}
-
-
-class _Launcher:
-    def __init__(self, src, metadata):
-        pass
-
-    def __call__(self, gx, gy, gz, stream, function, packed_metadata, launch_metadata, enter, exit_, *args):
-        if TOUCH:
-            for a in args:
-                if isinstance(a, torch.Tensor):
-                    a.data_ptr()
-
-
-class StandInCuda:
-    """Enough of Triton's CUDA driver for JITFunction.run: an sm_90 target, device 0, stream 0, no-op launches."""
-
-    launcher_cls = _Launcher
-
-    def __init__(self):
-        self.utils = _Utils()
-
-    def get_current_target(self):
-        return GPUTarget("cuda", 90, 32)
-
-    def get_current_device(self):
-        return 0
-
-    def get_current_stream(self, device=None):
-        return 0
-
-    def get_active_torch_device(self):
-        return torch.device("cpu")
-
-    def is_active(self):
-        return True
-
-
+StandInLauncher.record = False
 driver.set_active(StandInCuda())
 
 import mixerzoo.kernels._checks as checks  # noqa: E402
@@ -114,7 +70,7 @@ MODES = {  # (FAST_LAUNCH, launcher reads data_ptrs, launches stubbed)
 rows = {label: [] for label in MODES}
 for _round in range(8):  # the modes interleaved: this machine's speed drifts by tens of percent
     for label, (fast, touch, stub) in MODES.items():
-        _launch.FAST_LAUNCH, TOUCH = fast, touch
+        _launch.FAST_LAUNCH, StandInLauncher.touch = fast, touch
         for n, kernel in saved.items():
             setattr(T, n, NoLaunch() if stub else kernel)
         NoLaunch.launches = 0
