@@ -1,5 +1,6 @@
-"""Where the host's time goes in one Taylor fwd+bwd at L=4096 on the GPU machine (real launches, no sync):
-cProfile over 50 calls, sorted by own time, plus the host µs per call with and without the profiler."""
+"""Where the host's time goes in one Taylor fwd+bwd at L=4096 on the GPU machine (real launches, no sync): the host
+µs per call with and without autograd's device threads, with Triton's launch path and with ``FAST_LAUNCH``
+(alternated), then a cProfile over 50 calls (the backward on the calling thread), sorted by own time."""
 
 import cProfile
 import pstats
@@ -10,6 +11,7 @@ import torch
 
 sys.path.insert(0, ".")
 from mixerzoo.feature_maps import feature_map  # noqa: E402
+from mixerzoo.kernels import _launch  # noqa: E402
 from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
 
 B, H, DK, DV, L = 4, 16, 16, 64, 4096
@@ -28,16 +30,24 @@ def fb():
 for _ in range(10):
     fb()
 torch.cuda.synchronize()
-for threads in (True, False, True, False):
-    with torch.autograd.set_multithreading_enabled(threads):
-        fb()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(50):
-            fb()
-        t = (time.perf_counter() - t0) / 50
-        torch.cuda.synchronize()
-    print(f"host {t * 1e6:.0f} us per fwd+bwd (back to back), autograd device threads {threads}", flush=True)
+for _round in range(2):
+    for fast in (False, True):
+        for threads in (True, False):
+            _launch.FAST_LAUNCH = fast
+            with torch.autograd.set_multithreading_enabled(threads):
+                fb()
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(50):
+                    fb()
+                t = (time.perf_counter() - t0) / 50
+                torch.cuda.synchronize()
+            print(
+                f"host {t * 1e6:.0f} us per fwd+bwd (back to back), autograd device threads {threads}, "
+                f"FAST_LAUNCH {fast}",
+                flush=True,
+            )
+_launch.FAST_LAUNCH = False
 t0 = time.perf_counter()
 for _ in range(50):
     o = linear_attention(q, k, v, fm)

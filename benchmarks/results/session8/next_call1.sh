@@ -19,4 +19,4 @@ for env in "" "MIXERZOO_LA_BWD_TILE_PASS=1 MIXERZOO_LA_BWD_ONE_LAUNCH=1"; do
     env $env timeout 60 python3 benchmarks/results/session7/la_launches.py 2>&1 | grep -v -i warn | tee -a $OUT/la_launches.log
 done
 timeout 60 python3 benchmarks/results/session8/host_profile.py > $OUT/host_profile.log 2>&1
-head -8 $OUT/host_profile.log
+head -12 $OUT/host_profile.log
