@@ -105,9 +105,14 @@ def test_hit_passes_the_launcher_what_jitfunction_run_passes(stand_in_driver, mo
     assert without_hooks(hit) == without_hooks(reference) and hit[6:9] == (None, None, None)
     assert not reference[7].calls and not reference[8].calls
     assert hit[:4] == (3, 1, 1, 7)  # grid, stream
+    StandInLauncher.calls.clear()
+    launcher[(3,)](*call[0][:5], alpha=-0.0, **call[1])  # alpha by keyword: -0.0 == 0.0, but its own value goes
+    launcher[(3,)](*call[0][:5], alpha=0.0, **call[1])  # ... a hit of the same key, with this call's value
+    assert launcher.hits == 2 and [c[-3] for c in StandInLauncher.calls] == [-0.0, 0.0]
+    assert str(StandInLauncher.calls[1][-3]) == "0.0" and str(StandInLauncher.calls[0][-3]) == "-0.0"
     launcher[(3,)](x[1:], y, out, 39, 1, 0.5, BLOCK=16, FLAG=True, num_warps=4)  # 4-byte offset: a new key
     launcher[(3,)](x, y, out, 48, 1, 0.5, BLOCK=16, FLAG=True, num_warps=4)  # n % 16 == 0: a new key
-    assert launcher.hits == 1 and len(launcher.cache) == 3
+    assert launcher.hits == 2 and len(launcher.cache) == 4
 
 
 def test_fast_is_the_kernel_itself_when_off_or_for_stand_ins(monkeypatch):

@@ -97,7 +97,10 @@ class FastLauncher:
         active = _driver.active
         device = active.get_current_device()
         key = self.key(device, args, kwargs)
-        hit = self.cache.get(key)
+        try:
+            hit = self.cache.get(key)
+        except TypeError:  # an unhashable keyword argument: Triton's path decides what it means
+            return self.fn[grid](*args, **kwargs)
         if hit is None:
             kernel = self.fn[grid](*args, **kwargs)
             tail = self.names[len(args) :]
@@ -105,7 +108,7 @@ class FastLauncher:
             if cacheable:  # every parameter given (so the launcher's argument list is known), no tensor keyed by value
                 if len(self.cache) >= MAX_KEYS:
                     self.cache.clear()
-                self.cache[key] = (kernel, tuple(kwargs[n] for n in tail))  # the key holds these values
+                self.cache[key] = (kernel, tail)
             return kernel
         kernel, tail = hit
         if callable(grid):
@@ -116,8 +119,9 @@ class FastLauncher:
         # JITFunction.run's call: grid, stream, function, packed metadata, launch metadata and the two hooks (None:
         # no hook is set, so the launcher calls none), then every parameter in signature order (the launcher skips the
         # constexprs)
+        # (the keyword values are this call's: equal keys can hold values that compare equal but differ, 0.0 and -0.0)
         kernel.run(grid[0], g1, g2, stream, kernel.function, kernel.packed_metadata, None, None, None,
-                   *args, *tail)  # fmt: skip
+                   *args, *[kwargs[n] for n in tail])  # fmt: skip
         self.hits += 1
         return kernel
 
