@@ -3,10 +3,10 @@
 Why: Triton's ``JITFunction.run`` does a fixed amount of Python work per launch before the C launcher: it reads its
 knobs, binds every argument into a dict, specializes each one (dtype, 16-byte alignment, integer divisibility),
 stringifies the options and hashes the whole specialization to find the compiled kernel. For ``_la_bwd_kernel``
-(50 arguments) that is 29–39 µs per launch on the CPU machine, the binder alone 12–21 µs (a stand-in driver with a
+(50 arguments) that is 29.9 µs per launch on the CPU machine, the binder alone 12.9 µs (a stand-in driver with a
 no-op launcher, ``benchmarks/results/session8/``); the H200's host took ~80 µs per launch in session 7, and a
-linear-attention fwd+bwd of 7 launches at L=4096 is bound by its host there. With this path: 14–18 µs per launch,
-and 204 → 89 µs (run 1) or 342 → 177 µs (run 2) of launch work per Taylor fwd+bwd (``launch_cost.log``).
+linear-attention fwd+bwd of 7 launches at L=4096 is bound by its host there. With this path: 14.0 µs per launch,
+and 178 → 94 µs (run 3) or 193 → 105 µs (run 5) of launch work per Taylor fwd+bwd (``launch_cost.log``).
 
 How: ``fast(kernel)[grid](*args, **kwargs)`` keys its own cache on what Triton's specialization depends on, computed
 in Python and at least as fine (tensor dtype and data-pointer address mod 16, integer value mod 16, equality to 1 and

@@ -89,6 +89,44 @@ print(f"µs per fwd+bwd ({launches} launches): min and median over 8 interleaved
 for label, ts in rows.items():
     ts = sorted(ts)
     print(f"  {label:44s} min {ts[0]:6.0f}  median {ts[len(ts) // 2]:6.0f}")
+# one launch of _la_bwd_kernel (22 positional, 28 keyword arguments), its arguments captured from a fwd+bwd
+captured = {}
+
+
+class Capture:
+    def __getitem__(self, grid):
+        return lambda *a, **k: captured.setdefault("bwd", (grid, a, k))
+
+
+T._la_bwd_kernel = Capture()
+fb()
+T._la_bwd_kernel = saved["_la_bwd_kernel"]
+grid, a, k = captured["bwd"]
+kernel = saved["_la_bwd_kernel"]
+_launch.FAST_LAUNCH = True
+launcher = _launch.fast(kernel)
+binder = kernel.device_caches[0][4]
+
+
+def per_call_us(f, n: int = 3000) -> float:
+    best = 1e9
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best * 1e6
+
+
+StandInLauncher.touch = False
+print(f"one _la_bwd_kernel launch ({len(a)} positional, {len(k)} keyword arguments), µs, best of 5 × 3000:")
+for label, f in (
+    ("JITFunction.run", lambda: kernel[grid](*a, **k)),
+    ("FAST_LAUNCH", lambda: launcher[grid](*a, **k)),
+    ("  of which its key", lambda: launcher.key(0, a, k)),
+    ("Triton's binder alone", lambda: binder(*a, **k)),
+):
+    print(f"  {label:44s} {per_call_us(f):6.1f}")
 print("FAST_LAUNCH cache per kernel (hits over the runs above, keys):")
 for kernel, launcher in _launch._LAUNCHERS.items():
     print(f"  {kernel.__name__:32s} hits {launcher.hits:6d}  keys {len(launcher.cache)}")
