@@ -42,6 +42,9 @@ except ImportError:  # no triton: fast() is the identity
     _SUPPORTED = False
 
 
+_FLOAT = "fp32"
+
+
 def arg_key(a):
     """What Triton's specialization of a runtime argument can depend on, or finer; anything else by value."""
     t = type(a)
@@ -50,7 +53,7 @@ def arg_key(a):
             return (a & 15, a == 1)
         return (a & 15, a == 1, 64 if -(2**63) <= a < 2**63 else 65)
     if t is float:
-        return 0.5
+        return _FLOAT  # Triton passes every float as fp32, whatever its value
     if isinstance(a, torch.Tensor):
         return (a.dtype, a.data_ptr() & 15)
     return a
@@ -92,8 +95,9 @@ class FastLauncher:
 
     def launch(self, grid, args: tuple, kwargs: dict):
         rt = _knobs.runtime
-        if _hooked(rt.launch_enter_hook) or _hooked(rt.launch_exit_hook):
-            return self.fn[grid](*args, **kwargs)  # hooks want JITFunction.run's launch metadata
+        if callable(grid) or _hooked(rt.launch_enter_hook) or _hooked(rt.launch_exit_hook):
+            # a grid computed from the bound arguments, or hooks that want JITFunction.run's launch metadata
+            return self.fn[grid](*args, **kwargs)
         active = _driver.active
         device = active.get_current_device()
         key = self.key(device, args, kwargs)
@@ -111,8 +115,6 @@ class FastLauncher:
                 self.cache[key] = (kernel, tail)
             return kernel
         kernel, tail = hit
-        if callable(grid):
-            raise TypeError("fast launch: pass the grid as a tuple, not a callable")
         g1 = grid[1] if len(grid) > 1 else 1
         g2 = grid[2] if len(grid) > 2 else 1
         stream = active.get_current_stream(device)

@@ -199,6 +199,14 @@ def _phi_fwd(
 
 
 @triton.jit
+def _performer_dx(b_x, b_phi, b_g, b_w, SC1, PREC: tl.constexpr):
+    """Performer's ``dx`` from its features ``b_phi`` and their gradient ``b_g``: with ``x̃ = x·SC1`` and
+    ``h = dφ ⊙ φ``, ``dx = (h·W − Σh · x̃)·SC1``."""
+    b_h = b_phi * b_g
+    return (_dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * (b_x * SC1)) * SC1
+
+
+@triton.jit
 def _phi_bwd(
     b_x, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
@@ -219,13 +227,8 @@ def _phi_bwd(
         b_trig = tl.where(i_d == 0, tl.cos(b_ang), tl.sin(b_ang))
         b_dx = tl.where(b_x > 0, b_g * b_trig[:, None], 0.0)
     elif FM == 5:
-        b_xs = b_x * SC1
-        b_u = _dot_f32(b_xs, tl.trans(b_w), PREC)
-        b_n = 0.5 * tl.sum(b_xs * b_xs, axis=1)
-        o_c = i_d * BD + tl.arange(0, BD)
-        b_h = tl.where(o_c[None, :] < M, tl.exp(b_u - b_n[:, None]) * MS, 0.0) * b_g  # dφ ⊙ φ
-        b_dxs = _dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * b_xs
-        b_dx = b_dxs * SC1
+        b_phi = _phi_fwd(b_x, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
+        b_dx = _performer_dx(b_x, b_phi, b_g, b_w, SC1, PREC)
     elif FM == 7:
         o_a, o_b, coef = _taylor_sym_cols(i_d, SC1, SC2, DK, BD, NT1, M)
         b_sa = (o_k[:, None] == o_a[None, :]).to(tl.float32)  # [BK, BD]
@@ -739,9 +742,7 @@ def _phi_bwd_at(
     """``_phi_bwd`` given the tile's features ``b_phi = φ(b_x)`` (already computed): Performer then skips recomputing
     its projection and exp; the other maps need only ``b_x``."""
     if FM == 5:
-        b_xs = b_x * SC1
-        b_h = b_phi * b_g  # dφ ⊙ φ
-        b_dx = (_dot_f32(b_h, b_w, PREC) - tl.sum(b_h, axis=1)[:, None] * b_xs) * SC1
+        b_dx = _performer_dx(b_x, b_phi, b_g, b_w, SC1, PREC)
     else:
         b_dx = _phi_bwd(b_x, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS, FM, DK, BK, BD, NT1, M, PREC)
     return b_dx

@@ -158,8 +158,8 @@ TAYLOR_SYMMETRIC: bool = os.environ.get("MIXERZOO_LA_TAYLOR_SYMMETRIC", "1") != 
 # bf16 inputs: the chunked and quadratic kernels multiply bf16 operands (fp32 accumulation), as FLA's kernels do,
 # instead of tf32 ones: half the bytes per operand tile and twice the tensor-core rate (offline sm_90 compile, Taylor
 # d′=16, dv=64, BT=128, tf32 → bf16: dk/dv half 255 registers + 32 B of spills and 112 KB of shared memory → 255 + 24 B
-# and 72 KB; dq half 190 / 80 KB → 173 / 40 KB; output kernel 224 → 177 registers; chunk-state 160 / 72 KB → 121 / 36 KB). What cancels keeps exact operands
-# (16-bit do and v, with 1/den applied after the product) or one rounding shared by both sides (``_rnd``), and the
+# and 72 KB; dq half 190 / 80 KB → 173 / 40 KB; output kernel 224 → 177 registers; chunk-state 160 / 72 KB → 121 /
+# 36 KB). What cancels keeps exact operands (16-bit do and v, with 1/den applied after the product) or one rounding shared by both sides (``_rnd``), and the
 # product ``V·dSᵀ`` stays tf32 (``_mm_hi``). So do products with fewer than 64 output columns: with bf16 operands there
 # Triton 3.6 on the H200 faulted (illegal address: PosELU's backward, 16-wide φ tiles) or returned a wrong dq
 # (Performer at m = 17, 32-wide tiles; session 7); every product of Taylor's and Performer's (m = 64) at d′ = 16 and
@@ -660,6 +660,7 @@ def _bwd_impl(
     dv = _empty(v.shape, v.dtype, dev)
     one_grid = BWD_SPLIT and BWD_ONE_LAUNCH
     tile_pass = BWD_TILE_PASS and not parallel and plan.kind != "taylor"
+    # (dq, dk/dv) per launch; the one-launch kernel picks its half per program, so its launch passes (True, True)
     halves = ((True, False), (False, True)) if BWD_SPLIT and not one_grid else ((True, True),)
     for do_q, do_kv in halves:
         _launch.fast(_la_bwd_kernel)[(2 * nc if one_grid else nc, B * H)](
