@@ -267,6 +267,11 @@ ALGO_ROWS = {
     "parallel": dict(ALGORITHM="parallel"),
     "parallel-nosplit": dict(ALGORITHM="parallel", BWD_SPLIT=False),  # dq and dk/dv in one backward program
     "parallel-tf32": dict(ALGORITHM="parallel", DOTS_BF16=False),  # tf32 products instead of bf16 ones
+    "parallel-2launch": dict(ALGORITHM="parallel", BWD_ONE_LAUNCH="none"),  # dq and dk/dv as two launches
+    "parallel-1launch": dict(ALGORITHM="parallel", BWD_ONE_LAUNCH="all"),  # ... as one launch, every map
+}
+NON_TAYLOR_ALGO_ROWS = {
+    "parallel-loops": dict(ALGORITHM="parallel", BWD_TILE_PASS=False),  # the backward's feature tiles in two loops
 }
 TAYLOR_ALGO_ROWS = {
     "parallel-tiles": dict(ALGORITHM="parallel", CHUNK_STATE="tiles"),  # the per-feature-tile chunk-state kernel
@@ -280,7 +285,7 @@ def section_algo(quick: bool) -> None:
     """The chunked mode's two state algorithms (serial scan vs per-chunk states + prefix sum), same inputs; for Taylor
     also the parallel one with one default changed per row (``TAYLOR_ALGO_ROWS``) and a per-kernel profile."""
     names = ("ALGORITHM", "CHUNK_STATE", "CHUNK_STATE_WARPS", "FWD_STATES_BF16", "BWD_SPLIT", "TAYLOR_SYMMETRIC",
-             "SAVE_FWD_STATES", "DOTS_BF16")  # fmt: skip
+             "SAVE_FWD_STATES", "DOTS_BF16", "BWD_ONE_LAUNCH", "BWD_TILE_PASS")  # fmt: skip
     defaults = {n: getattr(T, n) for n in names}
     T.FORCE_MODE = "chunk"
     try:
@@ -291,7 +296,7 @@ def section_algo(quick: bool) -> None:
             for name in ("poselu", "cosformer") if L == 8192 else ("taylor", "poselu", "performer", "cosformer"):
                 fm = feature_map(name, DK, **MAPS[name]).to(DEV)
                 f = lambda q, k, v, fm=fm: linear_attention(q, k, v, fm)  # noqa: E731
-                rows = {**ALGO_ROWS, **(TAYLOR_ALGO_ROWS if name == "taylor" else {})}
+                rows = {**ALGO_ROWS, **(TAYLOR_ALGO_ROWS if name == "taylor" else NON_TAYLOR_ALGO_ROWS)}
                 for bt in (128,) if name == "taylor" else (None,):  # BT=64 lost every row of runs 3-6
                     for algo, settings in rows.items():
                         for n, value in {**defaults, **settings}.items():

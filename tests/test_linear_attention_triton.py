@@ -305,12 +305,13 @@ def test_chunk_state_head_equals_tiles():
 
 
 # The backward's layouts: (BWD_SPLIT, BWD_ONE_LAUNCH, BWD_TILE_PASS) and the launches of the dq/dk/dv kernel each makes.
+# The default is "one launch" for Taylor (which has no tile pass) and "tile pass" for the other maps.
 BWD_LAYOUTS = {
-    "two launches": (True, False, False, 2),  # the default
-    "one launch": (True, True, False, 1),
-    "one program": (False, False, False, 1),
-    "tile pass": (True, False, True, 2),
-    "tile pass, one launch": (True, True, True, 1),
+    "two launches": (True, "none", False, 2),
+    "one launch": (True, "all", False, 1),
+    "one program": (False, "none", False, 1),
+    "tile pass": (True, "none", True, 2),
+    "tile pass, one launch": (True, "all", True, 1),
 }
 
 
@@ -321,7 +322,7 @@ def set_bwd_layout(layout: str) -> int:
 
 @pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
 def test_backward_layouts_agree(name, monkeypatch):
-    """dq and dk/dv as two launches (default), as one launch of two program kinds, as one program doing both, and
+    """dq and dk/dv as two launches, as one launch of two program kinds, as one program doing both, and
     with the chunk mode's feature tiles in one pass (``_bwd_chunk_tiles``; Taylor keeps its score path): the same
     gradients (fp32, chunked mode with states in and out, and the quadratic mode), and the launches each promises."""
     fm = make_map(name, 5).to(DEVICE)
@@ -349,7 +350,7 @@ def test_backward_layouts_agree(name, monkeypatch):
                 assert rel_err(a, b) < 1e-6, (mode, layout)
 
 
-@pytest.mark.parametrize("layout", ["tile pass", "tile pass, one launch", "one launch"])
+@pytest.mark.parametrize("layout", ["two launches", "tile pass, one launch", "one launch"])
 @pytest.mark.parametrize("name", ["poselu", "performer", "cosformer"])
 @settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: CI time
 @given(
@@ -765,13 +766,12 @@ def test_gpu_large_shapes(name, mode):
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("layout", ["tile pass", "one launch", "tile pass, one launch"])
+@pytest.mark.parametrize("layout", ["two launches", "one launch", "tile pass, one launch"])
 @pytest.mark.parametrize("name", ["taylor", "poselu", "performer", "cosformer"])
 @pytest.mark.parametrize("initial_state", [False, True])
 def test_gpu_backward_layouts(name, layout, initial_state):
-    """The non-default backward layouts at the benchmark's head sizes (d′=16, dv=64, bf16, L=1031 ragged, the H200's
-    chunk sizes) against the fp64 oracle: what must pass before ``BWD_TILE_PASS`` or ``BWD_ONE_LAUNCH`` become the
-    default (Taylor has no tile pass: that case runs its default path)."""
+    """The backward layouts other than the defaults at the benchmark's head sizes (d′=16, dv=64, bf16, L=1031 ragged,
+    the H200's chunk sizes) against the fp64 oracle (Taylor has no tile pass: it runs "one launch" there)."""
     set_bwd_layout(layout)
     offset = 9 if name == "cosformer" else 0
     check_against_oracle(

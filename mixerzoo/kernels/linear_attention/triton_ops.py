@@ -131,20 +131,24 @@ FUSE_BWD_PRE: bool = os.environ.get("MIXERZOO_LA_FUSE_PRE", "1") != "0"
 # 1.74 / 1.74 (4096); PosELU 1.80 / 1.85 and CosFormer 2.50 / 2.43 at 16384. Env ``MIXERZOO_LA_BWD_SPLIT=0``: False.
 BWD_SPLIT: bool = os.environ.get("MIXERZOO_LA_BWD_SPLIT", "1") != "0"
 # With ``BWD_SPLIT``: the two halves as one launch of twice the programs, each program branching on its id to one
-# half's specialization (True), or as two launches (False, default). One launch fewer per backward (host time: a Taylor
-# fwd+bwd at 4096 is host-bound on the H200's host) and no tail between the halves; but every program gets the larger
-# half's registers. Offline sm_90 compile (session 8; d′=16, dv=64, bf16): Taylor (8 warps) 173 / 255 registers →
-# 255 for both, one CTA per SM either way; Performer (4 warps) dq 160 → 255, three CTAs per SM → two. Not yet run on
-# the H200 (no device time in session 8): off until measured. Env ``MIXERZOO_LA_BWD_ONE_LAUNCH=1``: on.
-BWD_ONE_LAUNCH: bool = os.environ.get("MIXERZOO_LA_BWD_ONE_LAUNCH", "0") == "1"
+# half's specialization, or as two launches. One launch fewer per backward (host time: a Taylor fwd+bwd at 4096 is
+# host-bound on the H200's host) and no tail between the halves; but every program gets the larger half's registers
+# (offline sm_90, d′=16, dv=64, bf16: Taylor's 173 / 255 → 255 for both, one CTA per SM either way; Performer's dq
+# 160 → 255, three CTAs per SM → two). H200, 2026-11-29 (session 9, ``results/session9/``), B=4, H=16, fwd+bwd ms two
+# launches → one: Taylor 3.445 → 3.424 (16384), 1.760 → 1.740 (8192); with the tile pass, Performer 2.143 → 2.176
+# (16384), PosELU 1.245 → 1.276, CosFormer 1.573 → 1.620. So "taylor" (default): one launch for Taylor's score path
+# only; "all": every map; "none": two launches. Env ``MIXERZOO_LA_BWD_ONE_LAUNCH``.
+BWD_ONE_LAUNCH: str = os.environ.get("MIXERZOO_LA_BWD_ONE_LAUNCH", "taylor")
+if BWD_ONE_LAUNCH not in ("taylor", "all", "none"):
+    raise ValueError(f"MIXERZOO_LA_BWD_ONE_LAUNCH={BWD_ONE_LAUNCH!r}: use 'taylor' (default), 'all' or 'none'")
 # Chunk mode with a feature map (not Taylor's score path): the backward's intra-chunk terms and its terms through the
-# states in one pass over the feature tiles (True), φK computed once for both and one φ backward per tile for their
-# summed gradient (``_bwd_chunk_tiles``), or in separate loops (False, default). Offline sm_90 compile (session 8;
+# states in one pass over the feature tiles (True, default), φK computed once for both and one φ backward per tile for
+# their summed gradient (``_bwd_chunk_tiles``), or in separate loops (False). Offline sm_90 compile (session 8;
 # d′=16, dv=64, bf16), separate → one pass: Performer (m=64) dq 243 → 160 registers, 3224 → 2376 SASS instructions,
-# 78 → 48 tensor-core MMAs, 96 → 64 exp; dk/dv 368 → 192 B of stack, 4504 → 3248 instructions, 94 → 64 MMAs;
-# PosELU and CosFormer ~5–8% fewer instructions at the same occupancy. Not yet run on the H200 (no device time in
-# session 8): off until measured. Env ``MIXERZOO_LA_BWD_TILE_PASS=1``: on.
-BWD_TILE_PASS: bool = os.environ.get("MIXERZOO_LA_BWD_TILE_PASS", "0") == "1"
+# 78 → 48 tensor-core MMAs, 96 → 64 exp; dk/dv 368 → 192 B of stack, 4504 → 3248 instructions, 94 → 64 MMAs.
+# H200, 2026-11-29 (session 9), B=4, H=16, fwd+bwd ms separate → one pass: Performer 2.642 → 2.143 (16384), PosELU
+# 1.315 → 1.245, CosFormer 1.634 → 1.573 (16384). Env ``MIXERZOO_LA_BWD_TILE_PASS=0``: separate loops.
+BWD_TILE_PASS: bool = os.environ.get("MIXERZOO_LA_BWD_TILE_PASS", "1") != "0"
 
 # Taylor's internal layout for the chunked kernels. False: the full d′×d′ second-order block, every pair
 # (i, j) stored twice (DI = 320 at d′=16). True (default): each canonical feature once (DI = 192 at d′=16): a first tile
@@ -658,7 +662,7 @@ def _bwd_impl(
     dq = _empty(q.shape, q.dtype, dev)
     dk = _empty(k.shape, k.dtype, dev)
     dv = _empty(v.shape, v.dtype, dev)
-    one_grid = BWD_SPLIT and BWD_ONE_LAUNCH
+    one_grid = BWD_SPLIT and (BWD_ONE_LAUNCH == "all" or (BWD_ONE_LAUNCH == "taylor" and plan.kind == "taylor"))
     tile_pass = BWD_TILE_PASS and not parallel and plan.kind != "taylor"
     # (dq, dk/dv) per launch; the one-launch kernel picks its half per program, so its launch passes (True, True)
     halves = ((True, False), (False, True)) if BWD_SPLIT and not one_grid else ((True, True),)
