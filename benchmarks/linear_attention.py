@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
 
 import torch
 import triton
-from torch import Tensor
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -129,7 +129,6 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
     have_fla = False
     try:
         from fla.ops.based import fused_chunk_based, parallel_based
-        from fla.ops.linear_attn import chunk_linear_attn
 
         have_fla = True
         RESULTS["meta"]["fla"] = getattr(sys.modules["fla"], "__version__", "?")
@@ -172,34 +171,61 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
             except Exception as e:  # noqa: BLE001
                 note_error(f"{impl} L={L}", e)
         del qa, ka, va, doa
-    for L in lengths if have_fla and fla_chunk else ():  # last: a fault there ends the run's CUDA context
-        if L >= 8192:
-            _, _, v, do = make_inputs(L)
-            fla_chunk_rows(chunk_linear_attn, L, v, do)
+    if have_fla and fla_chunk:
+        fla_chunk_rows([L for L in lengths if L >= 8192])
 
 
 # The state widths D of MAPS' non-Taylor maps (PosELU and ReLU 16, CosFormer 32, Performer 64), widest first: the
-# issue compares each with FLA's chunk kernel at its own D. D=16 hit an illegal memory access in run 1 (session 1).
+# issue compares each with FLA's chunk kernel at its own D. On the H200 with triton 3.6, D=16 (session 1, session 9)
+# and D=32 (session 9) end in an illegal memory access, so each D runs in a child process of its own.
 FLA_CHUNK_D = (64, 16, 32)
 
 
-def fla_chunk_rows(chunk_linear_attn, L: int, v: Tensor, do: Tensor) -> None:
-    """FLA's ``chunk_linear_attn`` (normalizer included) on features materialized outside (elu+1 of random inputs of
-    width D; the feature map is not timed: FLA has none fused), for each D of ``FLA_CHUNK_D``. Autotunes for ~2 min
-    per new D (not timed)."""
+def fla_chunk_rows(lengths: list[int]) -> None:
+    """FLA's ``chunk_linear_attn`` (normalizer included) on features materialized outside, for each D of
+    ``FLA_CHUNK_D`` at ``lengths``: one child process per D (``--fla-chunk-child``), since a fault in FLA's kernels
+    ends the CUDA context of the process it happens in. Autotunes for ~2 min per new D (not timed)."""
     for d in FLA_CHUNK_D:
+        cmd = [sys.executable, os.path.abspath(__file__), "--fla-chunk-child", str(d),
+               "--child-L", ",".join(map(str, lengths))]  # fmt: skip
         try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+        except subprocess.TimeoutExpired:
+            note_error(f"fla chunk_linear_attn D={d}", TimeoutError("child process ran past 420 s"))
+            continue
+        for line in res.stdout.splitlines():
+            if line.startswith("ROW "):
+                r = json.loads(line[4:])
+                record("features", f"fla.chunk_linear_attn(D={d})", r["L"], r["fwd_ms"], r["fwdbwd_ms"], D=d)
+            elif line.startswith("ERROR "):
+                msg = line[6:]
+                print("ERROR", msg, flush=True)
+                RESULTS["errors"].append(msg)
+        if res.returncode != 0 and "ERROR " not in res.stdout:
+            note_error(
+                f"fla chunk_linear_attn D={d}", RuntimeError(f"child exited {res.returncode}: {res.stderr[-800:]}")
+            )
+
+
+def fla_chunk_child(d: int, lengths: list[int]) -> None:
+    """The child process of ``fla_chunk_rows``: prints ``ROW {json}`` per length, or ``ERROR ...`` and stops at the
+    first failure (the CUDA context may be gone)."""
+    from fla.ops.linear_attn import chunk_linear_attn
+
+    def op(a, b, c):
+        return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
+
+    for L in lengths:
+        try:
+            _, _, v, do = make_inputs(L)
             g = torch.Generator(device=DEV).manual_seed(d)
             x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
-            pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)
-
-            def op(a, b, c):
-                return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
-
+            pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)  # elu+1 features
             t_f, t_fb = time_fwd_bwd(op, (pq, pk, v), do)
-            record("features", f"fla.chunk_linear_attn(D={d})", L, t_f, t_fb, D=d)
+            print("ROW " + json.dumps(dict(L=L, fwd_ms=t_f, fwdbwd_ms=t_fb)), flush=True)
         except Exception as e:  # noqa: BLE001
-            note_error(f"fla chunk_linear_attn D={d} L={L}", e)
+            print(f"ERROR fla chunk_linear_attn D={d} L={L}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+            return
 
 
 def section_variants(quick: bool, crossover_lengths: list[int] | None = None) -> None:
@@ -576,6 +602,10 @@ def write_markdown(path: str) -> None:
             d = ours["D"] if ours else None
             peer = get("features", f"fla.chunk_linear_attn(D={d})", L)
             label = f"FLA chunk_linear_attn (D={d}, same run)"
+            if peer is None and d is not None and d < 64 and get("features", "fla.chunk_linear_attn(D=64)", L):
+                # FLA faults at this D here (Errors): its D=64 kernel on zero-padded features computes the same
+                peer = get("features", "fla.chunk_linear_attn(D=64)", L)
+                label = f"FLA chunk_linear_attn (D={d} faulted; D=64 = zero-padded features, same run)"
             if peer is None and L in ANCHOR_FLA_CHUNK_K64:
                 peer, label = ANCHOR_FLA_CHUNK_K64[L], "FLA chunk_linear_attn (K=64, anchors file, not same run)"
             target(f"{kind} vs {label}", L, ours["fwdbwd_ms"] if ours else None, peer, 1.5)
@@ -649,7 +679,12 @@ def main() -> None:
     ap.add_argument("--algo", choices=T.ALGORITHMS, default=None, help="chunked-mode state algorithm for every section")
     ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
     ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile")
+    ap.add_argument("--fla-chunk-child", type=int, default=None, help=argparse.SUPPRESS)  # fla_chunk_rows' child
+    ap.add_argument("--child-L", default="8192,16384", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fla_chunk_child is not None:
+        fla_chunk_child(args.fla_chunk_child, [int(x) for x in args.child_L.split(",")])
+        return
     if args.host_overhead:
         host_overhead(profile=args.host_profile)
         return
