@@ -11,7 +11,7 @@ MIXERZOO_GPU_TESTS=1 PYTHONPATH=$PWD timeout 200 python3 -m pytest -m gpu -n 4 -
     > $OUT/gpu_tests_defaults.log 2>&1
 tail -3 $OUT/gpu_tests_defaults.log
 pip install --no-deps --target /tmp/site .whl/*.whl > /dev/null 2>&1
-PYTHONPATH=/tmp/site:$PWD timeout 40 python3 benchmarks/results/session9/taylor4096_repeat.py 2>&1 | grep -v -i warn \
+PYTHONPATH=/tmp/site:$PWD timeout 90 python3 benchmarks/results/session9/taylor4096_repeat.py 2>&1 | grep -v -i warn \
     | tee $OUT/taylor4096_repeat.log
 PYTHONPATH=/tmp/site:$PWD timeout 330 python3 benchmarks/linear_attention.py --out $OUT/train --sections train --quick \
     --fla-chunk > $OUT/train.log 2>&1
