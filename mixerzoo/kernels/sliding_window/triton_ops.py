@@ -58,26 +58,36 @@ def _fwd_block(
     b_q, p_kb, p_vb, n0, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc, s_kl, s_vl,
     BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK = False``: the caller knows every key of
-    the block is in every query's window (no bounds, causal or window test: the elementwise work of a tile).
-    ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's first row in int64."""
+    """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
+    (each costs elementwise work on the whole [BM, BN] tile). 0: none, every key is in every query's window;
+    1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
+    2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM + BN puts every key inside the window);
+    3: all of them, bounds on both sides. ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's
+    first row in int64."""
     r_n = tl.arange(0, BN)
     o_n = n0 + r_n
     p_kn = p_kb + n0.to(tl.int64) * s_kl + r_n[:, None] * s_kl + o_d[None, :]
     p_vn = p_vb + n0.to(tl.int64) * s_vl + r_n[:, None] * s_vl + o_dv[None, :]
-    if MASK:
+    if MASK == 3:
         m_n = (o_n < Lk) & (o_n >= 0)
+    elif MASK == 2:
+        m_n = o_n < Lk
+    if MASK >= 2:
         b_k = tl.load(p_kn, mask=m_n[:, None] & m_d[None, :], other=0.0)
     else:
         b_k = tl.load(p_kn, mask=m_d[None, :], other=0.0)
     b_s = _dot(b_q, tl.trans(b_k), PREC) * scale_log2  # [BM, BN]
-    if MASK:
+    if MASK == 3:
         b_s = tl.where((o_n[None, :] <= pos[:, None]) & (o_n[None, :] > pos[:, None] - W), b_s, float("-inf"))
+    elif MASK == 2:
+        b_s = tl.where(o_n[None, :] <= pos[:, None], b_s, float("-inf"))
+    elif MASK == 1:
+        b_s = tl.where(o_n[None, :] > pos[:, None] - W, b_s, float("-inf"))
     b_mn = tl.maximum(b_mi, tl.max(b_s, 1))
     b_p = tl.exp2(b_s - b_mn[:, None])
     b_alpha = tl.exp2(b_mi - b_mn)
     b_li = b_li * b_alpha + tl.sum(b_p, 1)
-    if MASK:
+    if MASK >= 2:
         b_v = tl.load(p_vn, mask=m_n[:, None] & m_dv[None, :], other=0.0)
     else:
         b_v = tl.load(p_vn, mask=m_dv[None, :], other=0.0)
@@ -89,11 +99,13 @@ def _fwd_block(
 def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
-    before the query block, the NU nearest are inside every query's window and skip the mask; the BM/BN diagonal
-    blocks and the NL − NU oldest are masked. Query blocks whose band starts before key 0 take the general loop:
+    before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
+    the window's lower end only, and the BM/BN diagonal blocks causality and bounds (``DIAG_MASK = 2``, host: W ≥ BM,
+    so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take the general loop:
     NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch, time, head) strides
     ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
@@ -117,17 +129,17 @@ def sliding_window_fwd_kernel(
         for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, True, PREC,
+                s_kl, s_vl, BN, 1, PREC,
             )  # fmt: skip
         for j in range(0, NU):  # interior blocks: no mask
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, False, PREC,
+                s_kl, s_vl, BN, 0, PREC,
             )  # fmt: skip
         for j in range(0, BM // BN):  # diagonal blocks: causal
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, True, PREC,
+                s_kl, s_vl, BN, DIAG_MASK, PREC,
             )  # fmt: skip
     else:
         # the band of this block: keys t0 … p0 + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
@@ -135,7 +147,7 @@ def sliding_window_fwd_kernel(
         for j in range(0, NB):
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, t0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, True, PREC,
+                s_kl, s_vl, BN, 3, PREC,
             )  # fmt: skip
     b_li = tl.where(b_li > 0, b_li, 1.0)  # only rows past Lq (never stored) have no key
     b_o = b_acc / b_li[:, None]
@@ -539,7 +551,7 @@ def _fwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
     aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
     kw = dict(
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q), NB=cdiv(min(BM + window - 1, Lk), BN),
-        NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0, **cfg,
+        NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0, DIAG_MASK=2 if window >= BM else 3, **cfg,
     )  # fmt: skip
     return (cdiv(Lq, BM), B * H), kw
 
