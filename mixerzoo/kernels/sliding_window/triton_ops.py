@@ -61,7 +61,7 @@ def _fwd_block(
     """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
     (each costs elementwise work on the whole [BM, BN] tile). 0: none, every key is in every query's window;
     1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
-    2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM + BN puts every key inside the window);
+    2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM puts every key inside every window);
     3: all of them, bounds on both sides. ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's
     first row in int64."""
     r_n = tl.arange(0, BN)
@@ -105,8 +105,8 @@ def sliding_window_fwd_kernel(
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
     the window's lower end only, and the BM/BN diagonal blocks causality and bounds (``DIAG_MASK = 2``, host: W ≥ BM,
-    so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take the general loop:
-    NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch, time, head) strides
+    so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take
+    the general loop: NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch, time, head) strides
     ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
