@@ -11,8 +11,10 @@ import sys
 sys.path.insert(0, "benchmarks")
 import linear_attention as LA  # noqa: E402
 
+from mixerzoo.feature_maps import feature_map  # noqa: E402
+
 HERE = "benchmarks/results/session9/call3"
-D = {"taylor": 153, "poselu": 16, "relu": 16, "performer": 64, "cosformer": 32}  # out_dim at d′=16, m=64
+D = {name: feature_map(name, LA.DK, **opts).out_dim for name, opts in LA.MAPS.items()}  # the benchmark's maps
 ROW = re.compile(r"^(\S+)\s+(\S+)\s+L=\s*(\d+) fwd\s+([\d.]+) ms\s+fwd\+bwd\s+([\d.]+) ms$")
 
 gpu, versions = open(f"{HERE}/gpu.txt").read().splitlines()[:2]

@@ -734,6 +734,16 @@ def _state_grad_k(b_phk, b_v, ds_all, dz_all, o_ds, i_d, o_v, m_v, DV: tl.conste
 
 
 @triton.jit
+def _intra_da(b_do, b_v, b_rden, b_dd, m, PREC: tl.constexpr, NORMALIZE: tl.constexpr):
+    """A chunk pair's ``dA = dnum·Vᵀ + dden`` [queries, keys]: ``b_do`` and ``b_rden`` (``1/den``), ``b_dd``
+    (``dden``) of the queries, ``b_v`` of the keys; zero outside the causal mask ``m``."""
+    b_da = _mm(b_do, tl.trans(b_v), PREC) * b_rden[:, None]
+    if NORMALIZE:
+        b_da += b_dd[:, None]
+    return tl.where(m, b_da, 0.0)
+
+
+@triton.jit
 def _phi_bwd_at(
     b_x, b_phi, b_g, b_pos, b_w, i_d, SC1, SC2, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, NT1: tl.constexpr, M: tl.constexpr,
@@ -771,10 +781,7 @@ def _bwd_chunk_tiles(
     b_dat = tl.zeros([BT, BT], dtype=tl.float32)
     b_dni = b_do
     if DO_Q:
-        b_da = _mm(b_do, tl.trans(b_v), PREC) * b_rden[:, None]
-        if NORMALIZE:
-            b_da += b_dd[:, None]
-        b_da = tl.where(m_a, b_da, 0.0)
+        b_da = _intra_da(b_do, b_v, b_rden, b_dd, m_a, PREC, NORMALIZE)
     if DO_KV:
         b_dat = _mm(b_v, tl.trans(b_do), PREC) * b_rden[None, :]
         if NORMALIZE:
@@ -914,10 +921,7 @@ def _la_bwd_chunk(
             m_a = (o_tc[:, None] >= o_tk[None, :]) & m_tk[None, :]
             b_kj = _mm_in(_load_rows(p_k, o_tk, m_tk, L, H, DK, BK), DOT16)
             b_vj = _load_rows(p_v, o_tk, m_tk, L, H, DV, BV).to(tl.float32)
-            b_da = _mm(b_do, tl.trans(b_vj), PREC) * b_rden[:, None]
-            if NORMALIZE:
-                b_da += b_dd[:, None]
-            b_da = tl.where(m_a, b_da, 0.0)
+            b_da = _intra_da(b_do, b_vj, b_rden, b_dd, m_a, PREC, NORMALIZE)
             if SCORE:
                 b_sc = _mm(b_q, tl.trans(b_kj), PREC) * SQ
                 b_dq += _mm(b_da * (1.0 + b_sc) * SQ, b_kj.to(tl.float32), PREC)

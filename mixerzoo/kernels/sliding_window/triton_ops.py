@@ -551,7 +551,9 @@ def _fwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
     aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
     kw = dict(
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q), NB=cdiv(min(BM + window - 1, Lk), BN),
-        NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0, DIAG_MASK=2 if window >= BM else 3, **cfg,
+        NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0,
+        DIAG_MASK=2 if aligned and window >= BM else 3,  # one specialization of the unaligned path, whatever W
+        **cfg,
     )  # fmt: skip
     return (cdiv(Lq, BM), B * H), kw
 
