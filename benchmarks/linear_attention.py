@@ -92,7 +92,8 @@ def make_inputs(L: int, dk: int = DK, dv: int = DV, b: int = B, seed: int = 0):
     return q, k, v, do
 
 
-def time_fwd_bwd(f, leaves, do) -> tuple[float, float]:
+def time_fwd_bwd(f, leaves, do, caller: bool = False) -> tuple[float, float] | tuple[float, float, float]:
+    """``(fwd ms, fwd+bwd ms)``; ``caller``: also fwd+bwd with the backward on the calling thread (third)."""
     with torch.no_grad():
         t_f = bench(lambda: f(*leaves))
     req = [x.detach().requires_grad_() for x in leaves]
@@ -102,14 +103,46 @@ def time_fwd_bwd(f, leaves, do) -> tuple[float, float]:
         torch.autograd.grad(o, req, do)
 
     t_fb = bench(fb)
-    return t_f, t_fb
+    if not caller:
+        return t_f, t_fb
+    # autograd runs the backward of CUDA tensors on its device thread, a hand-off that costs the host a fixed time per
+    # backward call (autograd_handoff); a model pays it once per step, a per-op timing once per op
+    with torch.autograd.set_multithreading_enabled(False):
+        t_fb_caller = bench(fb)
+    return t_f, t_fb, t_fb_caller
 
 
-def record(kind: str, impl: str, L: int, t_f: float | None, t_fb: float | None, **extra) -> None:
-    row = dict(kind=kind, impl=impl, L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, **extra)
+def autograd_handoff() -> dict:
+    """Host µs per ``autograd.grad`` of one tiny CUDA op (4 KB), calls back to back, with autograd's device thread
+    and with the backward on the calling thread, alternated over 3 rounds (minimum per mode): the engine's fixed
+    cost per backward call on this host, which the fwd+bwd rows of a host-bound shape include."""
+    x = torch.randn(1024, device=DEV, requires_grad=True)
+    g = torch.ones(1024, device=DEV)
+    out = {"device_thread": [], "calling_thread": []}
+    for _round in range(3):
+        for mode, threads in (("device_thread", True), ("calling_thread", False)):
+            with torch.autograd.set_multithreading_enabled(threads):
+                for _ in range(20):
+                    torch.autograd.grad(x * 2, x, g)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(200):
+                    torch.autograd.grad(x * 2, x, g)
+                out[mode].append((time.perf_counter() - t0) / 200 * 1e6)
+                torch.cuda.synchronize()
+    res = {mode: min(ts) for mode, ts in out.items()}
+    print(f"autograd hand-off, host µs per tiny fwd+bwd: {res}", flush=True)
+    return res
+
+
+def record(kind: str, impl: str, L: int, t_f: float | None, t_fb: float | None, t_fbc: float | None = None,
+           **extra) -> None:  # fmt: skip
+    """A training row; ``t_fbc``: fwd+bwd with the backward on the calling thread."""
+    row = dict(kind=kind, impl=impl, L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, fwdbwd_caller_ms=t_fbc, **extra)
     RESULTS["train"].append(row)
     print(
-        f"{kind:10s} {impl:32s} L={L:6d} fwd {t_f or float('nan'):8.3f} ms  fwd+bwd {t_fb or float('nan'):8.3f} ms",
+        f"{kind:10s} {impl:32s} L={L:6d} fwd {t_f or float('nan'):8.3f} ms  fwd+bwd {t_fb or float('nan'):8.3f} ms"
+        f"  (backward on the calling thread {t_fbc or float('nan'):8.3f} ms)",
         flush=True,
     )
 
@@ -124,7 +157,13 @@ def floors(kind: str, D: int, L: int) -> dict:
     return dict(floor_fwd_ms=f_fwd, floor_fwdbwd_ms=f_fb)
 
 
-def section_train(quick: bool, fla_chunk: bool = False) -> None:
+# The state widths D of MAPS' non-Taylor maps (PosELU and ReLU 16, CosFormer 32, Performer 64), widest first: the
+# issue compares each with FLA's chunk kernel at its own D. On the H200 with triton 3.6, D=16 (session 1, session 9)
+# and D=32 (session 9) end in an illegal memory access, so each D runs in a child process of its own.
+FLA_CHUNK_D = (64, 16, 32)
+
+
+def section_train(quick: bool, fla_chunk: bool = False, fla_chunk_d: tuple[int, ...] = FLA_CHUNK_D) -> None:
     lengths = LENGTHS[2:] if quick else LENGTHS
     have_fla = False
     try:
@@ -136,22 +175,23 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
         note_error("import fla", e)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    RESULTS["meta"]["autograd_handoff_us"] = autograd_handoff()
     for L in lengths:
         q, k, v, do = make_inputs(L)
         for name, opts in MAPS.items():
             fm = feature_map(name, DK, **opts).to(DEV)
             try:
-                t_f, t_fb = time_fwd_bwd(lambda q, k, v, fm=fm: linear_attention(q, k, v, fm), (q, k, v), do)
-                record(name, "mixerzoo", L, t_f, t_fb, D=fm.out_dim, mode="auto", **floors(name, fm.out_dim, L))
+                ts = time_fwd_bwd(lambda q, k, v, fm=fm: linear_attention(q, k, v, fm), (q, k, v), do, caller=True)
+                record(name, "mixerzoo", L, *ts, D=fm.out_dim, mode="auto", **floors(name, fm.out_dim, L))
             except Exception as e:  # noqa: BLE001
                 note_error(f"mixerzoo {name} L={L}", e)
         if have_fla:
             for impl, fn in (("fla.parallel_based", parallel_based), ("fla.fused_chunk_based", fused_chunk_based)):
                 try:
-                    t_f, t_fb = time_fwd_bwd(
-                        lambda q, k, v, fn=fn: fn(q, k, v, scale=DK**-0.5, use_norm=True), (q, k, v), do
+                    ts = time_fwd_bwd(
+                        lambda q, k, v, fn=fn: fn(q, k, v, scale=DK**-0.5, use_norm=True), (q, k, v), do, caller=True
                     )
-                    record("taylor", impl, L, t_f, t_fb)
+                    record("taylor", impl, L, *ts)
                 except Exception as e:  # noqa: BLE001
                     note_error(f"{impl} L={L}", e)
         qa = torch.randn(B, H, L, 64, device=DEV, dtype=torch.bfloat16)
@@ -166,26 +206,20 @@ def section_train(quick: bool, fla_chunk: bool = False) -> None:
                     with sdpa_kernel(backend):
                         return torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)
 
-                t_f, t_fb = time_fwd_bwd(sd, (qa, ka, va), doa)
-                record("softmax", impl, L, t_f, t_fb)
+                ts = time_fwd_bwd(sd, (qa, ka, va), doa, caller=True)
+                record("softmax", impl, L, *ts)
             except Exception as e:  # noqa: BLE001
                 note_error(f"{impl} L={L}", e)
         del qa, ka, va, doa
     if have_fla and fla_chunk:
-        fla_chunk_rows([L for L in lengths if L >= 8192])
+        fla_chunk_rows([L for L in lengths if L >= 8192], fla_chunk_d)
 
 
-# The state widths D of MAPS' non-Taylor maps (PosELU and ReLU 16, CosFormer 32, Performer 64), widest first: the
-# issue compares each with FLA's chunk kernel at its own D. On the H200 with triton 3.6, D=16 (session 1, session 9)
-# and D=32 (session 9) end in an illegal memory access, so each D runs in a child process of its own.
-FLA_CHUNK_D = (64, 16, 32)
-
-
-def fla_chunk_rows(lengths: list[int]) -> None:
+def fla_chunk_rows(lengths: list[int], widths: tuple[int, ...] = FLA_CHUNK_D) -> None:
     """FLA's ``chunk_linear_attn`` (normalizer included) on features materialized outside, for each D of
-    ``FLA_CHUNK_D`` at ``lengths``: one child process per D (``--fla-chunk-child``), since a fault in FLA's kernels
+    ``widths`` (default ``FLA_CHUNK_D``) at ``lengths``: one child process per D (``--fla-chunk-child``), since a fault in FLA's kernels
     ends the CUDA context of the process it happens in. Autotunes for ~2 min per new D (not timed)."""
-    for d in FLA_CHUNK_D:
+    for d in widths:
         cmd = [sys.executable, os.path.abspath(__file__), "--fla-chunk-child", str(d),
                "--child-L", ",".join(map(str, lengths))]  # fmt: skip
         try:
@@ -196,7 +230,10 @@ def fla_chunk_rows(lengths: list[int]) -> None:
         for line in res.stdout.splitlines():
             if line.startswith("ROW "):
                 r = json.loads(line[4:])
-                record("features", f"fla.chunk_linear_attn(D={d})", r["L"], r["fwd_ms"], r["fwdbwd_ms"], D=d)
+                record(
+                    "features", f"fla.chunk_linear_attn(D={d})", r["L"], r["fwd_ms"], r["fwdbwd_ms"],
+                    r.get("fwdbwd_caller_ms"), D=d,
+                )  # fmt: skip
             elif line.startswith("ERROR "):
                 msg = line[6:]
                 print("ERROR", msg, flush=True)
@@ -221,8 +258,8 @@ def fla_chunk_child(d: int, lengths: list[int]) -> None:
             g = torch.Generator(device=DEV).manual_seed(d)
             x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
             pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)  # elu+1 features
-            t_f, t_fb = time_fwd_bwd(op, (pq, pk, v), do)
-            print("ROW " + json.dumps(dict(L=L, fwd_ms=t_f, fwdbwd_ms=t_fb)), flush=True)
+            t_f, t_fb, t_fbc = time_fwd_bwd(op, (pq, pk, v), do, caller=True)
+            print("ROW " + json.dumps(dict(L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, fwdbwd_caller_ms=t_fbc)), flush=True)
         except Exception as e:  # noqa: BLE001
             print(f"ERROR fla chunk_linear_attn D={d} L={L}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
             return
@@ -544,11 +581,22 @@ def write_markdown(path: str) -> None:
         f"Ceilings measured in this run: copy {RESULTS['ceilings'].get('copy_GBps', 0):.0f} GB/s (read+write), "
         f"bf16 matmul {RESULTS['ceilings'].get('matmul_TFLOPs', 0):.0f} TFLOP/s.  ",
         f"Shapes: B={B}, H={H}, d′={DK}, dv={DV}, bf16; medians of `triton.testing.do_bench` (ms). "
-        "fwd+bwd = forward + `autograd.grad` of a random upstream gradient.  ",
+        "fwd+bwd = forward + `autograd.grad` of a random upstream gradient; *caller* = the same with the backward "
+        "on the calling thread (`torch.autograd.set_multithreading_enabled(False)`), which leaves out autograd's "
+        "hand-off to its device thread, a fixed host cost per backward call that a model pays once per step.  ",
+        *(
+            [
+                f"Autograd's hand-off on this host, µs per `autograd.grad` of one tiny op (device thread / calling "
+                f"thread): {m['autograd_handoff_us']['device_thread']:.0f} / "
+                f"{m['autograd_handoff_us']['calling_thread']:.0f}.  "
+            ]
+            if m.get("autograd_handoff_us")
+            else []
+        ),
         f"Chunked-mode state algorithm (`--algo`): {m.get('algorithm', 'serial')}.",
         "",
         *([f"Note: {m['note']}", ""] if m.get("note") else []),
-        "## Training: ms (fwd / fwd+bwd)",
+        "## Training: ms (fwd / fwd+bwd" + (" / fwd+bwd *caller*)" if m.get("autograd_handoff_us") else ")"),
         "",
     ]
     rows = RESULTS["train"]
@@ -564,12 +612,17 @@ def write_markdown(path: str) -> None:
         cells = []
         for L in Ls:
             r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
-            cells.append("–" if r is None else f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
+            cell = "–" if r is None else f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
+            if r is not None and r.get("fwdbwd_caller_ms") is not None:
+                cell += f" / {r['fwdbwd_caller_ms']:.3f}"
+            cells.append(cell)
         lines.append(f"| {kind} | {impl} | " + " | ".join(cells) + " |")
+    if any(r.get("fwdbwd_caller_ms") is not None for r in rows):
+        lines += ["", "(third number: fwd+bwd with the backward on the calling thread, *caller*)"]
 
     def get(kind, impl, L, col="fwdbwd_ms"):
         r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
-        return None if r is None else r[col]
+        return None if r is None else r.get(col)
 
     lines += ["", "## Targets (fwd+bwd ratios, same run)", "", "| target | L | ours ms | peer ms | ratio | goal | met |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -589,6 +642,10 @@ def write_markdown(path: str) -> None:
             get("taylor", i, L) for i in ("fla.parallel_based", "fla.fused_chunk_based")) else None  # fmt: skip
         if L in (4096, 16384):
             target("Taylor vs FLA best Based", L, ours, fla_best, 2.5 if L == 4096 else 6.0)
+            caller = [get("taylor", i, L, "fwdbwd_caller_ms") for i in ("fla.parallel_based", "fla.fused_chunk_based")]
+            if get("taylor", "mixerzoo", L, "fwdbwd_caller_ms") is not None and any(caller):
+                target("Taylor vs FLA best Based, *caller*", L, get("taylor", "mixerzoo", L, "fwdbwd_caller_ms"),
+                       min(t for t in caller if t), 2.5 if L == 4096 else 6.0)  # fmt: skip
         if L >= 4096:
             peer, label = get("softmax", "sdpa.cudnn(d=64)", L), "Taylor vs SDPA-cuDNN d=64 (same run)"
             if peer is None:
@@ -671,6 +728,11 @@ def main() -> None:
         action="store_true",
         help="also time FLA chunk_linear_attn at each map's D, L >= 8192 (autotunes ~2 min per D)",
     )
+    ap.add_argument(
+        "--fla-chunk-d",
+        default=",".join(map(str, FLA_CHUNK_D)),
+        help="with --fla-chunk: the state widths D to time (D=16 and 32 fault on the H200 stack of session 9)",
+    )
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument(
@@ -701,7 +763,7 @@ def main() -> None:
     for sec in args.sections.split(","):
         t0 = time.time()
         try:
-            {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk),
+            {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk, tuple(int(d) for d in args.fla_chunk_d.split(","))),
              "variants": lambda: section_variants(args.quick, args.crossover_L and [int(x) for x in args.crossover_L.split(",")]), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
              "algo": lambda: section_algo(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001

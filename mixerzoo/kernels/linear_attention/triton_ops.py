@@ -26,7 +26,8 @@ How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM
 - ``parallel``: ``_la_chunk_state_kernel`` computes every chunk's own ``φ(K_c)ᵀV_c`` at once (grid NC × tiles ×
   B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
   Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
-  latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``). ``CHUNK_STATE``
+  latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``), and in
+  training (no final state asked for) so are the chunks' own contributions, summed in fp32 (``FWD_CHUNKS_BF16``). ``CHUNK_STATE``
   picks the chunk-state kernel: ``tiles`` (a program per feature tile), ``head`` (a program per chunk and head looping
   over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``) or ``auto`` (default: ``head``
   for Taylor, where it was measured faster, ``tiles`` for the rest).
@@ -92,6 +93,13 @@ PARALLEL_STATES_MIN_CHUNKS = 256
 # ``parallel`` only, bf16 inputs only: the output kernel reads the per-chunk states in bf16 (4 → 3 state-array passes
 # in the forward; FLA does the same). The sums, the final state and the backward's states stay fp32.
 FWD_STATES_BF16 = True
+# ``FWD_STATES_BF16`` and no final state asked for (training): the chunk-state kernel stores each chunk's own
+# contribution in bf16 too, and the scan sums them in fp32 in place, so the two kernels move 2 instead of 4 bytes per
+# state element on the way in (fp32 contributions: write 4, read 4, write the bf16 prefix 2; bf16: write 2, read 2,
+# write 2). Each summand gets one bf16 rounding (relative 2^-9) on top of the prefix's own, which the output kernel
+# reads in bf16 anyway. With ``output_final_state`` the contributions stay fp32: the state handed to generation is
+# summed from exact fp32 terms. Env ``MIXERZOO_LA_FWD_CHUNKS_BF16=0``: fp32 contributions always.
+FWD_CHUNKS_BF16: bool = os.environ.get("MIXERZOO_LA_FWD_CHUNKS_BF16", "1") != "0"
 # ``parallel`` only: which kernel computes each chunk's own state (the forward states and the backward's GRAD variant).
 # "tiles": ``_la_chunk_state_kernel``, one program per (chunk, feature tile, value tile, head), each reloading the chunk
 # and rebuilding its φ tile by selection matmuls. "head": ``_la_chunk_state_head_kernel``, one program per (chunk, value
@@ -552,11 +560,13 @@ def _fwd_impl(
                 **st_s, USE_S0=use_s0, STORE_ALL=False, STORE_FINAL=True, num_warps=4,
             )  # fmt: skip
     else:
-        s_all = _empty((B * H, nc, plan.di, dv), torch.float32, dev)
+        states_bf16 = _fwd_states_bf16(plan, nc, v.dtype)
+        chunks_bf16 = states_bf16 and FWD_CHUNKS_BF16 and not want_state  # bf16 contributions, scanned in place
+        s_all = _empty((B * H, nc, plan.di, dv), torch.bfloat16 if chunks_bf16 else torch.float32, dev)
         z_all = _empty((B * H, nc, plan.di), torch.float32, dev)
         strides = (nc * plan.di, plan.di)
         if _parallel_states(plan, nc):
-            s_read = _empty(s_all.shape, torch.bfloat16, dev) if _fwd_states_bf16(plan, nc, v.dtype) else None
+            s_read = _empty(s_all.shape, torch.bfloat16, dev) if states_bf16 and not chunks_bf16 else None
             _states_parallel(
                 plan, k, v, w_, dum, dum, s_all, z_all, s0, z0, sT, zT, want_state, False, normalize, offset, st, cs,
                 s_out=s_read,
