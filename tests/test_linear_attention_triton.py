@@ -84,6 +84,7 @@ def _kernel_settings():
     """NaN-poisoned outputs for every test; restore the algorithm/chunk choice afterwards."""
     algorithm, chunk_state, taylor_symmetric, dots_bf16 = T.ALGORITHM, T.CHUNK_STATE, T.TAYLOR_SYMMETRIC, T.DOTS_BF16
     fuse_bwd_pre, bwd_one_launch, bwd_tile_pass = T.FUSE_BWD_PRE, T.BWD_ONE_LAUNCH, T.BWD_TILE_PASS
+    fwd_chunks_bf16 = T.FWD_CHUNKS_BF16
     T.POISON_OUTPUTS = True
     yield
     T.POISON_OUTPUTS = False
@@ -99,6 +100,7 @@ def _kernel_settings():
     T.FUSE_BWD_PRE = fuse_bwd_pre
     T.BWD_ONE_LAUNCH = bwd_one_launch
     T.BWD_TILE_PASS = bwd_tile_pass
+    T.FWD_CHUNKS_BF16 = fwd_chunks_bf16
 
 
 def inputs(B, L, H, d, dv, dtype, scale, seed=0):
@@ -393,6 +395,32 @@ def test_kept_states_equal_recomputed(name, algorithm):
     for a, b in zip(res[True], res[False]):
         assert rel_err(a, b) < 1e-6
     check_against_oracle(name, 1, 37, 2, 5, 9, torch.bfloat16, 1.0, "chunk", 16, seed=6, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
+def test_fwd_chunk_contributions_in_bf16(name, monkeypatch):
+    """``FWD_CHUNKS_BF16``: bf16 inputs in training (no final state asked for) store the chunks' own forward
+    contributions in bf16 and still match the fp64 oracle (output and gradients, bf16 tolerance, 13 chunks); with a
+    final state out, or the switch off, they stay fp32."""
+    seen = []
+    real = T._states_parallel
+
+    def spy(*args, **kwargs):
+        seen.append((args[13], args[6].dtype))  # (grad, s_all's dtype)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "_states_parallel", spy)
+    check_against_oracle(name, 1, 203, 2, 8, 24, torch.bfloat16, 1.0, "chunk", 16, seed=3, algorithm="parallel")
+    assert (False, torch.bfloat16) in seen and (False, torch.float32) not in seen, seen
+    seen.clear()
+    check_against_oracle(
+        name, 1, 203, 2, 8, 24, torch.bfloat16, 1.0, "chunk", 16, seed=3, algorithm="parallel", initial_state=True
+    )
+    assert (False, torch.float32) in seen and (False, torch.bfloat16) not in seen, seen
+    seen.clear()
+    T.FWD_CHUNKS_BF16 = False
+    check_against_oracle(name, 1, 203, 2, 8, 24, torch.bfloat16, 1.0, "chunk", 16, seed=3, algorithm="parallel")
+    assert (False, torch.float32) in seen and (False, torch.bfloat16) not in seen, seen
 
 
 def test_kept_states_fake_matches_real():
