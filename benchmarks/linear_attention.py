@@ -5,7 +5,8 @@ the card's measured ceilings, medians from ``triton.testing.do_bench`` (bf16 ran
 = forward plus ``autograd.grad`` of a random upstream gradient), peers measured in the same run, ratios
 against the issue's targets, and decode steps timed by CUDA-graph replay over rotating state sets.
 
-Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]``.
+Usage: ``python benchmarks/linear_attention.py --out DIR [--quick] [--algo auto|serial|parallel] [--sections ...]
+[--pin-cpu N]``.
 ``--algo`` sets the chunked mode's state algorithm for every section (``triton_ops.ALGORITHM``); the ``algo``
 section times both algorithms side by side (chunked mode forced, Taylor/PosELU/Performer/CosFormer at L = 4096 and
 16384, PosELU/CosFormer also at 8192, with a per-kernel profile of one Taylor fwd+bwd each; Taylor also with one
@@ -593,7 +594,8 @@ def write_markdown(path: str) -> None:
             if m.get("autograd_handoff_us")
             else []
         ),
-        f"Chunked-mode state algorithm (`--algo`): {m.get('algorithm', 'serial')}.",
+        f"Chunked-mode state algorithm (`--algo`): {m.get('algorithm', 'serial')}."
+        + (f" Every thread pinned to CPU {m['pinned_cpu']} (`--pin-cpu`)." if m.get("pinned_cpu") is not None else ""),
         "",
         *([f"Note: {m['note']}", ""] if m.get("note") else []),
         "## Training: ms (fwd / fwd+bwd" + (" / fwd+bwd *caller*)" if m.get("autograd_handoff_us") else ")"),
@@ -651,6 +653,12 @@ def write_markdown(path: str) -> None:
             if peer is None:
                 peer, label = ANCHOR_SDPA_CUDNN_D64.get(L), "Taylor vs SDPA-cuDNN d=64 (anchors file, not same run)"
             target(label, L, ours, peer, 5.0 if L == 16384 else 1.0)
+            ours_c, peer_c = (
+                get("taylor", "mixerzoo", L, "fwdbwd_caller_ms"),
+                get("softmax", "sdpa.cudnn(d=64)", L, "fwdbwd_caller_ms"),
+            )
+            if ours_c is not None and peer_c is not None:
+                target("Taylor vs SDPA-cuDNN d=64, *caller*", L, ours_c, peer_c, 5.0 if L == 16384 else 1.0)
     for L in Ls:
         if L < 8192:
             continue
@@ -733,6 +741,13 @@ def main() -> None:
         default=",".join(map(str, FLA_CHUNK_D)),
         help="with --fla-chunk: the state widths D to time (D=16 and 32 fault on the H200 stack of session 9)",
     )
+    ap.add_argument(
+        "--pin-cpu",
+        type=int,
+        default=None,
+        help="run every thread of the process on this CPU core (as `taskset -c N`): on a VM, autograd's device "
+        "thread waking another core costs a host-bound fwd+bwd hundreds of µs (results/session10/)",
+    )
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument(
@@ -750,6 +765,8 @@ def main() -> None:
     if args.host_overhead:
         host_overhead(profile=args.host_profile)
         return
+    if args.pin_cpu is not None:  # before CUDA starts its threads; autograd's device threads start later and inherit it
+        os.sched_setaffinity(0, {args.pin_cpu})
     if args.algo is not None:
         T.ALGORITHM = args.algo
     os.makedirs(args.out, exist_ok=True)
@@ -758,6 +775,7 @@ def main() -> None:
         command="python " + " ".join(sys.argv), gpu=f"{props.name}, {props.multi_processor_count} SMs",
         torch=torch.__version__, triton=triton.__version__, python=platform.python_version(),
         date=time.strftime("%Y-%m-%d %H:%M"), parallel_max_l=dict(T.PARALLEL_MAX_L), algorithm=T.ALGORITHM,
+        pinned_cpu=args.pin_cpu,
     )  # fmt: skip
     ceilings()
     for sec in args.sections.split(","):
