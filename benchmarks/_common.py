@@ -50,6 +50,20 @@ def graph_time_us(step, n_sets: int, replays: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
+PIN_CPU_HELP = (
+    "run every thread of the process on this CPU core (as `taskset -c N`): on the H200's VM a call whose host work "
+    "hops to an idle core (autograd's device thread, for one) loses hundreds of µs (notes/linear_attention.md, "
+    "Session 10)"
+)
+
+
+def pin_cpu(cpu: int | None) -> None:
+    """Pin the calling thread, and every thread it starts from now on, to CPU ``cpu`` (None: leave it). Call it
+    before CUDA starts: threads started earlier keep their cores."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
 def environment(copy_gbps: float) -> dict:
     """``mixerzoo.bench.environment()`` (command, GPU, versions, date) plus the copy bandwidth measured in the run."""
     from mixerzoo.bench import environment as run_environment

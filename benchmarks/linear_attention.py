@@ -32,7 +32,7 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import NoLaunch, host_us  # noqa: E402  (the script's folder, benchmarks/, is on sys.path)
+from _common import PIN_CPU_HELP, NoLaunch, host_us, pin_cpu  # noqa: E402  (the script's folder, benchmarks/, is on sys.path)
 
 from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels.linear_attention import (  # noqa: E402
@@ -741,13 +741,7 @@ def main() -> None:
         default=",".join(map(str, FLA_CHUNK_D)),
         help="with --fla-chunk: the state widths D to time (D=16 and 32 fault on the H200 stack of session 9)",
     )
-    ap.add_argument(
-        "--pin-cpu",
-        type=int,
-        default=None,
-        help="run every thread of the process on this CPU core (as `taskset -c N`): on a VM, autograd's device "
-        "thread waking another core costs a host-bound fwd+bwd hundreds of µs (results/session10/)",
-    )
+    ap.add_argument("--pin-cpu", type=int, default=None, help=PIN_CPU_HELP)
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")
     ap.add_argument("--decode-configs", default=None, help="comma-separated T.STEP_CONFIGS names (default: all)")
     ap.add_argument(
@@ -765,8 +759,7 @@ def main() -> None:
     if args.host_overhead:
         host_overhead(profile=args.host_profile)
         return
-    if args.pin_cpu is not None:  # before CUDA starts its threads; autograd's device threads start later and inherit it
-        os.sched_setaffinity(0, {args.pin_cpu})
+    pin_cpu(args.pin_cpu)  # before CUDA starts its threads; autograd's device threads start later and inherit it
     if args.algo is not None:
         T.ALGORITHM = args.algo
     os.makedirs(args.out, exist_ok=True)

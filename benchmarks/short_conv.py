@@ -27,7 +27,17 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from _common import bench, copy_bandwidth, environment, graph_time_us, host_overhead_rows, rel, warm_up  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import (  # noqa: E402  (benchmarks/ is on sys.path)
+    PIN_CPU_HELP,
+    bench,
+    copy_bandwidth,
+    environment,
+    graph_time_us,
+    host_overhead_rows,
+    pin_cpu,
+    rel,
+    warm_up,
+)
 
 from mixerzoo.kernels.short_conv import gated_short_conv  # noqa: E402
 from mixerzoo.kernels.short_conv import triton_ops as T  # noqa: E402
@@ -223,14 +233,17 @@ def main() -> None:
     ap.add_argument("--host-overhead", action="store_true", help="CPU: time the Python path with no-op launches, exit")
     ap.add_argument("--host-profile", action="store_true", help="with --host-overhead: also a cProfile of fwd+bwd")
     ap.add_argument("--host-device", default="cpu", help="with --host-overhead: cpu, or meta (no memory, no compute)")
+    ap.add_argument("--pin-cpu", type=int, default=None, help=PIN_CPU_HELP)
     args = ap.parse_args()
     if args.host_overhead:
         host_overhead(profile=args.host_profile, device=args.host_device)
         return
+    pin_cpu(args.pin_cpu)
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     bw = copy_bandwidth()
     meta = environment(bw)
+    meta["pinned_cpu"] = args.pin_cpu
     if args.sweep:
         shapes = [tuple(int(x) for x in sh.split("x")) for sh in args.sweep_shapes.split(",") if sh]
         bwd = {
@@ -347,7 +360,12 @@ def main() -> None:
         "# Gated short convolution, H200 (mixerzoo fused Triton vs F.conv1d + SiLU + gate)",
         "",
         f"Command: `{meta['command']}`  ",
-        f"GPU: {meta['gpu']}; torch {meta['torch']}, triton {meta['triton']}; copy bandwidth {bw:.0f} GB/s; {meta['date']}",
+        f"GPU: {meta['gpu']}; torch {meta['torch']}, triton {meta['triton']}; copy bandwidth {bw:.0f} GB/s; {meta['date']}"
+        + (
+            f"; every thread pinned to CPU {meta['pinned_cpu']} (`--pin-cpu`)"
+            if meta.get("pinned_cpu") is not None
+            else ""
+        ),
         "",
         "bf16. ms = do_bench median (cold L2); GB/s of minimal bytes (fwd: u, gate, y; fwd+bwd: 8 tensors).",
         f"Warm-up: {meta.get('warm_up', 'none')}.",
