@@ -69,7 +69,7 @@ def conv_fwd_kernel_v1(
         b_bias = tl.load(p_bias + o_c, mask=m_c, other=0.0).to(tl.float32)
     else:
         b_bias = tl.zeros([BC], dtype=tl.float32)
-    b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, b_bias, K, HAS_H0)
+    b_z = _conv_at(p_u, p_h0, p_w, i_b, o_t, o_c, m_c, L, C, L * C, C, b_bias, K, HAS_H0)  # u contiguous
     o_y = (i_b * L + o_t[:, None]).to(tl.int64) * C + o_c[None, :]
     b_g = tl.load(p_g + o_y, mask=m_tc, other=0.0).to(tl.float32)
     b_y = b_z * tl.sigmoid(b_z) * b_g
@@ -77,7 +77,8 @@ def conv_fwd_kernel_v1(
     if K > 1:
         if i_t == tl.num_programs(0) - 1:  # the final state: x rows L−K+1 … L−1 in u-index
             for j in tl.static_range(K - 1):
-                b_s = _load_x(p_u, p_h0, i_b, tl.full([1], L - K + 1 + j, tl.int32), o_c, m_c, L, C, K, HAS_H0)
+                o_r = tl.full([1], L - K + 1 + j, tl.int32)
+                b_s = _load_x(p_u, p_h0, i_b, o_r, o_c, m_c, L, C, L * C, C, K, HAS_H0)
                 o_s = (i_b * (K - 1) + j).to(tl.int64) * C + o_c
                 tl.store(p_ht + o_s[None, :], b_s.to(p_ht.dtype.element_ty), mask=m_c[None, :])
 

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Session 10, call 8: the convolution table of call 7 (same code) with every thread pinned to one core
-# (`--pin-cpu 5`): its first shape is a 34 µs kernel, where the host's hops between cores showed in call 7.
+# Session 10, calls 8 and 9: the convolution table of call 7 (same code) with every thread pinned to one core
+# (`--pin-cpu 5`): its first shape is a 34 µs kernel, where the host's hops between cores showed in call 7; call 9
+# also with the v1 peer compiling again (its helpers had gained stride arguments).
 # Run from a snapshot (`carry [".snap"]`).
 cd .snap || exit 1
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
