@@ -2,7 +2,7 @@
 state algorithm (the new ``auto`` choice from 64 chunks on, session 10), beside FLA's ``fused_chunk_linear_attn`` at
 the same D (elu+1 features materialized outside, normalizer included; FLA's ``chunk_linear_attn`` faults at these
 widths here), in one process, the backward on the calling thread, rows printed as they finish. Written in session 10:
-``PYTHONPATH=/tmp/site:. taskset -c 5 python3 benchmarks/results/session10/narrow_same_run.py``."""
+``PYTHONPATH=/tmp/site:. taskset -c 5 python3 benchmarks/results/session10/narrow_same_run.py [L]``."""
 
 import sys
 
@@ -17,7 +17,7 @@ from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels.linear_attention import linear_attention  # noqa: E402
 from mixerzoo.kernels.linear_attention import triton_ops as T  # noqa: E402
 
-L = 8192
+L = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
 T.ALGORITHM = "parallel"
 q, k, v, do = make_inputs(L)
 
