@@ -160,7 +160,8 @@ def floors(kind: str, D: int, L: int) -> dict:
 
 # The state widths D of MAPS' non-Taylor maps (PosELU and ReLU 16, CosFormer 32, Performer 64), widest first: the
 # issue compares each with FLA's chunk kernel at its own D. On the H200 with triton 3.6, D=16 (session 1, session 9)
-# and D=32 (session 9) end in an illegal memory access, so each D runs in a child process of its own.
+# and D=32 (session 9) end in an illegal memory access, so each D runs in a child process of its own, which times FLA's
+# fused_chunk_linear_attn (runs at every D here; session 10) before the chunk kernel.
 FLA_CHUNK_D = (64, 16, 32)
 
 
@@ -217,7 +218,8 @@ def section_train(quick: bool, fla_chunk: bool = False, fla_chunk_d: tuple[int, 
 
 
 def fla_chunk_rows(lengths: list[int], widths: tuple[int, ...] = FLA_CHUNK_D) -> None:
-    """FLA's ``chunk_linear_attn`` (normalizer included) on features materialized outside, for each D of
+    """FLA's ``fused_chunk_linear_attn`` and ``chunk_linear_attn`` (normalizer included) on features materialized
+    outside, for each D of
     ``widths`` (default ``FLA_CHUNK_D``) at ``lengths``: one child process per D (``--fla-chunk-child``), since a fault in FLA's kernels
     ends the CUDA context of the process it happens in. Autotunes for ~2 min per new D (not timed)."""
     for d in widths:
@@ -232,8 +234,8 @@ def fla_chunk_rows(lengths: list[int], widths: tuple[int, ...] = FLA_CHUNK_D) ->
             if line.startswith("ROW "):
                 r = json.loads(line[4:])
                 record(
-                    "features", f"fla.chunk_linear_attn(D={d})", r["L"], r["fwd_ms"], r["fwdbwd_ms"],
-                    r.get("fwdbwd_caller_ms"), D=d,
+                    "features", f"fla.{r.get('kernel', 'chunk_linear_attn')}(D={d})", r["L"], r["fwd_ms"],
+                    r["fwdbwd_ms"], r.get("fwdbwd_caller_ms"), D=d,
                 )  # fmt: skip
             elif line.startswith("ERROR "):
                 msg = line[6:]
@@ -246,24 +248,28 @@ def fla_chunk_rows(lengths: list[int], widths: tuple[int, ...] = FLA_CHUNK_D) ->
 
 
 def fla_chunk_child(d: int, lengths: list[int]) -> None:
-    """The child process of ``fla_chunk_rows``: prints ``ROW {json}`` per length, or ``ERROR ...`` and stops at the
-    first failure (the CUDA context may be gone)."""
-    from fla.ops.linear_attn import chunk_linear_attn
+    """The child process of ``fla_chunk_rows``: FLA's ``fused_chunk_linear_attn`` (which runs at every D here), then
+    ``chunk_linear_attn`` (which faults at D=16 and 32 on the H200 stack of sessions 1–10); prints ``ROW {json}`` per
+    kernel and length, or ``ERROR ...`` and stops at the first failure (the CUDA context may be gone)."""
+    from fla.ops.linear_attn import chunk_linear_attn, fused_chunk_linear_attn
 
-    def op(a, b, c):
-        return chunk_linear_attn(a, b, c, scale=1.0, normalize=True)[0]
+    for name, fn in (("fused_chunk_linear_attn", fused_chunk_linear_attn), ("chunk_linear_attn", chunk_linear_attn)):
 
-    for L in lengths:
-        try:
-            _, _, v, do = make_inputs(L)
-            g = torch.Generator(device=DEV).manual_seed(d)
-            x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
-            pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)  # elu+1 features
-            t_f, t_fb, t_fbc = time_fwd_bwd(op, (pq, pk, v), do, caller=True)
-            print("ROW " + json.dumps(dict(L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, fwdbwd_caller_ms=t_fbc)), flush=True)
-        except Exception as e:  # noqa: BLE001
-            print(f"ERROR fla chunk_linear_attn D={d} L={L}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
-            return
+        def op(a, b, c, fn=fn):
+            return fn(a, b, c, scale=1.0, normalize=True)[0]
+
+        for L in lengths:
+            try:
+                _, _, v, do = make_inputs(L)
+                g = torch.Generator(device=DEV).manual_seed(d)
+                x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
+                pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)  # elu+1 features
+                t_f, t_fb, t_fbc = time_fwd_bwd(op, (pq, pk, v), do, caller=True)
+                row = dict(kernel=name, L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, fwdbwd_caller_ms=t_fbc)
+                print("ROW " + json.dumps(row), flush=True)
+            except Exception as e:  # noqa: BLE001
+                print(f"ERROR fla {name} D={d} L={L}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+                return
 
 
 def section_variants(quick: bool, crossover_lengths: list[int] | None = None) -> None:
@@ -674,6 +680,10 @@ def write_markdown(path: str) -> None:
             if peer is None and L in ANCHOR_FLA_CHUNK_K64:
                 peer, label = ANCHOR_FLA_CHUNK_K64[L], "FLA chunk_linear_attn (K=64, anchors file, not same run)"
             target(f"{kind} vs {label}", L, ours["fwdbwd_ms"] if ours else None, peer, 1.5)
+            fused = get("features", f"fla.fused_chunk_linear_attn(D={d})", L)
+            if fused is not None:  # FLA's other linear-attention kernel at the same D (it runs where chunk faults)
+                target(f"{kind} vs FLA fused_chunk_linear_attn (D={d}, same run)", L,
+                       ours["fwdbwd_ms"] if ours else None, fused, 1.5)  # fmt: skip
     lines += ["", "Floors (max of FLOPs/matmul rate, bytes/copy bandwidth), ms fwd / fwd+bwd:", ""]
     for r in rows:
         if r["impl"] == "mixerzoo" and "floor_fwd_ms" in r:
@@ -734,12 +744,14 @@ def main() -> None:
     ap.add_argument(
         "--fla-chunk",
         action="store_true",
-        help="also time FLA chunk_linear_attn at each map's D, L >= 8192 (autotunes ~2 min per D)",
+        help="also time FLA fused_chunk_linear_attn and chunk_linear_attn at each map's D, L >= 8192 (autotunes "
+        "~2 min per D and kernel)",
     )
     ap.add_argument(
         "--fla-chunk-d",
         default=",".join(map(str, FLA_CHUNK_D)),
-        help="with --fla-chunk: the state widths D to time (D=16 and 32 fault on the H200 stack of session 9)",
+        help="with --fla-chunk: the state widths D to time (chunk_linear_attn faults at D=16 and 32 on the H200 "
+        "stack of sessions 1-10; fused_chunk_linear_attn runs there)",
     )
     ap.add_argument("--pin-cpu", type=int, default=None, help=PIN_CPU_HELP)
     ap.add_argument("--sections", default="checks,decode,train,variants,algo,host")

@@ -474,14 +474,15 @@ def test_unknown_algorithm_raises():
 
 def test_auto_state_algorithm_rule():
     """``auto`` follows the H200 numbers: ``parallel`` for DI >= 64 at any chunk count (Taylor DI=320, Performer m=64),
-    for narrow states (PosELU DI=16, CosFormer DI=32 at d′=16) only from 256 chunks; explicit choices win."""
+    for narrow states (PosELU DI=16, CosFormer DI=32 at d′=16) only from 64 chunks (session 10); explicit choices
+    win."""
     T.ALGORITHM = "auto"
     taylor, performer = T.make_plan("taylor", 16), T.make_plan("performer", 16, 64)
     poselu, cosformer = T.make_plan("poselu", 16), T.make_plan("cosformer", 16, 0, 4096)
     assert T._parallel_states(taylor, 1) and T._parallel_states(performer, 32)
     for plan in (poselu, cosformer):
-        assert not T._parallel_states(plan, 64) and not T._parallel_states(plan, 128)
-        assert T._parallel_states(plan, T.PARALLEL_STATES_MIN_CHUNKS)
+        assert not T._parallel_states(plan, 32) and not T._parallel_states(plan, 63)
+        assert T._parallel_states(plan, 64) and T._parallel_states(plan, 128) and T._parallel_states(plan, 256)
     T.ALGORITHM = "serial"
     assert not T._parallel_states(taylor, 1000)
     T.ALGORITHM = "parallel"

@@ -20,7 +20,7 @@ Two algorithms, one kernel family (see ``benchmarks/notes/linear_attention.md`` 
 
 How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM`` (env ``MIXERZOO_LA_ALGO``):
 - ``auto`` (default): ``parallel`` for wide states (DI >= 64: Taylor, Performer m=64) at every L and for narrow ones
-  from 256 chunks on, else ``serial``; the rule and its H200 numbers sit next to ``PARALLEL_STATES_MIN_DI``.
+  from 64 chunks on, else ``serial``; the rule and its H200 numbers sit next to ``PARALLEL_STATES_MIN_DI``.
 - ``serial``: ``_la_state_fwd_kernel`` / ``_la_state_bwd_kernel`` scan the chunks one after another,
   each step recomputing φ and one matmul: a dependent chain of NC matmuls per (feature tile, value tile, head).
 - ``parallel``: ``_la_chunk_state_kernel`` computes every chunk's own ``φ(K_c)ᵀV_c`` at once (grid NC × tiles ×
@@ -85,11 +85,15 @@ ALGORITHMS = ("serial", "parallel", "auto")
 #                       BT=128 8.959 vs 8.002                                  -> parallel at every L and BT
 #   Performer (m=64, DI=64)  L=4096: 1.308 vs 1.211;  L=16384: 5.195 vs 4.802   -> parallel
 #   PosELU (DI=16, BT=64)    L=4096 (64 chunks): 0.952 vs 1.535;  L=16384 (256 chunks): 2.374 vs 1.835
-#                       -> serial at 64 chunks, parallel at 256; 128 chunks is unmeasured (a linear interpolation of
-#                          the gap puts the crossover near 160 chunks, so it stays serial). Cosformer (DI=32) and the
-#                          other narrow maps are unmeasured and follow PosELU.
+#                       -> serial at 64 chunks, parallel at 256 (then the rule was 256 chunks).
+# Session 10 (2026-11-29, the parallel kernels since sped up by bf16 products, the one-pass backward tiles and bf16
+# chunk contributions; `benchmarks/linear_attention.py --sections algo --pin-cpu 5`, results/session10/call13), same
+# shapes, serial vs parallel fwd+bwd ms at 64 / 128 / 256 chunks (L = 4096 / 8192 / 16384):
+#   PosELU (DI=16)     0.789 vs 0.467,  0.819 vs 0.624,  1.619 vs 1.221
+#   CosFormer (DI=32)  0.594 vs 0.489,  1.062 vs 0.785,  2.098 vs 1.538   -> parallel from 64 chunks on
+# Below 64 chunks (ReLU/CosFormer at L=2048, the others take the quadratic mode there) stays serial, unmeasured.
 PARALLEL_STATES_MIN_DI = 64
-PARALLEL_STATES_MIN_CHUNKS = 256
+PARALLEL_STATES_MIN_CHUNKS = 64
 # ``parallel`` only, bf16 inputs only: the output kernel reads the per-chunk states in bf16 (4 → 3 state-array passes
 # in the forward; FLA does the same). The sums, the final state and the backward's states stay fp32.
 FWD_STATES_BF16 = True
