@@ -32,7 +32,8 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import PIN_CPU_HELP, NoLaunch, host_us, pin_cpu  # noqa: E402  (the script's folder, benchmarks/, is on sys.path)
+# the script's folder, benchmarks/, is on sys.path
+from _common import PIN_CPU_HELP, NoLaunch, host_us, pin_cpu  # noqa: E402
 
 from mixerzoo.feature_maps import feature_map  # noqa: E402
 from mixerzoo.kernels.linear_attention import (  # noqa: E402
@@ -219,9 +220,9 @@ def section_train(quick: bool, fla_chunk: bool = False, fla_chunk_d: tuple[int, 
 
 def fla_chunk_rows(lengths: list[int], widths: tuple[int, ...] = FLA_CHUNK_D) -> None:
     """FLA's ``fused_chunk_linear_attn`` and ``chunk_linear_attn`` (normalizer included) on features materialized
-    outside, for each D of
-    ``widths`` (default ``FLA_CHUNK_D``) at ``lengths``: one child process per D (``--fla-chunk-child``), since a fault in FLA's kernels
-    ends the CUDA context of the process it happens in. Autotunes for ~2 min per new D (not timed)."""
+    outside, for each D of ``widths`` (default ``FLA_CHUNK_D``) at ``lengths``: one child process per D
+    (``--fla-chunk-child``), since a fault in FLA's kernels ends the CUDA context of the process it happens in.
+    Autotunes for ~2 min per new D and kernel (not timed)."""
     for d in widths:
         cmd = [sys.executable, os.path.abspath(__file__), "--fla-chunk-child", str(d),
                "--child-L", ",".join(map(str, lengths))]  # fmt: skip
@@ -772,6 +773,7 @@ def main() -> None:
         host_overhead(profile=args.host_profile)
         return
     pin_cpu(args.pin_cpu)  # before CUDA starts its threads; autograd's device threads start later and inherit it
+    fla_widths = tuple(int(d) for d in args.fla_chunk_d.split(","))
     if args.algo is not None:
         T.ALGORITHM = args.algo
     os.makedirs(args.out, exist_ok=True)
@@ -786,7 +788,7 @@ def main() -> None:
     for sec in args.sections.split(","):
         t0 = time.time()
         try:
-            {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk, tuple(int(d) for d in args.fla_chunk_d.split(","))),
+            {"checks": section_checks, "train": lambda: section_train(args.quick, args.fla_chunk, fla_widths),
              "variants": lambda: section_variants(args.quick, args.crossover_L and [int(x) for x in args.crossover_L.split(",")]), "decode": lambda: section_decode(args.quick, args.decode_configs and args.decode_configs.split(",")),
              "algo": lambda: section_algo(args.quick), "host": lambda: section_host(args.quick)}[sec]()  # fmt: skip
         except Exception as e:  # noqa: BLE001

@@ -508,8 +508,9 @@ def _la_state_scan_kernel(
     ``s_out[c] ← s0 + Σ_{j<c} s_all[j]`` (``REVERSE``: ``Σ_{j>c}``, seeded with the final state's gradient), the
     same for ``z_all`` (in place); ``s_out`` is ``s_all`` (in place) or a bf16 copy for the forward's output kernel
     (the sums stay fp32 in registers, only what the output kernel reads is rounded); ``s_all`` itself may be bf16
-    (``FWD_CHUNKS_BF16``: bf16 contributions, fp32 sums, the prefix written back in place); the total goes to ``sT``/``zT`` (the final state, or the initial state's gradient). No
-    matmul on the dependency chain: each step is one independent tile load, one store and one add.
+    (``FWD_CHUNKS_BF16``: bf16 contributions, fp32 sums, the prefix written back in place); the total goes to
+    ``sT``/``zT`` (the final state, or the initial state's gradient). No matmul on the dependency chain: each step is
+    one independent tile load, one store and one add.
     Grid ``(DI // BS, cdiv(DV, BV), B·H)``; ``BS`` divides ``DI``.
     """
     i_s, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)

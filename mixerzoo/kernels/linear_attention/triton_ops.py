@@ -27,10 +27,10 @@ How the chunked mode builds its per-chunk states is a second switch, ``ALGORITHM
   B·H), then ``_la_state_scan_kernel`` turns them into prefix sums in place (loads, adds, stores; memory-bound).
   Same outputs, states and gradients; more bytes (the state array is written, read+written, read) but no
   latency chain. The forward's prefix states are stored in bf16 for bf16 inputs (``FWD_STATES_BF16``), and in
-  training (no final state asked for) so are the chunks' own contributions, summed in fp32 (``FWD_CHUNKS_BF16``). ``CHUNK_STATE``
-  picks the chunk-state kernel: ``tiles`` (a program per feature tile), ``head`` (a program per chunk and head looping
-  over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``) or ``auto`` (default: ``head``
-  for Taylor, where it was measured faster, ``tiles`` for the rest).
+  training (no final state asked for) so are the chunks' own contributions, summed in fp32 (``FWD_CHUNKS_BF16``).
+  ``CHUNK_STATE`` picks the chunk-state kernel: ``tiles`` (a program per feature tile), ``head`` (a program per chunk
+  and head looping over the feature tiles, Taylor's φ by broadcasting; ``_la_chunk_state_head_kernel``) or ``auto``
+  (default: ``head`` for Taylor, where it was measured faster, ``tiles`` for the rest).
   ``parallel`` here is unrelated to ``FORCE_MODE = "parallel"``, the quadratic mode, which keeps no chunk states.
 """
 

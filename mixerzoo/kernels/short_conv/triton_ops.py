@@ -210,10 +210,10 @@ def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
 def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
     """Forward tiles ``[BT, BC]``, NT of them per program along time. H200 sweep (benchmarks/short_conv.py
     --sweep, B=4 L=16384 K=3): [32, 256] with 8 warps 81% of copy bw at C=4096, 77% at C=1024; [64, 128]
-    4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. Session 10, same run (``results/session10/call5``,
-    ``call6``), fraction of copy bandwidth at 4×16384×4096 / 4×16384×1024 / 4×4096×1024: K=3 [32, 256] × 8 warps 92 /
-    88 / 71%, [32, 128] × 4 warps 91 / 86 / 70%; K=4 [32, 128] × 4 warps 88 / 83 / 65%, [32, 256] × 8 warps 75 / 73 /
-    60%, and the former K ≥ 4 tile [64, 128] × 4 warps (64 elements per thread, 208 registers offline) 71 / 69 / 56%."""
+    4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. Session 10 (``results/session10/call5``, ``call6``),
+    fraction of copy bandwidth at 4×16384×4096 / 4×16384×1024 / 4×4096×1024: K=3 [32, 256] × 8 warps 92 / 88 /
+    71%, [32, 128] × 4 warps 91 / 86 / 70%; K=4 [32, 128] × 4 warps 88 / 83 / 65%, [32, 256] × 8 warps 75 / 73 /
+    60%, the former K ≥ 4 tile [64, 128] × 4 warps (64 elements per thread, 208 registers offline) 71 / 69 / 56%."""
     if interpreting():
         return dict(BT=16, BC=min(next_pow2(C), 128), NT=2, num_warps=4)
     if K >= 4:
