@@ -60,8 +60,12 @@ PIN_CPU_HELP = (
 def pin_cpu(cpu: int | None) -> None:
     """Pin the calling thread, and every thread it starts from now on, to CPU ``cpu`` (None: leave it). Call it
     before CUDA starts: threads started earlier keep their cores."""
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+    if cpu is None:
+        return
+    allowed = os.sched_getaffinity(0)
+    if cpu not in allowed:
+        raise SystemExit(f"--pin-cpu {cpu}: this process may run on CPUs {sorted(allowed)} only; pick one of them")
+    os.sched_setaffinity(0, {cpu})
 
 
 def environment(copy_gbps: float) -> dict:
