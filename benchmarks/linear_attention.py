@@ -617,10 +617,18 @@ def write_markdown(path: str) -> None:
     Ls = sorted({r["L"] for r in rows})
     lines.append("| map | impl | " + " | ".join(f"L={L}" for L in Ls) + " |")
     lines.append("|---|---|" + "---|" * len(Ls))
+
+    def row(kind, impl, L):
+        return next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
+
+    def get(kind, impl, L, col="fwdbwd_ms"):
+        r = row(kind, impl, L)
+        return None if r is None else r.get(col)
+
     for kind, impl in impls:
         cells = []
         for L in Ls:
-            r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
+            r = row(kind, impl, L)
             cell = "–" if r is None else f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
             if r is not None and r.get("fwdbwd_caller_ms") is not None:
                 cell += f" / {r['fwdbwd_caller_ms']:.3f}"
@@ -628,10 +636,6 @@ def write_markdown(path: str) -> None:
         lines.append(f"| {kind} | {impl} | " + " | ".join(cells) + " |")
     if any(r.get("fwdbwd_caller_ms") is not None for r in rows):
         lines += ["", "(third number: fwd+bwd with the backward on the calling thread, *caller*)"]
-
-    def get(kind, impl, L, col="fwdbwd_ms"):
-        r = next((x for x in rows if x["kind"] == kind and x["impl"] == impl and x["L"] == L), None)
-        return None if r is None else r.get(col)
 
     lines += ["", "## Targets (fwd+bwd ratios, same run)", "", "| target | L | ours ms | peer ms | ratio | goal | met |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -645,27 +649,23 @@ def write_markdown(path: str) -> None:
             f"| {label} | {L} | {ours:.3f} | {peer:.3f} | {ratio:.2f}× | ≥{goal}× | {'yes' if ratio >= goal else 'NO'} |"
         )
 
+    def fla_best(L, col):
+        ts = [t for t in (get("taylor", i, L, col) for i in ("fla.parallel_based", "fla.fused_chunk_based")) if t]
+        return min(ts) if ts else None
+
     for L in Ls:
-        ours = get("taylor", "mixerzoo", L)
-        fla_best = min([t for t in (get("taylor", "fla.parallel_based", L), get("taylor", "fla.fused_chunk_based", L)) if t] or [None]) if any(
-            get("taylor", i, L) for i in ("fla.parallel_based", "fla.fused_chunk_based")) else None  # fmt: skip
-        if L in (4096, 16384):
-            target("Taylor vs FLA best Based", L, ours, fla_best, 2.5 if L == 4096 else 6.0)
-            caller = [get("taylor", i, L, "fwdbwd_caller_ms") for i in ("fla.parallel_based", "fla.fused_chunk_based")]
-            if get("taylor", "mixerzoo", L, "fwdbwd_caller_ms") is not None and any(caller):
-                target("Taylor vs FLA best Based, *caller*", L, get("taylor", "mixerzoo", L, "fwdbwd_caller_ms"),
-                       min(t for t in caller if t), 2.5 if L == 4096 else 6.0)  # fmt: skip
-        if L >= 4096:
-            peer, label = get("softmax", "sdpa.cudnn(d=64)", L), "Taylor vs SDPA-cuDNN d=64 (same run)"
-            if peer is None:
-                peer, label = ANCHOR_SDPA_CUDNN_D64.get(L), "Taylor vs SDPA-cuDNN d=64 (anchors file, not same run)"
-            target(label, L, ours, peer, 5.0 if L == 16384 else 1.0)
-            ours_c, peer_c = (
-                get("taylor", "mixerzoo", L, "fwdbwd_caller_ms"),
-                get("softmax", "sdpa.cudnn(d=64)", L, "fwdbwd_caller_ms"),
-            )
-            if ours_c is not None and peer_c is not None:
-                target("Taylor vs SDPA-cuDNN d=64, *caller*", L, ours_c, peer_c, 5.0 if L == 16384 else 1.0)
+        # the default fwd+bwd, then (where this run has it) the same with the backward on the calling thread
+        for col, tag in (("fwdbwd_ms", ""), ("fwdbwd_caller_ms", ", *caller*")):
+            ours = get("taylor", "mixerzoo", L, col)
+            if tag and ours is None:
+                continue
+            if L in (4096, 16384):
+                target(f"Taylor vs FLA best Based{tag}", L, ours, fla_best(L, col), 2.5 if L == 4096 else 6.0)
+            if L >= 4096:
+                peer, label = get("softmax", "sdpa.cudnn(d=64)", L, col), f"Taylor vs SDPA-cuDNN d=64 (same run){tag}"
+                if peer is None and not tag:
+                    peer, label = ANCHOR_SDPA_CUDNN_D64.get(L), "Taylor vs SDPA-cuDNN d=64 (anchors file, not same run)"
+                target(label, L, ours, peer, 5.0 if L == 16384 else 1.0)
     for L in Ls:
         if L < 8192:
             continue

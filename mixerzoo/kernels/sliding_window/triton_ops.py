@@ -106,8 +106,9 @@ def sliding_window_fwd_kernel(
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
     the window's lower end only, and the BM/BN diagonal blocks causality and bounds (``DIAG_MASK = 2``, host: W ≥ BM,
     so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take
-    the general loop: NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch, time, head) strides
-    ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous."""
+    the general loop: NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch,
+    time, head) strides ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse
+    are contiguous."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hk = i_h // (H // HKV)
