@@ -1,6 +1,6 @@
 """Offline sm_90 compile of ``sliding_window_fwd_kernel`` (bf16, B=4-style strides, W=128, the aligned path) from a
 source tree, no GPU needed: registers, spills, shared memory, SASS instruction count, HGMMA, MUFU.EX2, FMUL/FFMA and
-BAR per variant of the session-11 switches (FOLD, LAZY, UNROLL, maxnreg).
+BAR per variant of the session-11 switches (FOLD, ONE_LOOP, num_stages, maxnreg).
 
     TRITON_INTERPRET=0 python3 offline_sm90_sw_fwd.py TREE
 """
@@ -18,7 +18,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
 
-DEFAULTS = dict(FOLD=False, LAZY=0, UNROLL=False)
+DEFAULTS = dict(FOLD=False, ONE_LOOP=False)
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 SIG = dict(p_q="*bf16", p_k="*bf16", p_v="*bf16", p_o="*bf16", p_lse="*fp32", Lq="i32", Lk="i32", W="i32",
            scale_log2="fp32", s_qb="i32", s_ql="i32", s_qh="i32", s_kb="i32", s_kl="i32", s_kh="i32", s_vb="i32",
@@ -52,18 +52,16 @@ def compile_one(d: int, W: int, warps: int, stages: int, maxnreg=None, **flags) 
     )
 
 
-for d, warps, stages in ((64, 4, 3), (128, 4, 3)):
-    for name, kw in [
-        ("default", {}),
-        ("FOLD", dict(FOLD=True)),
-        ("LAZY8", dict(LAZY=8)),
-        ("FOLD+LAZY8", dict(FOLD=True, LAZY=8)),
-        ("UNROLL", dict(UNROLL=True)),
-        ("FOLD+UNROLL", dict(FOLD=True, UNROLL=True)),
-        ("FOLD+LAZY8+UNROLL", dict(FOLD=True, LAZY=8, UNROLL=True)),
-        ("FOLD maxnreg 80", dict(FOLD=True, maxnreg=80)),
-    ]:
-        try:
-            print(f"d={d:3d} W=128 w{warps} s{stages} {name:20s}", compile_one(d, 128, warps, stages, **kw), flush=True)
-        except Exception as e:  # noqa: BLE001
-            print(f"d={d} {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)
+VARIANTS = [  # (d, warps, stages, maxnreg, flags)
+    (64, 4, 3, None, {}), (64, 4, 2, 96, dict(FOLD=True)), (64, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
+    (64, 4, 2, 96, dict(FOLD=True, ONE_LOOP=True)), (64, 4, 3, 96, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 3, None, {}), (128, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 2, None, dict(FOLD=True, ONE_LOOP=True)), (128, 4, 2, 168, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 3, 168, dict(FOLD=True, ONE_LOOP=True)),
+]
+for d, warps, stages, maxnreg, flags in VARIANTS:
+    try:
+        print(f"d={d:3d} W=128 w{warps} s{stages} r{maxnreg} {flags}", compile_one(d, 128, warps, stages, maxnreg, **flags),
+              flush=True)  # fmt: skip
+    except Exception as e:  # noqa: BLE001
+        print(f"d={d} {flags}: {type(e).__name__}: {str(e)[-400:]}", flush=True)

@@ -1,7 +1,8 @@
 """Session 11: the sliding-window forward's variants at the W=128 cells (and W=64 for regressions), one process, one
 GPU, alternated over rounds. Each variant launches ``sliding_window_fwd_kernel`` with the default plan's grid and
-keywords plus its overrides (FOLD: the scale in the exponent's FFMA; LAZY: the accumulator rescaled only when some
-row's maximum grew by more than 2^LAZY; UNROLL: the aligned loops unrolled; num_warps / num_stages / maxnreg), is
+keywords plus its overrides (FOLD: the scale in the exponent's FFMA; ONE_LOOP: one pipelined loop for both kinds of
+band; BN and ALIGN: key blocks and the aligned path; num_warps / num_stages / maxnreg; call 2 also timed LAZY, a
+stale row maximum, and UNROLL, the aligned loops unrolled: both slower, removed), is
 checked against an fp32 SDPA reference with the band mask, then timed with ``do_bench`` (cold L2, medians).
 
     python3 sw_fwd_variants.py [rounds]
@@ -17,28 +18,31 @@ from mixerzoo.kernels.sliding_window import triton_ops as T
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 B, H, BW = 4, 16, 4.25e12
+ONE = dict(FOLD=True, ONE_LOOP=True)
 V64 = {
     "base": {},
-    "FOLD": dict(FOLD=True),
-    "FOLD LAZY8": dict(FOLD=True, LAZY=8),
-    "FOLD UNROLL": dict(FOLD=True, UNROLL=True),
-    "FOLD LAZY8 UNROLL": dict(FOLD=True, LAZY=8, UNROLL=True),
-    "FOLD s2": dict(FOLD=True, num_stages=2),
     "FOLD s2 r96": dict(FOLD=True, num_stages=2, maxnreg=96),
-    "FOLD LAZY8 s2 r96": dict(FOLD=True, LAZY=8, num_stages=2, maxnreg=96),
-    "FOLD s4": dict(FOLD=True, num_stages=4),
+    "ONE s3": dict(ONE),
+    "ONE s3 r96": dict(ONE, maxnreg=96),
+    "ONE s3 r88": dict(ONE, maxnreg=88),
+    "ONE s3 r80": dict(ONE, maxnreg=80),
+    "ONE s4 r96": dict(ONE, num_stages=4, maxnreg=96),
+    "ONE s3 r80 align": dict(ONE, maxnreg=80, ALIGN=True),
+    "ONE BN64 s3 r96 align": dict(ONE, BN=64, maxnreg=96, ALIGN=True),
+    "ONE BN64 s2 r128 align": dict(ONE, BN=64, num_stages=2, maxnreg=128, ALIGN=True),
 }
 V128 = {
     "base": {},
     "FOLD": dict(FOLD=True),
-    "FOLD LAZY8": dict(FOLD=True, LAZY=8),
-    "FOLD UNROLL": dict(FOLD=True, UNROLL=True),
-    "FOLD w8 s2": dict(FOLD=True, num_warps=8, num_stages=2),
-    "FOLD w8 s3": dict(FOLD=True, num_warps=8, num_stages=3),
-    "FOLD LAZY8 w8 s2": dict(FOLD=True, LAZY=8, num_warps=8, num_stages=2),
-    "FOLD s2": dict(FOLD=True, num_stages=2),
+    "ONE s3": dict(ONE),
+    "ONE s2": dict(ONE, num_stages=2),
+    "ONE s2 r128": dict(ONE, num_stages=2, maxnreg=128),
+    "ONE s3 r128": dict(ONE, maxnreg=128),
+    "ONE s2 r136": dict(ONE, num_stages=2, maxnreg=136),
+    "ONE s2 r128 align": dict(ONE, num_stages=2, maxnreg=128, ALIGN=True),
 }
-CELLS = [(64, 128, 8192), (64, 128, 16384), (128, 128, 8192), (128, 128, 16384), (64, 64, 16384), (128, 64, 16384)]
+CELLS = [(64, 128, 8192), (64, 128, 16384), (128, 128, 8192), (128, 128, 16384), (64, 64, 8192), (64, 64, 16384),
+         (128, 64, 8192), (128, 64, 16384)]  # fmt: skip
 
 
 def reference(q, k, v, W):
@@ -51,6 +55,13 @@ def reference(q, k, v, W):
 
 def launcher(q, k, v, W, over):
     grid, kw = T._fwd_plan(q, k, v, W)
+    over = dict(over)
+    if "BN" in over or "ALIGN" in over:  # the plan's block counts for this BN, aligned whenever the shapes allow
+        BM, BN, align = kw["BM"], over.pop("BN", kw["BN"]), over.pop("ALIGN", False)
+        Lq, Lk = q.shape[1], k.shape[1]
+        aligned = align and (Lk - Lq) % BN == 0 and BM % BN == 0
+        kw.update(BN=BN, NB=T.cdiv(min(BM + W - 1, Lk), BN), NL=T.cdiv(W - 1, BN) if aligned else 0,
+                  NU=max(0, (W - BM) // BN) if aligned else 0, DIAG_MASK=2 if aligned and W >= BM else 3)  # fmt: skip
     kw = {**kw, **over}
     o = torch.empty_like(q)
     lse = torch.empty(q.shape[0], H, q.shape[1], device=q.device, dtype=torch.float32)

@@ -56,7 +56,7 @@ def _dot(a, b, PREC: tl.constexpr):
 @triton.jit
 def _fwd_block(
     b_q, p_kb, p_vb, n0, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc, s_kl, s_vl,
-    BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr, LAZY: tl.constexpr,
+    lo, hi, BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip
     """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
     (each costs elementwise work on the whole [BM, BN] tile). 0: none, every key is in every query's window;
@@ -70,9 +70,9 @@ def _fwd_block(
     p_vn = p_vb + n0.to(tl.int64) * s_vl + r_n[:, None] * s_vl + o_dv[None, :]
     if MASK == 3:
         m_n = (o_n < Lk) & (o_n >= 0)
-    elif MASK == 2:
+    elif MASK == 2 or MASK == 4:
         m_n = o_n < Lk
-    if MASK >= 2:
+    if MASK >= 2:  # MASK 4: the keys' upper bound only, a per-row predicate
         b_k = tl.load(p_kn, mask=m_n[:, None] & m_d[None, :], other=0.0)
     else:
         b_k = tl.load(p_kn, mask=m_d[None, :], other=0.0)
@@ -85,22 +85,18 @@ def _fwd_block(
         b_s = tl.where(o_n[None, :] <= pos[:, None], b_s, float("-inf"))
     elif MASK == 1:
         b_s = tl.where(o_n[None, :] > pos[:, None] - W, b_s, float("-inf"))
+    elif MASK == 4:  # decided at run time, uniformly for the program: lo = the window's lower end, hi = causality
+        if lo:
+            b_s = tl.where(o_n[None, :] > pos[:, None] - W, b_s, float("-inf"))
+        if hi:
+            b_s = tl.where(o_n[None, :] <= pos[:, None], b_s, float("-inf"))
     b_mx = tl.max(b_s, 1)
     if FOLD:  # scores stay unscaled; the scale rides in the exponent's FFMA (host: scale > 0, so the max commutes)
         b_mx = b_mx * scale_log2
-    if LAZY > 0:  # keep a stale maximum (exponents up to 2^LAZY) until some row's maximum grew by more than LAZY
-        if tl.max(b_mx - b_mi, 0) > LAZY:
-            b_mn = tl.maximum(b_mi, b_mx)
-            b_alpha = tl.exp2(b_mi - b_mn)
-            b_li = b_li * b_alpha
-            b_acc = b_acc * b_alpha[:, None]
-            b_mi = b_mn
-        b_mn = b_mi
-    else:
-        b_mn = tl.maximum(b_mi, b_mx)
-        b_alpha = tl.exp2(b_mi - b_mn)
-        b_li = b_li * b_alpha
-        b_acc = b_acc * b_alpha[:, None]
+    b_mn = tl.maximum(b_mi, b_mx)
+    b_alpha = tl.exp2(b_mi - b_mn)
+    b_li = b_li * b_alpha
+    b_acc = b_acc * b_alpha[:, None]
     if FOLD:
         b_p = tl.exp2(b_s * scale_log2 - b_mn[:, None])
     else:
@@ -119,7 +115,7 @@ def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
-    PREC: tl.constexpr, FOLD: tl.constexpr = False, LAZY: tl.constexpr = 0, UNROLL: tl.constexpr = False,
+    PREC: tl.constexpr, FOLD: tl.constexpr = False, ONE_LOOP: tl.constexpr = False,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
@@ -145,37 +141,32 @@ def sliding_window_fwd_kernel(
     b_li = tl.zeros([BM], dtype=tl.float32)
     b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
     p0 = i_m * BM + off  # the first query's position
-    if NL > 0 and p0 >= NL * BN and UNROLL:
-        for j in tl.static_range(0, NL - NU):
+    if ONE_LOOP:
+        # one pipelined loop (one set of shared-memory stages) over either kind of band; masks chosen per block
+        aligned = (p0 >= NL * BN) & (NL > 0)
+        n_first = tl.where(aligned, p0 - NL * BN, tl.maximum(p0 - W + 1, 0))
+        for j in range(0, tl.where(aligned, NL + BM // BN, NB)):
+            lo = (not aligned) | (j < NL - NU) | ((j >= NL) & (DIAG_MASK == 3))
+            hi = (not aligned) | (j >= NL)
             b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 1, PREC, FOLD, LAZY,
-            )  # fmt: skip
-        for j in tl.static_range(0, NU):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 0, PREC, FOLD, LAZY,
-            )  # fmt: skip
-        for j in tl.static_range(0, BM // BN):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD, LAZY,
+                b_q, p_kb, p_vb, n_first + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, lo, hi, BN, 4, PREC, FOLD,
             )  # fmt: skip
     elif NL > 0 and p0 >= NL * BN:
         for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 1, PREC, FOLD, LAZY,
+                s_kl, s_vl, False, False, BN, 1, PREC, FOLD,
             )  # fmt: skip
         for j in range(0, NU):  # interior blocks: no mask
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 0, PREC, FOLD, LAZY,
+                s_kl, s_vl, False, False, BN, 0, PREC, FOLD,
             )  # fmt: skip
         for j in range(0, BM // BN):  # diagonal blocks: causal
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD, LAZY,
+                s_kl, s_vl, False, False, BN, DIAG_MASK, PREC, FOLD,
             )  # fmt: skip
     else:
         # the band of this block: keys t0 … p0 + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
@@ -183,7 +174,7 @@ def sliding_window_fwd_kernel(
         for j in range(0, NB):
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, t0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 3, PREC, FOLD, LAZY,
+                s_kl, s_vl, False, False, BN, 3, PREC, FOLD,
             )  # fmt: skip
     b_li = tl.where(b_li > 0, b_li, 1.0)  # only rows past Lq (never stored) have no key
     b_o = b_acc / b_li[:, None]
