@@ -1,7 +1,7 @@
 """Session 11: the sliding-window forward's variants at the W=128 cells (and W=64 for regressions), one process, one
 GPU, alternated over rounds. Each variant launches ``sliding_window_fwd_kernel`` with the default plan's grid and
 keywords plus its overrides (FOLD: the scale in the exponent's FFMA; ONE_LOOP: one pipelined loop for both kinds of
-band; BN and ALIGN: key blocks and the aligned path; num_warps / num_stages / maxnreg; call 2 also timed LAZY, a
+band; GEN_STAGES: the general band's loop stages (1: not pipelined, no shared memory of its own); BN and ALIGN: key blocks and the aligned path; num_warps / num_stages / maxnreg; call 2 also timed LAZY, a
 stale row maximum, and UNROLL, the aligned loops unrolled: both slower, removed), is
 checked against an fp32 SDPA reference with the band mask, then timed with ``do_bench`` (cold L2, medians).
 
@@ -19,27 +19,25 @@ from mixerzoo.kernels.sliding_window import triton_ops as T
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 B, H, BW = 4, 16, 4.25e12
 ONE = dict(FOLD=True, ONE_LOOP=True)
-V64 = {
+F = dict(FOLD=True)
+G1 = dict(FOLD=True, GEN_STAGES=1)
+V64 = {  # call 4
     "base": {},
-    "FOLD s2 r96": dict(FOLD=True, num_stages=2, maxnreg=96),
-    "ONE s3": dict(ONE),
-    "ONE s3 r96": dict(ONE, maxnreg=96),
-    "ONE s3 r88": dict(ONE, maxnreg=88),
+    "FOLD s2 r96": dict(F, num_stages=2, maxnreg=96),
+    "FOLD s2 r96 G1": dict(G1, num_stages=2, maxnreg=96),
+    "FOLD s2 r80 G1": dict(G1, num_stages=2, maxnreg=80),
+    "FOLD s3 r80 G1": dict(G1, num_stages=3, maxnreg=80),
+    "FOLD s2 r72 G1": dict(G1, num_stages=2, maxnreg=72),
+    "FOLD s2 r64 G1": dict(G1, num_stages=2, maxnreg=64),
     "ONE s3 r80": dict(ONE, maxnreg=80),
-    "ONE s4 r96": dict(ONE, num_stages=4, maxnreg=96),
-    "ONE s3 r80 align": dict(ONE, maxnreg=80, ALIGN=True),
-    "ONE BN64 s3 r96 align": dict(ONE, BN=64, maxnreg=96, ALIGN=True),
-    "ONE BN64 s2 r128 align": dict(ONE, BN=64, num_stages=2, maxnreg=128, ALIGN=True),
+    "ONE s2 r72": dict(ONE, num_stages=2, maxnreg=72),
 }
 V128 = {
     "base": {},
-    "FOLD": dict(FOLD=True),
-    "ONE s3": dict(ONE),
-    "ONE s2": dict(ONE, num_stages=2),
     "ONE s2 r128": dict(ONE, num_stages=2, maxnreg=128),
+    "FOLD s2 r128 G1": dict(G1, num_stages=2, maxnreg=128),
+    "FOLD s3 r128 G1": dict(G1, num_stages=3, maxnreg=128),
     "ONE s3 r128": dict(ONE, maxnreg=128),
-    "ONE s2 r136": dict(ONE, num_stages=2, maxnreg=136),
-    "ONE s2 r128 align": dict(ONE, num_stages=2, maxnreg=128, ALIGN=True),
 }
 CELLS = [(64, 128, 8192), (64, 128, 16384), (128, 128, 8192), (128, 128, 16384), (64, 64, 8192), (64, 64, 16384),
          (128, 64, 8192), (128, 64, 16384)]  # fmt: skip

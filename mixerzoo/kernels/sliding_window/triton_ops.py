@@ -115,7 +115,7 @@ def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
-    PREC: tl.constexpr, FOLD: tl.constexpr = False, ONE_LOOP: tl.constexpr = False,
+    PREC: tl.constexpr, FOLD: tl.constexpr = False, ONE_LOOP: tl.constexpr = False, GEN_STAGES: tl.constexpr = None,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
@@ -171,7 +171,7 @@ def sliding_window_fwd_kernel(
     else:
         # the band of this block: keys t0 … p0 + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
         t0 = tl.maximum(p0 - W + 1, 0)
-        for j in range(0, NB):
+        for j in tl.range(0, NB, num_stages=GEN_STAGES):
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, t0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
                 s_kl, s_vl, False, False, BN, 3, PREC, FOLD,
