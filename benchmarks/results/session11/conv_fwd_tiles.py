@@ -51,7 +51,7 @@ def graph_time(fn_i, n=20):
     return ts[len(ts) // 2]
 
 
-for B, L, C in SHAPES:
+def run_shape(B: int, L: int, C: int) -> None:
     nbytes = 3 * B * L * C * 2
     floor = nbytes / BW * 1e3
     sets = max(2, min(20, int(2.5e9 // nbytes) + 1))
@@ -66,8 +66,11 @@ for B, L, C in SHAPES:
     ref = ys[0].clone()
     t_add = do_bench(lambda: torch.add(*bufs[0], out=ys[0]))
     g_add = graph_time(lambda i: torch.add(*bufs[i % sets], out=ys[i % sets]))
-    print(f"{B}x{L}x{C}: floor {floor * 1e3:.1f} us; u+gate do_bench {t_add * 1e3:.1f} us ({floor / t_add:.0%}), "
-          f"graph {g_add * 1e3:.1f} us ({floor / g_add:.0%}); {sets} buffer sets", flush=True)
+    print(
+        f"{B}x{L}x{C}: floor {floor * 1e3:.1f} us; u+gate do_bench {t_add * 1e3:.1f} us ({floor / t_add:.0%}), "
+        f"graph {g_add * 1e3:.1f} us ({floor / g_add:.0%}); {sets} buffer sets",
+        flush=True,
+    )
     for r in range(2):
         for tile in TILES:
             if tile[1] > C:
@@ -75,9 +78,15 @@ for B, L, C in SHAPES:
             launch(*bufs[0], w, ys[0], ht, tile)
             torch.cuda.synchronize()
             same = torch.equal(ys[0], ref)
-            t = do_bench(lambda: launch(*bufs[0], w, ys[0], ht, tile))
-            tg = graph_time(lambda i: launch(*bufs[i % sets], w, ys[i % sets], ht, tile))
-            print(f"  round {r} BT={tile[0]:3d} BC={tile[1]:4d} NT={tile[2]} w{tile[3]}: do_bench {t * 1e3:6.1f} us "
-                  f"({floor / t:.0%})  graph {tg * 1e3:6.1f} us ({floor / tg:.0%})  equal {same}", flush=True)
-    del bufs, ys
+            t = do_bench(lambda tile=tile: launch(*bufs[0], w, ys[0], ht, tile))
+            tg = graph_time(lambda i, tile=tile: launch(*bufs[i % sets], w, ys[i % sets], ht, tile))
+            print(
+                f"  round {r} BT={tile[0]:3d} BC={tile[1]:4d} NT={tile[2]} w{tile[3]}: do_bench {t * 1e3:6.1f} us "
+                f"({floor / t:.0%})  graph {tg * 1e3:6.1f} us ({floor / tg:.0%})  equal {same}",
+                flush=True,
+            )
+
+
+for B, L, C in SHAPES:
+    run_shape(B, L, C)
     torch.cuda.empty_cache()

@@ -34,7 +34,9 @@ def compile_one(d: int, W: int, warps: int, stages: int, maxnreg=None, **flags) 
     consts = dict(H=16, HKV=16, D=d, DV=d, BD=d, BDV=d, BM=BM, BN=BN, NB=T.cdiv(BM + W - 1, BN),
                   NL=T.cdiv(W - 1, BN), NU=max(0, (W - BM) // BN), DIAG_MASK=2, PREC="tf32", **{**DEFAULTS, **flags})  # fmt: skip
     names = list(SIG)
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if SIG[n].startswith("*") or n.startswith("s_")}
+    attrs = {
+        (i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if SIG[n].startswith("*") or n.startswith("s_")
+    }
     sig = {**SIG, **{c: "constexpr" for c in consts}}
     src = ASTSource(fn=T.sliding_window_fwd_kernel, signature=sig, constexprs=consts, attrs=attrs)
     opts = dict(num_warps=warps, num_stages=stages)
@@ -45,7 +47,9 @@ def compile_one(d: int, W: int, warps: int, stages: int, maxnreg=None, **flags) 
         f.write(k.asm["cubin"])
     sass, res = tool("cuobjdump", f.name, "-sass"), tool("cuobjdump", f.name, "-res-usage")
     n = len(re.findall(r"^\s+/\*[0-9a-f]{4,}\*/", sass, re.M))
-    cnt = {op: len(re.findall(op, sass)) for op in ("HGMMA", "HMMA", r"MUFU\.EX2", "FMUL", "FFMA", "BAR", "SHFL", "FSEL")}
+    cnt = {
+        op: len(re.findall(op, sass)) for op in ("HGMMA", "HMMA", r"MUFU\.EX2", "FMUL", "FFMA", "BAR", "SHFL", "FSEL")
+    }
     regs, local = (re.search(rf"{key}:(\d+)", res).group(1) for key in ("REG", "LOCAL"))
     return f"regs {regs:>3} local {local:>3} smem {k.metadata.shared // 1024:>3} KB sass {n:>5} " + " ".join(
         f"{op.replace(chr(92), '')} {c}" for op, c in cnt.items()
@@ -53,10 +57,15 @@ def compile_one(d: int, W: int, warps: int, stages: int, maxnreg=None, **flags) 
 
 
 VARIANTS = [  # (d, warps, stages, maxnreg, flags)
-    (64, 4, 3, None, {}), (64, 4, 2, 96, dict(FOLD=True)), (64, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
-    (64, 4, 2, 96, dict(FOLD=True, ONE_LOOP=True)), (64, 4, 3, 96, dict(FOLD=True, ONE_LOOP=True)),
-    (128, 4, 3, None, {}), (128, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
-    (128, 4, 2, None, dict(FOLD=True, ONE_LOOP=True)), (128, 4, 2, 168, dict(FOLD=True, ONE_LOOP=True)),
+    (64, 4, 3, None, {}),
+    (64, 4, 2, 96, dict(FOLD=True)),
+    (64, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
+    (64, 4, 2, 96, dict(FOLD=True, ONE_LOOP=True)),
+    (64, 4, 3, 96, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 3, None, {}),
+    (128, 4, 3, None, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 2, None, dict(FOLD=True, ONE_LOOP=True)),
+    (128, 4, 2, 168, dict(FOLD=True, ONE_LOOP=True)),
     (128, 4, 3, 168, dict(FOLD=True, ONE_LOOP=True)),
 ]
 for d, warps, stages, maxnreg, flags in VARIANTS:

@@ -92,13 +92,16 @@ for d, W, L in CELLS:
         print(f"d={d} W={W} L={L} {name:20s} max|err| vs fp32 {err:.2e}", flush=True)
         results.append(dict(d=d, W=W, L=L, variant=name, err=err))
     times = {n: [] for n in fns}
-    for r in range(ROUNDS):
+    for _ in range(ROUNDS):
         for n, fn in fns.items():
             times[n].append(do_bench(fn, warmup=25, rep=100))
     base = min(times["base"])
     for n, ts in times.items():
         t = min(ts)
-        print(f"d={d:3d} W={W:3d} L={L:5d} {n:20s} {' '.join(f'{x:.4f}' for x in ts)} ms  best {t:.4f}  "
-              f"{t / floor:.2f}x floor  {t / base:.3f}x base", flush=True)
+        print(
+            f"d={d:3d} W={W:3d} L={L:5d} {n:20s} {' '.join(f'{x:.4f}' for x in ts)} ms  best {t:.4f}  "
+            f"{t / floor:.2f}x floor  {t / base:.3f}x base",
+            flush=True,
+        )
         results.append(dict(d=d, W=W, L=L, variant=n, ms=ts, floor_ms=floor))
 json.dump(results, open(sys.argv[2] if len(sys.argv) > 2 else "sw_fwd_variants.json", "w"), indent=1)

@@ -208,19 +208,19 @@ def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
 
 
 def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
-    """Forward tiles ``[BT, BC]``, NT of them per program along time. H200 sweep (benchmarks/short_conv.py
-    --sweep, B=4 L=16384 K=3): [32, 256] with 8 warps 81% of copy bw at C=4096, 77% at C=1024; [64, 128]
-    4 warps 76% / 71%; a persistent loop (NT=4) gained nothing. Session 10 (``results/session10/call5``, ``call6``),
-    fraction of copy bandwidth at 4×16384×4096 / 4×16384×1024 / 4×4096×1024: K=3 [32, 256] × 8 warps 92 / 88 /
-    71%, [32, 128] × 4 warps 91 / 86 / 70%; K=4 [32, 128] × 4 warps 88 / 83 / 65%, [32, 256] × 8 warps 75 / 73 /
-    60%, the former K ≥ 4 tile [64, 128] × 4 warps (64 elements per thread, 208 registers offline) 71 / 69 / 56%."""
+    """Forward tiles ``[BT, BC]``, NT of them per program along time: [32, 128] × 4 warps for every K.
+
+    H200, fraction of copy bandwidth at 4×16384×4096 / 4×16384×1024 / 4×4096×1024 (K=3 unless said):
+    - session 10 (``results/session10/call5``, ``call6``): [32, 256] × 8 warps 92 / 88 / 71%, [32, 128] × 4 warps
+      91 / 86 / 70%; K=4 [32, 128] × 4 88 / 83 / 65%, [32, 256] × 8 75 / 73 / 60%, [64, 128] × 4 (208 registers
+      offline) 71 / 69 / 56%;
+    - session 11 (``results/session11/call2``, ``conv_fwd_tiles.py``, bare launches, two rounds, do_bench at
+      4×4096×4096 / 4×16384×1024 / 4×4096×1024): [32, 128] × 4 92 / 93 / 74%, [16, 128] × 4 91 / 92 / 74%,
+      [32, 256] × 8 79 / 80 / 66%, [16, 256] × 4 87 / 88 / 71%; several tiles per program (NT=2) 53 / 53 / 46%.
+    [32, 128] × 4 was at most 2 points slower (session 10) and up to 13 points faster (session 11)."""
     if interpreting():
         return dict(BT=16, BC=min(next_pow2(C), 128), NT=2, num_warps=4)
-    if K >= 4:
-        return dict(BT=32, BC=min(next_pow2(C), 128), NT=1, num_warps=4)
-    BC = min(next_pow2(C), 256)
-    BT = max(8, min(32, 8192 // BC))
-    return dict(BT=BT, BC=BC, NT=1, num_warps=8 if BT * BC >= 8192 else 4)
+    return dict(BT=32, BC=min(next_pow2(C), 128), NT=1, num_warps=4)
 
 
 def _contig(t: Tensor | None) -> Tensor | None:

@@ -56,23 +56,24 @@ def _dot(a, b, PREC: tl.constexpr):
 @triton.jit
 def _fwd_block(
     b_q, p_kb, p_vb, n0, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc, s_kl, s_vl,
-    lo, hi, BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr,
+    BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip
     """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
     (each costs elementwise work on the whole [BM, BN] tile). 0: none, every key is in every query's window;
     1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
     2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM puts every key inside every window);
     3: all of them, bounds on both sides. ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's
-    first row in int64."""
+    first row in int64. ``FOLD`` (host: scale > 0): the scores stay unscaled, their maximum is scaled per row and the
+    scale rides in the exponent's FFMA (one multiply per score fewer); otherwise the scores are scaled first."""
     r_n = tl.arange(0, BN)
     o_n = n0 + r_n
     p_kn = p_kb + n0.to(tl.int64) * s_kl + r_n[:, None] * s_kl + o_d[None, :]
     p_vn = p_vb + n0.to(tl.int64) * s_vl + r_n[:, None] * s_vl + o_dv[None, :]
     if MASK == 3:
         m_n = (o_n < Lk) & (o_n >= 0)
-    elif MASK == 2 or MASK == 4:
+    elif MASK == 2:
         m_n = o_n < Lk
-    if MASK >= 2:  # MASK 4: the keys' upper bound only, a per-row predicate
+    if MASK >= 2:
         b_k = tl.load(p_kn, mask=m_n[:, None] & m_d[None, :], other=0.0)
     else:
         b_k = tl.load(p_kn, mask=m_d[None, :], other=0.0)
@@ -85,11 +86,6 @@ def _fwd_block(
         b_s = tl.where(o_n[None, :] <= pos[:, None], b_s, float("-inf"))
     elif MASK == 1:
         b_s = tl.where(o_n[None, :] > pos[:, None] - W, b_s, float("-inf"))
-    elif MASK == 4:  # decided at run time, uniformly for the program: lo = the window's lower end, hi = causality
-        if lo:
-            b_s = tl.where(o_n[None, :] > pos[:, None] - W, b_s, float("-inf"))
-        if hi:
-            b_s = tl.where(o_n[None, :] <= pos[:, None], b_s, float("-inf"))
     b_mx = tl.max(b_s, 1)
     if FOLD:  # scores stay unscaled; the scale rides in the exponent's FFMA (host: scale > 0, so the max commutes)
         b_mx = b_mx * scale_log2
@@ -115,15 +111,16 @@ def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
-    PREC: tl.constexpr, FOLD: tl.constexpr = False, ONE_LOOP: tl.constexpr = False, GEN_STAGES: tl.constexpr = None,
+    PREC: tl.constexpr, FOLD: tl.constexpr, GEN_STAGES: tl.constexpr,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
     the window's lower end only, and the BM/BN diagonal blocks causality and bounds (``DIAG_MASK = 2``, host: W ≥ BM,
     so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take
-    the general loop: NB blocks of BN from the band's first key, all masked. q, k, v are read through their (batch,
-    time, head) strides ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse
-    are contiguous."""
+    the general loop: NB blocks of BN from the band's first key, all masked, pipelined over ``GEN_STAGES`` stages
+    (``None``: num_stages; host: 1 where the aligned loops run, so that it holds no shared memory of its own and
+    more programs fit on an SM). q, k, v are read through their (batch, time, head) strides ``s_*`` (the last dim has
+    stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous. ``FOLD``: see `_fwd_block`."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hk = i_h // (H // HKV)
@@ -141,32 +138,21 @@ def sliding_window_fwd_kernel(
     b_li = tl.zeros([BM], dtype=tl.float32)
     b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
     p0 = i_m * BM + off  # the first query's position
-    if ONE_LOOP:
-        # one pipelined loop (one set of shared-memory stages) over either kind of band; masks chosen per block
-        aligned = (p0 >= NL * BN) & (NL > 0)
-        n_first = tl.where(aligned, p0 - NL * BN, tl.maximum(p0 - W + 1, 0))
-        for j in range(0, tl.where(aligned, NL + BM // BN, NB)):
-            lo = (not aligned) | (j < NL - NU) | ((j >= NL) & (DIAG_MASK == 3))
-            hi = (not aligned) | (j >= NL)
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, n_first + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, lo, hi, BN, 4, PREC, FOLD,
-            )  # fmt: skip
-    elif NL > 0 and p0 >= NL * BN:
+    if NL > 0 and p0 >= NL * BN:
         for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, False, False, BN, 1, PREC, FOLD,
+                s_kl, s_vl, BN, 1, PREC, FOLD,
             )  # fmt: skip
         for j in range(0, NU):  # interior blocks: no mask
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, False, False, BN, 0, PREC, FOLD,
+                s_kl, s_vl, BN, 0, PREC, FOLD,
             )  # fmt: skip
         for j in range(0, BM // BN):  # diagonal blocks: causal
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, False, False, BN, DIAG_MASK, PREC, FOLD,
+                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
             )  # fmt: skip
     else:
         # the band of this block: keys t0 … p0 + BM − 1, NB blocks of BN (host: cdiv(min(BM + W − 1, Lk), BN))
@@ -174,7 +160,7 @@ def sliding_window_fwd_kernel(
         for j in tl.range(0, NB, num_stages=GEN_STAGES):
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, t0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, False, False, BN, 3, PREC, FOLD,
+                s_kl, s_vl, BN, 3, PREC, FOLD,
             )  # fmt: skip
     b_li = tl.where(b_li > 0, b_li, 1.0)  # only rows past Lq (never stored) have no key
     b_o = b_acc / b_li[:, None]
@@ -460,10 +446,18 @@ def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     # and 128): fwd 64×32 beat the old 128×64 by 13–38% (d=64 W=64 0.258 → 0.185 ms, W=128 0.311 → 0.263; d=128 W=64
     # 0.514 → 0.318, W=128 0.594 → 0.518); dkdv at d=64 32×64 (f+b 1.102 → 0.825 ms at W=64); dq at d=64 64×64
     # (0.828 → 0.753), at d=128 64×32 (1.440 → 1.411)
+    # Forward registers capped (session 11, results/session11/call4, same run, W=128 L=8192/16384, with the scale in the
+    # exponent and the general loop unpipelined where the aligned loops run): d=64 at 80 registers (6 programs per SM
+    # instead of 4) 0.134 → 0.126 ms / 0.257 → 0.251; d=128 at 128 registers and 2 stages (4 instead of 2) 0.257 →
+    # 0.218 / 0.499 → 0.441. Fewer registers rematerialize: d=64 at 72, 0.177 ms.
     if kind == "fwd":
         if big:
             return dict(BM=64, BN=32, num_warps=8, num_stages=2)
-        return dict(BM=64, BN=32, num_warps=4, num_stages=3)
+        if elem > 2:  # fp32 d ≤ 64: uncapped
+            return dict(BM=64, BN=32, num_warps=4, num_stages=3)
+        if bd <= 64:
+            return dict(BM=64, BN=32, num_warps=4, num_stages=3, maxnreg=80)
+        return dict(BM=64, BN=32, num_warps=4, num_stages=2, maxnreg=128)
     if kind == "dkdv":
         if big:
             return dict(BM=32, BN=32, num_warps=8, num_stages=2)
@@ -514,10 +508,10 @@ def _c(BM: int, BN: int, w: int, s: int, **kw) -> dict:
 # and by the `gpu` tests); the first of each list is the default of `_cfg` / `_step_cfg` (for the decode: its one-warp
 # branch at d=128). Keys: (kind, padded head dim).
 TILE_CANDIDATES = {
-    ("fwd", 64): [_c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 4, 3), _c(128, 64, 8, 3), _c(128, 32, 8, 3),
-                  _c(64, 32, 4, 3, ALIGN=False), _c(32, 32, 4, 3)],
-    ("fwd", 128): [_c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 8, 3), _c(128, 32, 8, 3),
-                   _c(64, 32, 4, 3, ALIGN=False), _c(64, 64, 8, 2)],
+    ("fwd", 64): [_c(64, 32, 4, 3, maxnreg=80), _c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 4, 3),
+                  _c(128, 64, 8, 3), _c(128, 32, 8, 3), _c(64, 32, 4, 3, ALIGN=False), _c(32, 32, 4, 3)],
+    ("fwd", 128): [_c(64, 32, 4, 2, maxnreg=128), _c(64, 32, 4, 3), _c(64, 64, 4, 3), _c(128, 64, 8, 3),
+                   _c(128, 32, 8, 3), _c(64, 32, 4, 2, maxnreg=128, ALIGN=False), _c(64, 64, 8, 2)],
     ("dkdv", 64): [_c(32, 64, 4, 3), _c(64, 64, 4, 2), _c(64, 128, 8, 2), _c(32, 128, 8, 3), _c(32, 32, 4, 3)],
     ("dkdv", 128): [_c(64, 64, 4, 2), _c(32, 64, 4, 2), _c(64, 128, 8, 2), _c(64, 32, 4, 2)],
     ("dq", 64): [_c(64, 64, 4, 2), _c(64, 64, 4, 2, FUSE_DELTA=False), _c(64, 32, 4, 3), _c(128, 32, 4, 3),
@@ -580,7 +574,7 @@ def _fwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, PREC=_prec(q), NB=cdiv(min(BM + window - 1, Lk), BN),
         NL=cdiv(window - 1, BN) if aligned else 0, NU=NU if aligned else 0,
         DIAG_MASK=2 if aligned and window >= BM else 3,  # one specialization of the unaligned path, whatever W
-        **cfg,
+        GEN_STAGES=1 if aligned else None, **cfg,
     )  # fmt: skip
     return (cdiv(Lq, BM), B * H), kw
 
@@ -612,7 +606,7 @@ def _fwd(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> tuple[Te
     o = _empty(B, Lq, H, v.shape[-1], like=q)
     lse = _empty(B, H, Lq, like=q, dtype=torch.float32)
     _launch.fast(sliding_window_fwd_kernel)[grid](
-        q, k, v, o, lse, Lq, k.shape[1], window, scale * LOG2E, *sq[:3], *sk[:3], *sv[:3], **kw
+        q, k, v, o, lse, Lq, k.shape[1], window, scale * LOG2E, *sq[:3], *sk[:3], *sv[:3], FOLD=scale > 0, **kw
     )  # fmt: skip
     return o, lse
 
