@@ -18,7 +18,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from mixerzoo.kernels.sliding_window import triton_ops as T  # noqa: E402
 
-DEFAULTS = dict(FOLD=False, ONE_LOOP=False)
+DEFAULTS = dict(FOLD=True, GEN_STAGES=1, MERGE=0)
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 SIG = dict(p_q="*bf16", p_k="*bf16", p_v="*bf16", p_o="*bf16", p_lse="*fp32", Lq="i32", Lk="i32", W="i32",
            scale_log2="fp32", s_qb="i32", s_ql="i32", s_qh="i32", s_kb="i32", s_kl="i32", s_kh="i32", s_vb="i32",

@@ -2,7 +2,8 @@
 GPU, alternated over rounds. Each variant launches ``sliding_window_fwd_kernel`` with the default plan's grid and
 keywords plus its overrides (FOLD: the scale in the exponent's FFMA; ONE_LOOP: one pipelined loop for both kinds of
 band; GEN_STAGES: the general band's loop stages (1: not pipelined, no shared memory of its own); BN and ALIGN: key blocks and the aligned path; num_warps / num_stages / maxnreg; call 2 also timed LAZY, a
-stale row maximum, and UNROLL, the aligned loops unrolled: both slower, removed), is
+stale row maximum, and UNROLL, the aligned loops unrolled: both slower, removed; calls 3–4 ran at f29b5db / 579a383
+with ONE_LOOP, since removed; call 6 times MERGE, fewer aligned loops), is
 checked against an fp32 SDPA reference with the band mask, then timed with ``do_bench`` (cold L2, medians).
 
     python3 sw_fwd_variants.py [rounds]
@@ -19,28 +20,22 @@ from mixerzoo.kernels.sliding_window import triton_ops as T
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 B, H, BW = 4, 16, 4.25e12
 ONE = dict(FOLD=True, ONE_LOOP=True)
-F = dict(FOLD=True)
-G1 = dict(FOLD=True, GEN_STAGES=1)
-V64 = {  # call 4
-    "base": {},
-    "FOLD s2 r96": dict(F, num_stages=2, maxnreg=96),
-    "FOLD s2 r96 G1": dict(G1, num_stages=2, maxnreg=96),
-    "FOLD s2 r80 G1": dict(G1, num_stages=2, maxnreg=80),
-    "FOLD s3 r80 G1": dict(G1, num_stages=3, maxnreg=80),
-    "FOLD s2 r72 G1": dict(G1, num_stages=2, maxnreg=72),
-    "FOLD s2 r64 G1": dict(G1, num_stages=2, maxnreg=64),
-    "ONE s3 r80": dict(ONE, maxnreg=80),
-    "ONE s2 r72": dict(ONE, num_stages=2, maxnreg=72),
+V64 = {  # call 6: the new defaults (FOLD, 80 registers, 3 stages, GEN_STAGES=1) and fewer aligned loops
+    "default": {},
+    "MERGE1": dict(MERGE=1),
+    "MERGE2": dict(MERGE=2),
+    "MERGE3": dict(MERGE=3),
+    "MERGE2 s2": dict(MERGE=2, num_stages=2),
+    "MERGE3 s2": dict(MERGE=3, num_stages=2),
 }
 V128 = {
-    "base": {},
-    "ONE s2 r128": dict(ONE, num_stages=2, maxnreg=128),
-    "FOLD s2 r128 G1": dict(G1, num_stages=2, maxnreg=128),
-    "FOLD s3 r128 G1": dict(G1, num_stages=3, maxnreg=128),
-    "ONE s3 r128": dict(ONE, maxnreg=128),
+    "default": {},
+    "MERGE1": dict(MERGE=1),
+    "MERGE2": dict(MERGE=2),
+    "MERGE3": dict(MERGE=3),
+    "MERGE3 s3": dict(MERGE=3, num_stages=3),
 }
-CELLS = [(64, 128, 8192), (64, 128, 16384), (128, 128, 8192), (128, 128, 16384), (64, 64, 8192), (64, 64, 16384),
-         (128, 64, 8192), (128, 64, 16384)]  # fmt: skip
+CELLS = [(64, 128, 8192), (64, 128, 16384), (128, 128, 8192), (128, 128, 16384)]
 
 
 def reference(q, k, v, W):
@@ -60,7 +55,7 @@ def launcher(q, k, v, W, over):
         aligned = align and (Lk - Lq) % BN == 0 and BM % BN == 0
         kw.update(BN=BN, NB=T.cdiv(min(BM + W - 1, Lk), BN), NL=T.cdiv(W - 1, BN) if aligned else 0,
                   NU=max(0, (W - BM) // BN) if aligned else 0, DIAG_MASK=2 if aligned and W >= BM else 3)  # fmt: skip
-    kw = {**kw, **over}
+    kw = {"FOLD": True, **kw, **over}
     o = torch.empty_like(q)
     lse = torch.empty(q.shape[0], H, q.shape[1], device=q.device, dtype=torch.float32)
     scale = q.shape[-1] ** -0.5
@@ -95,7 +90,7 @@ for d, W, L in CELLS:
     for _ in range(ROUNDS):
         for n, fn in fns.items():
             times[n].append(do_bench(fn, warmup=25, rep=100))
-    base = min(times["base"])
+    base = min(times["default" if "default" in times else "base"])
     for n, ts in times.items():
         t = min(ts)
         print(

@@ -111,7 +111,7 @@ def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
-    PREC: tl.constexpr, FOLD: tl.constexpr, GEN_STAGES: tl.constexpr,
+    PREC: tl.constexpr, FOLD: tl.constexpr, GEN_STAGES: tl.constexpr, MERGE: tl.constexpr = 0,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
     before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
@@ -138,7 +138,35 @@ def sliding_window_fwd_kernel(
     b_li = tl.zeros([BM], dtype=tl.float32)
     b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
     p0 = i_m * BM + off  # the first query's position
-    if NL > 0 and p0 >= NL * BN:
+    if NL > 0 and p0 >= NL * BN and MERGE == 1:  # the oldest and interior blocks in one loop, all window-masked
+        for j in range(0, NL):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, BN, 1, PREC, FOLD,
+            )  # fmt: skip
+        for j in range(0, BM // BN):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
+            )  # fmt: skip
+    elif NL > 0 and p0 >= NL * BN and MERGE == 2:  # the interior and diagonal blocks in one loop, all causal-masked
+        for j in range(0, NL - NU):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, BN, 1, PREC, FOLD,
+            )  # fmt: skip
+        for j in range(0, NU + BM // BN):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
+            )  # fmt: skip
+    elif NL > 0 and p0 >= NL * BN and MERGE == 3:  # every aligned block in one loop, masked both ways
+        for j in range(0, NL + BM // BN):
+            b_mi, b_li, b_acc = _fwd_block(
+                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
+                s_kl, s_vl, BN, 3, PREC, FOLD,
+            )  # fmt: skip
+    elif NL > 0 and p0 >= NL * BN:
         for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
