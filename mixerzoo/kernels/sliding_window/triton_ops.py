@@ -59,8 +59,7 @@ def _fwd_block(
     BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip
     """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
-    (each costs elementwise work on the whole [BM, BN] tile). 0: none, every key is in every query's window;
-    1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
+    (each costs elementwise work on the whole [BM, BN] tile). 1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
     2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM puts every key inside every window);
     3: all of them, bounds on both sides. ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's
     first row in int64. ``FOLD`` (host: scale > 0): the scores stay unscaled, their maximum is scaled per row and the
@@ -111,12 +110,13 @@ def sliding_window_fwd_kernel(
     p_q, p_k, p_v, p_o, p_lse, Lq, Lk, W, scale_log2, s_qb, s_ql, s_qh, s_kb, s_kl, s_kh, s_vb, s_vl, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, NB: tl.constexpr, NL: tl.constexpr, NU: tl.constexpr, DIAG_MASK: tl.constexpr,
-    PREC: tl.constexpr, FOLD: tl.constexpr, GEN_STAGES: tl.constexpr, MERGE: tl.constexpr = 0,
+    PREC: tl.constexpr, FOLD: tl.constexpr, GEN_STAGES: tl.constexpr,
 ):  # fmt: skip
     """``NL > 0`` (host: ``(Lk − Lq) % BN == 0`` and ``BM % BN == 0``): key blocks aligned to BN; of the NL blocks
-    before the query block, the NU nearest are inside every query's window and skip the mask; the NL − NU oldest test
-    the window's lower end only, and the BM/BN diagonal blocks causality and bounds (``DIAG_MASK = 2``, host: W ≥ BM,
-    so no diagonal key is older than any window) or everything (3). Query blocks whose band starts before key 0 take
+    before the query block, the NL − NU oldest test the window's lower end only; the NU nearest, inside every query's
+    window, run in the loop of the BM/BN diagonal blocks, which test causality and bounds (``DIAG_MASK = 2``, host:
+    W ≥ BM, so no diagonal key is older than any window) or everything (3): a test that passes everywhere costs less
+    than a third loop's pipeline fill (H200, session 11 call 6: 1–2% faster at d=64 W=128). Query blocks whose band starts before key 0 take
     the general loop: NB blocks of BN from the band's first key, all masked, pipelined over ``GEN_STAGES`` stages
     (``None``: num_stages; host: 1 where the aligned loops run, so that it holds no shared memory of its own and
     more programs fit on an SM). q, k, v are read through their (batch, time, head) strides ``s_*`` (the last dim has
@@ -138,48 +138,15 @@ def sliding_window_fwd_kernel(
     b_li = tl.zeros([BM], dtype=tl.float32)
     b_acc = tl.zeros([BM, BDV], dtype=tl.float32)
     p0 = i_m * BM + off  # the first query's position
-    if NL > 0 and p0 >= NL * BN and MERGE == 1:  # the oldest and interior blocks in one loop, all window-masked
-        for j in range(0, NL):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 1, PREC, FOLD,
-            )  # fmt: skip
-        for j in range(0, BM // BN):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
-            )  # fmt: skip
-    elif NL > 0 and p0 >= NL * BN and MERGE == 2:  # the interior and diagonal blocks in one loop, all causal-masked
-        for j in range(0, NL - NU):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 1, PREC, FOLD,
-            )  # fmt: skip
-        for j in range(0, NU + BM // BN):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
-            )  # fmt: skip
-    elif NL > 0 and p0 >= NL * BN and MERGE == 3:  # every aligned block in one loop, masked both ways
-        for j in range(0, NL + BM // BN):
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 3, PREC, FOLD,
-            )  # fmt: skip
-    elif NL > 0 and p0 >= NL * BN:
+    if NL > 0 and p0 >= NL * BN:
         for j in range(0, NL - NU):  # oldest blocks: cut by the window of the later queries
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NL - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
                 s_kl, s_vl, BN, 1, PREC, FOLD,
             )  # fmt: skip
-        for j in range(0, NU):  # interior blocks: no mask
+        for j in range(0, NU + BM // BN):  # interior blocks (inside every window), then the diagonal ones: causal
             b_mi, b_li, b_acc = _fwd_block(
                 b_q, p_kb, p_vb, p0 - (NU - j) * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
-                s_kl, s_vl, BN, 0, PREC, FOLD,
-            )  # fmt: skip
-        for j in range(0, BM // BN):  # diagonal blocks: causal
-            b_mi, b_li, b_acc = _fwd_block(
-                b_q, p_kb, p_vb, p0 + j * BN, pos, o_d, o_dv, m_d, m_dv, Lk, W, scale_log2, b_mi, b_li, b_acc,
                 s_kl, s_vl, BN, DIAG_MASK, PREC, FOLD,
             )  # fmt: skip
     else:
@@ -464,8 +431,8 @@ def _prec(q: Tensor) -> str:
 
 def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     """Block sizes per kernel, padded head dim, window and input element size (~64 fp32 accumulator registers per
-    thread). Forward: ``ALIGN`` aligns the key blocks to BN so that interior blocks skip the mask (see the kernel;
-    default: on where there are such blocks, W ≥ BM + BN). fp32 tiles of head dim 128 take the head-dim-256 tiles:
+    thread). Forward: ``ALIGN`` aligns the key blocks to BN so that only the oldest ones test the window's lower end
+    (see the kernel; default: on where some blocks lie inside every window, W ≥ BM + BN). fp32 tiles of head dim 128 take the head-dim-256 tiles:
     the 16-bit ones need 320 KB of shared memory in fp32 (the H200 has 227 KB per block)."""
     if interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
@@ -594,8 +561,9 @@ def _fwd_plan(q: Tensor, k: Tensor, v: Tensor, window: int) -> tuple:
     D, DV, BD, BDV = _dims(q, v)
     cfg = dict(_cfg("fwd", max(BD, BDV), window, q.element_size()))
     BM, BN = cfg["BM"], cfg["BN"]
-    # aligned key blocks by default only when some are unmasked (NU > 0, W ≥ BM + BN): at NU = 0 the aligned path
-    # visits the same masked blocks in loops of 1–2 trips and measured 4–23% slower (H200, W = 64/128, round 3)
+    # aligned key blocks by default only when some lie inside every window (NU > 0, W ≥ BM + BN): at NU = 0 the
+    # aligned path visits the same masked blocks in loops of 1–2 trips and measured 4–23% slower (H200, W = 64/128,
+    # round 3; when the interior blocks still had a loop of their own)
     NU = max(0, (window - BM) // BN)
     aligned = cfg.pop("ALIGN", NU > 0) and (Lk - Lq) % BN == 0 and BM % BN == 0
     kw = dict(
