@@ -175,10 +175,10 @@ def test_large_scores_stay_finite_and_accurate():
 @cpu_only
 @pytest.mark.parametrize("scale", [-1.0, 0.0])
 def test_nonpositive_scales_scale_the_scores_first(scale):
-    """A positive scale rides in the forward's exponent (``FOLD``: the unscaled maximum is the scaled one's argmax); zero
-    and negative ones flip or flatten that order, so the kernel scales the scores first (with the maximum taken the
-    other way, these scores of magnitude ~100 overflow the exponent). Against the oracle, on the aligned path
-    (W ≥ BM + BN with the interpreter's 16×16 tiles) and the general one."""
+    """A positive scale rides in the forward's exponent (``FOLD``: the unscaled maximum is the scaled one's
+    argmax); zero and negative ones flip or flatten that order, so the kernel scales the scores first (with the
+    maximum taken the other way, these scores of magnitude ~100 overflow the exponent). Against the oracle, on the
+    aligned path (W ≥ BM + BN with the interpreter's 16×16 tiles) and the general one."""
     check_fwd_bwd(1, 70, 70, 2, 1, 16, 16, 40, torch.float32, "cpu", scale=scale, seed=11, input_scale=6.0)
     check_fwd_bwd(2, 23, 30, 2, 2, 16, 8, 9, torch.float32, "cpu", scale=scale, seed=12, input_scale=6.0)
 

@@ -59,7 +59,8 @@ def _fwd_block(
     BN: tl.constexpr, MASK: tl.constexpr, PREC: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip
     """One key block ``n0 … n0 + BN − 1`` of the online softmax. ``MASK``: which tests the caller cannot rule out
-    (each costs elementwise work on the whole [BM, BN] tile). 1: the window's lower end only (the aligned path's oldest blocks: in bounds and before every query);
+    (each costs elementwise work on the whole [BM, BN] tile). 1: the window's lower end only (the aligned path's
+    oldest blocks: in bounds and before every query);
     2: causality and the keys' upper bound (its diagonal blocks, where W ≥ BM puts every key inside every window);
     3: all of them, bounds on both sides. ``s_kl``, ``s_vl``: the time strides of k and v (elements); the block's
     first row in int64. ``FOLD`` (host: scale > 0): the scores stay unscaled, their maximum is scaled per row and the
@@ -116,11 +117,12 @@ def sliding_window_fwd_kernel(
     before the query block, the NL − NU oldest test the window's lower end only; the NU nearest, inside every query's
     window, run in the loop of the BM/BN diagonal blocks, which test causality and bounds (``DIAG_MASK = 2``, host:
     W ≥ BM, so no diagonal key is older than any window) or everything (3): a test that passes everywhere costs less
-    than a third loop's pipeline fill (H200, session 11 call 6: 1–2% faster at d=64 W=128). Query blocks whose band starts before key 0 take
-    the general loop: NB blocks of BN from the band's first key, all masked, pipelined over ``GEN_STAGES`` stages
-    (``None``: num_stages; host: 1 where the aligned loops run, so that it holds no shared memory of its own and
-    more programs fit on an SM). q, k, v are read through their (batch, time, head) strides ``s_*`` (the last dim has
-    stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous. ``FOLD``: see `_fwd_block`."""
+    than a third loop's pipeline fill (H200, session 11 call 6: 1–2% faster at d=64 W=128). Query blocks whose band
+    starts before key 0 take the general loop: NB blocks of BN from the band's first key, all masked, pipelined over
+    ``GEN_STAGES`` stages (``None``: num_stages; host: 1 where the aligned loops run, so that it holds no shared
+    memory of its own and more programs fit on an SM). q, k, v are read through their (batch, time, head) strides
+    ``s_*`` (the last dim has stride 1): views of the mixers' fused buffers need no copy; o and lse are contiguous.
+    ``FOLD``: see `_fwd_block`."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hk = i_h // (H // HKV)
@@ -432,8 +434,9 @@ def _prec(q: Tensor) -> str:
 def _cfg(kind: str, bd: int, window: int, elem: int = 2) -> dict:
     """Block sizes per kernel, padded head dim, window and input element size (~64 fp32 accumulator registers per
     thread). Forward: ``ALIGN`` aligns the key blocks to BN so that only the oldest ones test the window's lower end
-    (see the kernel; default: on where some blocks lie inside every window, W ≥ BM + BN). fp32 tiles of head dim 128 take the head-dim-256 tiles:
-    the 16-bit ones need 320 KB of shared memory in fp32 (the H200 has 227 KB per block)."""
+    (see the kernel; default: on where some blocks lie inside every window, W ≥ BM + BN). fp32 tiles of head dim 128
+    take the head-dim-256 tiles: the 16-bit ones need 320 KB of shared memory in fp32 (the H200 has 227 KB per
+    block)."""
     if interpreting():
         return dict(BM=16, BN=16, num_warps=4, num_stages=1)
     big = bd > 128 or (elem > 2 and bd >= 128)
