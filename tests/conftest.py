@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import warnings
 
 import pytest
 import torch
@@ -24,35 +23,34 @@ def _seed():
 
 
 # Triton's interpreter (TRITON_INTERPRET=1) swaps the builtins of `triton.language` (its functions, `tl.tensor`'s
-# operators, ...) for interpreted ones while a kernel runs and puts them back afterwards; a jit function called as a
-# device function outside a kernel (`InterpretedFunction.__call__`, triton 3.6) swaps them and never puts them back.
-# A later compile for a real GPU in the same process (tests/test_launch.py compiles for sm_90) then fails with
-# "'ir.value' object has no attribute 'dtype'" (CI, session 11). So every test ends with the language as it was at
-# import, and a test that left it swapped is named in a warning.
+# operators, ...) for interpreted ones while a kernel runs. A jit function called as a device function
+# (`InterpretedFunction.__call__`, triton 3.6) swaps them too and never puts them back: in session 11's CI, 298 tests
+# ended with 64 names still swapped, and in an earlier run the sm_90 compile of tests/test_launch.py, in the same
+# worker process, failed with "'ir.value' object has no attribute 'dtype'". So every test ends with the language as
+# it was at import.
 def _language_objects() -> list:
     import triton.language as tl
 
-    return [tl, tl.core, tl.math, tl.core.tensor, tl.core.tensor_descriptor_base, tl.core.dtype]
+    objects = (tl, tl.core, tl.math, tl.core.tensor, getattr(tl.core, "tensor_descriptor_base", None), tl.core.dtype)
+    return [obj for obj in objects if obj is not None]
 
 
 _LANG_SNAPSHOT = [(obj, dict(vars(obj))) for obj in _language_objects()]
 
 
-@pytest.fixture(autouse=True)
-def _triton_language_restored(request):
-    yield
-    changed = []
+def restore_triton_language() -> None:
+    """Put back every attribute of `_language_objects()` as it was at import."""
     for obj, attrs in _LANG_SNAPSHOT:
         current = vars(obj)
         for name, value in attrs.items():
             if current.get(name, _LANG_SNAPSHOT) is not value:
-                changed.append(name)
                 setattr(obj, name, value)
         # names added since (the interpreter adds some to tl.tensor); a submodule imported since stays
         for name in [n for n, v in current.items() if n not in attrs and not inspect.ismodule(v)]:
-            changed.append(name)
             delattr(obj, name)
-    if changed:
-        warnings.warn(
-            f"{request.node.nodeid} left triton.language swapped ({len(changed)} names); restored", stacklevel=1
-        )
+
+
+@pytest.fixture(autouse=True)
+def _triton_language_restored():
+    yield
+    restore_triton_language()

@@ -123,3 +123,24 @@ def test_fast_is_the_kernel_itself_when_off_or_for_stand_ins(monkeypatch):
     assert _launch.fast(stand_in) is stand_in  # e.g. the interpreter's kernels, or a test's launch counter
     monkeypatch.setattr(_launch, "_SUPPORTED", False)  # a Triton version the path does not mirror
     assert _launch.fast(KERNEL) is KERNEL
+
+
+def _double(x):
+    return x * 2
+
+
+def test_conftest_restores_what_an_interpreted_device_call_swapped():
+    """conftest's fixture puts `triton.language` back after every test: an interpreted jit function called as a
+    device function swaps its builtins and, in triton 3.6, leaves them swapped (a later compile for sm_90 in the same
+    process can then fail)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from conftest import _LANG_SNAPSHOT, restore_triton_language
+
+    assert InterpretedFunction(_double)(3) == 6
+    if triton.__version__ == "3.6.0":  # the version CI pins; a later one may have fixed the leak
+        assert not tl.core.is_builtin(tl.core.tensor.__mul__), "triton 3.6 leaves the interpreted operators in place"
+    restore_triton_language()
+    assert tl.core.is_builtin(tl.core.tensor.__mul__) and tl.core.is_builtin(tl.program_id)
+    for obj, attrs in _LANG_SNAPSHOT:
+        assert all(vars(obj).get(name) is value for name, value in attrs.items()), obj
