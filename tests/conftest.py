@@ -26,8 +26,8 @@ def _seed():
 # operators, ...) for interpreted ones while a kernel runs. A jit function called as a device function
 # (`InterpretedFunction.__call__`, triton 3.6) swaps them too and never puts them back: in session 11's CI, 298 tests
 # ended with 64 names still swapped, and in an earlier run the sm_90 compile of tests/test_launch.py, in the same
-# worker process, failed with "'ir.value' object has no attribute 'dtype'". So every test ends with the language as
-# it was at import.
+# worker process, failed with "'ir.value' object has no attribute 'dtype'" (likely this; not reproduced). So every
+# test ends with the language as it was at import.
 def _language_objects() -> list:
     import triton.language as tl
 
