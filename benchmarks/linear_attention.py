@@ -256,9 +256,18 @@ def fla_chunk_child(d: int, lengths: list[int]) -> None:
     call's time limit)."""
     from fla.ops.linear_attn import chunk_linear_attn, fused_chunk_linear_attn
 
+    def inputs(L: int) -> tuple:
+        """elu+1 features of width d, the benchmark's v and upstream gradient: ``(leaves, do)``."""
+        _, _, v, do = make_inputs(L)
+        g = torch.Generator(device=DEV).manual_seed(d)
+        x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
+        pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)
+        return (pq, pk, v), do
+
     kernels = [("fused_chunk_linear_attn", fused_chunk_linear_attn)]
     if d >= 64:
         kernels.append(("chunk_linear_attn", chunk_linear_attn))
+    per_length = {L: inputs(L) for L in lengths}  # built once, shared by the kernels
     for name, fn in kernels:
 
         def op(a, b, c, fn=fn):
@@ -266,11 +275,7 @@ def fla_chunk_child(d: int, lengths: list[int]) -> None:
 
         for L in lengths:
             try:
-                _, _, v, do = make_inputs(L)
-                g = torch.Generator(device=DEV).manual_seed(d)
-                x = torch.randn(2, B, L, H, d, device=DEV, dtype=torch.bfloat16, generator=g)
-                pq, pk = ((torch.nn.functional.elu(t.float()) + 1).to(torch.bfloat16) for t in x)  # elu+1 features
-                t_f, t_fb, t_fbc = time_fwd_bwd(op, (pq, pk, v), do, caller=True)
+                t_f, t_fb, t_fbc = time_fwd_bwd(op, *per_length[L], caller=True)
                 row = dict(kernel=name, L=L, fwd_ms=t_f, fwdbwd_ms=t_fb, fwdbwd_caller_ms=t_fbc)
                 print("ROW " + json.dumps(row), flush=True)
             except Exception as e:  # noqa: BLE001

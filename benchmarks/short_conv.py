@@ -154,7 +154,7 @@ def sweep(meta: dict, bw: float, shapes, bwd_sweep: dict) -> None:
             ref = gated_short_conv_reference(u[:1, :2048], gate[:1, :2048], w, b)[0]
             for BT, BC, NT, nw in FWD_SWEEP:
                 cfg = dict(BT=BT, BC=BC, NT=NT, num_warps=nw)
-                T._fwd_tiles = lambda C_, L_, K_=3, c=cfg: c
+                T._fwd_tiles = lambda C_, c=cfg: c
                 row = dict(kind="fwd", B=B, L=L, C=C, K=K, cfg=cfg)
                 try:
                     T.POISON_OUTPUTS = True

@@ -36,6 +36,7 @@ def _language_objects() -> list:
 
 
 _LANG_SNAPSHOT = [(obj, dict(vars(obj))) for obj in _language_objects()]
+_MISSING = object()
 
 
 def restore_triton_language() -> None:
@@ -43,7 +44,7 @@ def restore_triton_language() -> None:
     for obj, attrs in _LANG_SNAPSHOT:
         current = vars(obj)
         for name, value in attrs.items():
-            if current.get(name, _LANG_SNAPSHOT) is not value:
+            if current.get(name, _MISSING) is not value:
                 setattr(obj, name, value)
         # names added since (the interpreter adds some to tl.tensor); a submodule imported since stays
         for name in [n for n, v in current.items() if n not in attrs and not inspect.ismodule(v)]:

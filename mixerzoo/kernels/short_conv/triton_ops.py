@@ -207,7 +207,7 @@ def _tiles(C: int, K: int = 3) -> tuple[int, int, int]:
     return BT, BC, 4
 
 
-def _fwd_tiles(C: int, L: int, K: int = 3) -> dict:
+def _fwd_tiles(C: int) -> dict:
     """Forward tiles ``[BT, BC]``, NT of them per program along time: [32, 128] × 4 warps for every K.
 
     H200, fraction of copy bandwidth at 4×16384×4096 / 4×16384×1024 / 4×4096×1024 (K=3 unless said):
@@ -249,7 +249,7 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     B, L, C = u.shape
     K = weight.shape[1]
     y, ht = _empty(B, L, C, like=u), _empty(B, K - 1, C, like=u)
-    cfg = _fwd_tiles(C, L, K)
+    cfg = _fwd_tiles(C)
     grid = (cdiv(C, cfg["BC"]), cdiv(L, cfg["BT"] * cfg["NT"]), B)
     # the fast path's int32 offsets within a tile: (BT + K) rows of the widest row stride
     fast = FWD_FAST and (cfg["BT"] + K) * max(su[1], sg[1], C) + C < 2**31
