@@ -47,6 +47,26 @@ except ImportError:  # no triton: fast() is the identity
 
 _FLOAT = "fp32"
 
+try:  # griddepcontrol (programmatic dependent launch), Triton ≥ 3.4
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:
+    gdc_launch_dependents = gdc_wait = None
+
+# Programmatic dependent launch of the decode steps (sm_90+): a step's programs may be scheduled while the kernel
+# before it finishes; they wait for it (``griddepcontrol.wait``) before any memory access, then let the kernel after
+# them launch early in turn. ``MIXERZOO_STEP_PDL=1`` turns it on (an experiment, session 12).
+STEP_PDL: bool = os.environ.get("MIXERZOO_STEP_PDL", "0") == "1"
+
+
+def pdl_kwargs() -> dict:
+    """The PDL keywords of a decode step's launch (its kernel's ``PDL`` and Triton's ``launch_pdl``): none under
+    the interpreter (inline PTX), without ``griddepcontrol`` in this Triton, or with ``STEP_PDL`` off."""
+    from mixerzoo.kernels._checks import interpreting
+
+    if STEP_PDL and gdc_wait is not None and not interpreting():
+        return dict(PDL=True, launch_pdl=True)
+    return {}
+
 
 def arg_key(a):
     """What Triton's specialization of a runtime argument can depend on, or finer; anything else by value."""

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
+from mixerzoo.kernels._launch import gdc_launch_dependents, gdc_wait
 
 __all__ = ["gated_short_conv_step_triton", "gated_short_conv_triton"]
 
@@ -69,10 +70,20 @@ def _silu_gate(b_z, b_g, FAST: tl.constexpr):
 
 
 @triton.jit
+def _silu_gate_tanh(b_z, b_g):
+    """``silu(z)·g = h·(1 + tanh h)·g`` with ``h = z/2``: one ``tanh.approx.f32`` (one MUFU op per element, where
+    ``_silu_gate``'s FAST form issues two: ex2 and the reciprocal). Its relative error (≤ 2^−10.7) is below bf16's
+    rounding (2^−9): bf16 outputs only, and never under the interpreter (inline PTX)."""
+    b_h = 0.5 * b_z
+    b_t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [b_h], dtype=tl.float32, is_pure=True, pack=1)
+    return (b_h * b_t + b_h) * b_g
+
+
+@triton.jit
 def gated_short_conv_fwd_kernel(
     p_u, p_g, p_w, p_bias, p_h0, p_y, p_ht, L, C, sbu, stu, sbg, stg,
     K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, NT: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_H0: tl.constexpr, FAST: tl.constexpr,
+    HAS_H0: tl.constexpr, FAST: tl.constexpr, TANH: tl.constexpr = False,
 ):  # fmt: skip
     """One program: channels ``o_c`` of sequence i_b over NT consecutive ``BT``-row tiles (rows
     ``i_t·NT·BT …``); the K−1 halo rows of each tile were loaded by the tile before it (L1 hits). Channel
@@ -102,7 +113,11 @@ def gated_short_conv_fwd_kernel(
             p_gt = p_g + i_b.to(tl.int64) * sbg + t0.to(tl.int64) * stg
             b_g = tl.load(p_gt + r_t[:, None] * stg + o_c[None, :]).to(tl.float32)
             p_yt = p_y + (i_b.to(tl.int64) * L + t0) * C
-            tl.store(p_yt + r_t[:, None] * C + o_c[None, :], _silu_gate(b_z, b_g, True).to(p_y.dtype.element_ty))
+            if TANH:
+                b_y = _silu_gate_tanh(b_z, b_g)
+            else:
+                b_y = _silu_gate(b_z, b_g, True)
+            tl.store(p_yt + r_t[:, None] * C + o_c[None, :], b_y.to(p_y.dtype.element_ty))
         else:
             o_t = t0 + r_t
             m_tc = (o_t[:, None] < L) & m_c[None, :]
@@ -176,10 +191,15 @@ def gated_short_conv_bwd_kernel(
 
 @triton.jit
 def gated_short_conv_step_kernel(
-    p_u, p_g, p_h, p_w, p_bias, p_y, C, sbu, sbg, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr
-):
+    p_u, p_g, p_h, p_w, p_bias, p_y, C, sbu, sbg, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr,
+    PDL: tl.constexpr = False,
+):  # fmt: skip
     """One token; the program owns channels ``o_c`` of sequence ``i_b``: reads the K−1 state rows, then shifts them.
-    u and gate rows at batch strides ``sbu``, ``sbg`` (views of one projection); y contiguous."""
+    u and gate rows at batch strides ``sbu``, ``sbg`` (views of one projection); y contiguous. ``PDL``: as the
+    window's step (``_launch.STEP_PDL``)."""
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
@@ -234,6 +254,10 @@ def _contig(t: Tensor | None) -> Tensor | None:
 # 81 -> 92% at 4x16384x4096 (K=3); K=4 unchanged (70%). On by default; ``MIXERZOO_CONV_FWD_FAST=0`` turns it off.
 FWD_FAST: bool = os.environ.get("MIXERZOO_CONV_FWD_FAST", "1") == "1"
 
+# The FAST path's SiLU through one ``tanh.approx.f32`` (``_silu_gate_tanh``) for bf16 outputs on the GPU:
+# ``MIXERZOO_CONV_FWD_TANH=1`` (an experiment, session 12).
+FWD_TANH: bool = os.environ.get("MIXERZOO_CONV_FWD_TANH", "0") == "1"
+
 POISON_OUTPUTS = False  # tests set this: outputs start as NaN, so an element no program writes shows up
 
 
@@ -255,7 +279,8 @@ def _fwd(u: Tensor, gate: Tensor, weight: Tensor, bias: Tensor | None, h0: Tenso
     fast = FWD_FAST and (cfg["BT"] + K) * max(su[1], sg[1], C) + C < 2**31
     _launch.fast(gated_short_conv_fwd_kernel)[grid](
         u, gate, weight, bias if bias is not None else u, h0 if h0 is not None else u, y, ht, L, C,
-        su[0], su[1], sg[0], sg[1], K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast, **cfg,
+        su[0], su[1], sg[0], sg[1], K=K, HAS_BIAS=bias is not None, HAS_H0=h0 is not None, FAST=fast,
+        TANH=fast and FWD_TANH and y.dtype == torch.bfloat16 and not interpreting(), **cfg,
     )  # fmt: skip
     return y, ht
 
@@ -382,6 +407,7 @@ def gated_short_conv_step(u: Tensor, gate: Tensor, state: Tensor, weight: Tensor
         BC=BC,
         HAS_BIAS=bias is not None,
         num_warps=4,
+        **_launch.pdl_kwargs(),
     )
     return y
 

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2, unit_stride_rows
+from mixerzoo.kernels._launch import gdc_launch_dependents, gdc_wait
 
 __all__ = ["sliding_window_step_triton", "sliding_window_triton"]
 
@@ -314,7 +315,7 @@ def sliding_window_step_kernel(
     s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
-    DENSE: tl.constexpr, DYN: tl.constexpr = False,
+    DENSE: tl.constexpr, DYN: tl.constexpr = False, PDL: tl.constexpr = False,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
@@ -325,6 +326,9 @@ def sliding_window_step_kernel(
     there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and
     v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection row need no copy); the
     rings and o contiguous."""
+    if PDL:  # launched before the previous kernel ended (``_launch.STEP_PDL``): wait for it before any memory access
+        gdc_wait()
+        gdc_launch_dependents()
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
@@ -731,7 +735,7 @@ def sliding_window_step(
         scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
         POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DYN=not interpreting(),
-        num_warps=nw,
+        num_warps=nw, **_launch.pdl_kwargs(),
     )  # fmt: skip
     if S > 1:
         _launch.fast(sliding_window_step_combine_kernel)[(B * H,)](
