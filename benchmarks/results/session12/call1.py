@@ -104,7 +104,7 @@ def part2(bw):
             ck0, cv0 = data[0][3].clone(), data[0][4].clone()
             o = ST.sliding_window_step_triton(*data[0][:3], ck0, cv0, pos)
             outs.setdefault(pdl, (o, ck0, cv0))
-            us = graph_time_us(lambda i: ST.sliding_window_step_triton(*data[i], pos), max(20, sets))
+            us = graph_time_us(lambda i: ST.sliding_window_step_triton(*data[i % sets], pos), max(20, sets))
             print(
                 f"window step B={B} W={W} d={d}: PDL {pdl}: {us:6.2f} us ({nb / us / 1e3 / (bw / 1e9):4.0%})",
                 flush=True,
