@@ -67,12 +67,13 @@ def part1(bw):
             "add": (lambda i: torch.add(us_[i], gs_[i], out=ys_[i]), 1.0),
             "copy": (lambda i: ys_[i].copy_(us_[i]), 2 / 3),
         }
+        base = None
         for name, tanh, tiles in [("conv", False, (32, 128, 4)), ("conv-tanh", True, (32, 128, 4)),
                                   ("conv-tanh-16", True, (16, 128, 4)), ("conv-16", False, (16, 128, 4))]:  # fmt: skip
             y = conv(0, tanh, tiles).double()
             err = ((y - ref).norm() / ref.norm()).item()
             mx = (y - ref).abs().max().item()
-            base = y if name == "conv" else base
+            base = y if base is None else base
             dif = (y - base).abs().max().item()
             print(f"  {B}x{L}x{C} {name}: rel err {err:.4e}, max abs {mx:.3e}, max |y - conv| {dif:.3e}", flush=True)
             fns[name] = ((lambda i, t=tanh, tl_=tiles: conv(i, t, tl_)), 1.0)
