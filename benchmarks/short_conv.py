@@ -310,6 +310,16 @@ def main() -> None:
                 row[f"{name}_fwdbwd_GBps"] = 8 * n / (ms * 1e-3) / 1e9
             except Exception as e:
                 row[f"{name}_error"] = repr(e)[:200]
+        # the kernel without the host: CUDA graphs of consecutive forwards over cold input sets (ours bare, and add)
+        n_sets = max(2, min(20, math.ceil(2.5e9 / (3 * n))))
+        with torch.no_grad():
+            cold = [(torch.randn_like(u), torch.randn_like(gate)) for _ in range(n_sets)]
+            wd, bd = w.detach(), b.detach()
+            for name, f in (("nograd", lambda i: T.gated_short_conv_triton(*cold[i], wd, bd)[0]),
+                            ("add", lambda i: torch.add(*cold[i]))):  # fmt: skip
+                row[f"{name}_graph_ms"] = ms = graph_time_us(f, n_sets) / 1e3
+                row[f"{name}_graph_GBps"] = 3 * n / (ms * 1e-3) / 1e9
+        cold = None  # free the sets before the next shape
         rows.append(row)
         print(json.dumps({k_: (round(v_, 4) if isinstance(v_, float) else v_) for k_, v_ in row.items()}))
 
@@ -380,19 +390,27 @@ def main() -> None:
         "`general` = the forward with `triton_ops.FWD_FAST` off (every tile on the masked path; the default FAST path "
         "runs unmasked interior tiles with an approximate sigmoid).",
         "",
-        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | u + gate / copy bw | general fwd ms | general / copy bw | "
+        "`graph` = the kernel without the host: a CUDA graph of consecutive forwards over cold input sets (no-grad "
+        "launch, and `u + gate`), ms per forward. At small shapes do_bench's columns include host time (the next "
+        "launch is not queued before the L2 flush ends) and the write-back of the flush's dirty lines.",
+        "",
+        "| B | L | C | K | ours fwd ms | GB/s | / copy bw | u + gate / copy bw | ours graph ms | ours graph / copy bw | "
+        "u + gate graph / copy bw | general fwd ms | general / copy bw | "
         "no-grad fwd ms | no-grad / copy bw | "
         "custom op fwd ms | "
         "v1 fwd ms | v1 / copy bw | conv1d eager | conv1d compiled | "
         "ours f+b ms | GB/s | conv1d eager f+b | conv1d compiled f+b |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-        "| --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         gbps = r.get("mixerzoo_triton_fwd_GBps")
         lines.append(
             f"| {r['B']} | {r['L']} | {r['C']} | {r['K']} | {fmt(r.get('mixerzoo_triton_fwd_ms'))} | {fmt(gbps)} | "
             f"{fmt(gbps / bw if gbps else None)} | {fmt(r['add_fwd_GBps'] / bw if r.get('add_fwd_GBps') else None)} | "
+            f"{fmt(r.get('nograd_graph_ms'))} | "
+            f"{fmt(r['nograd_graph_GBps'] / bw if r.get('nograd_graph_GBps') else None)} | "
+            f"{fmt(r['add_graph_GBps'] / bw if r.get('add_graph_GBps') else None)} | "
             f"{fmt(r.get('general_fwd_ms'))} | "
             f"{fmt(r['general_fwd_GBps'] / bw if r.get('general_fwd_GBps') else None)} | "
             f"{fmt(r.get('nograd_fwd_ms'))} | "

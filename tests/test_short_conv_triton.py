@@ -361,3 +361,57 @@ def test_gpu_step_cuda_graph(dtype):
             graph.replay()
             assert_close(f"graph step {t}", y_out, y_ref[:, t], dtype)
         assert torch.equal(state.double(), ht_ref)
+
+
+@gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_gpu_tanh_silu_is_as_accurate_as_the_sigmoid_form(monkeypatch, scale):
+    """``FWD_TANH`` (bf16, on by default): the forward's error against fp64 within 2% of the sigmoid form's (both are
+    bf16's rounding of y), and no element further from the fp64 value than the sigmoid form's worst by more than
+    ``|z|/2 · 2^−10 · |gate|`` (tanh.approx's error, doubled). scale 8: pre-activations out to ±40, deep in the
+    saturated tails."""
+    u, gate, w, b, _ = make(4, 1000, 1024, 3, torch.bfloat16, "cuda", True, False, scale=scale, seed=3)
+    with torch.no_grad():
+        y_ref, _ = gated_short_conv_reference(u, gate, w, b)
+        outs = {}
+        for tanh in (False, True):
+            monkeypatch.setattr(T, "FWD_TANH", tanh)
+            outs[tanh] = gated_short_conv(u, gate, w, b, backend="triton")[0].double()
+        x = torch.cat([torch.zeros_like(u[:, :2]), u], 1).double()
+        pre = b.double() + sum(w[:, k].double() * x[:, k : k + u.shape[1]] for k in range(3))  # z, fp64
+        bound = (outs[False] - y_ref).abs().max() + pre.abs() / 2 * 2**-10 * gate.double().abs()
+    err = {k: rel_err(v, y_ref) for k, v in outs.items()}
+    assert err[True] <= 1.02 * err[False], f"tanh form's error {err[True]:.4e} vs sigmoid form's {err[False]:.4e}"
+    worst = ((outs[True] - y_ref).abs() - bound).max().item()
+    assert worst <= 0, f"an element {worst:.3g} past the bound"
+
+
+@gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_step_pdl_chain_equals_plain_launches(monkeypatch):
+    """Programmatic dependent launch (``_launch.STEP_PDL``, on by default on sm_90+): 24 steps back to back in one
+    CUDA graph, each reading the state the step before wrote, give bit-equal outputs and states with and without it."""
+    from mixerzoo.kernels import _launch
+
+    if not _launch.pdl_kwargs(torch.empty(1, device="cuda")) and _launch.STEP_PDL:
+        pytest.skip("no programmatic dependent launch on this GPU (sm_90+)")
+    B, C, K, n = 64, 4096, 3, 24
+    u, gate, w, b, h0 = make(B, n, C, K, torch.bfloat16, "cuda", True, True, seed=5)
+    res = {}
+    with torch.no_grad():
+        for pdl in (False, True):
+            monkeypatch.setattr(_launch, "STEP_PDL", pdl)
+            state = h0.detach().clone()
+            T.gated_short_conv_step_triton(u[:, 0], gate[:, 0], state.clone(), w, b)  # compile outside the capture
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                ys = [T.gated_short_conv_step_triton(u[:, t], gate[:, t], state, w, b) for t in range(n)]
+            state.copy_(h0)
+            graph.replay()
+            torch.cuda.synchronize()
+            res[pdl] = (torch.stack(ys, 1), state)
+    y_ref, ht_ref = gated_short_conv_reference(u, gate, w, b, h0)
+    assert_close("y (PDL)", res[True][0], y_ref, torch.bfloat16)
+    assert torch.equal(res[True][1].double(), ht_ref)
+    assert torch.equal(res[True][0], res[False][0]) and torch.equal(res[True][1], res[False][1])

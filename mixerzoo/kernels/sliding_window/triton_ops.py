@@ -735,7 +735,7 @@ def sliding_window_step(
         scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
         POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DYN=not interpreting(),
-        num_warps=nw, **_launch.pdl_kwargs(),
+        num_warps=nw, **_launch.pdl_kwargs(q),
     )  # fmt: skip
     if S > 1:
         _launch.fast(sliding_window_step_combine_kernel)[(B * H,)](
