@@ -53,18 +53,19 @@ except ImportError:
     gdc_launch_dependents = gdc_wait = None
 
 # Programmatic dependent launch of the decode steps (sm_90+): a step's programs may be scheduled while the kernel
-# before it finishes; they wait for it (``griddepcontrol.wait``) before any memory access, then let the kernel after
-# them launch early in turn. H200, session 12 (``results/session12/call1``, a CUDA graph of consecutive steps): window
-# step 12.05 -> 11.80 µs at B=64 and 35.9 -> 35.3 at B=256 (W=64, d=128, H=16), conv step 3.27 -> 2.69 µs at B=64 and
-# 6.68 -> 6.53 at B=256 (C=4096), outputs and states bit-equal. ``MIXERZOO_STEP_PDL=0`` turns it off.
-STEP_PDL: bool = os.environ.get("MIXERZOO_STEP_PDL", "1") == "1"
+# before it finishes; they wait for it (``griddepcontrol.wait``) before any memory access. ``STEP_PDL``: 0 off, 1 that
+# wait, 2 the wait and then ``griddepcontrol.launch_dependents`` (the kernel after may launch at once instead of when
+# this one's programs exit). H200, session 12 (``results/session12/call1``, a CUDA graph of consecutive steps, mode 2):
+# window step 12.05 -> 11.80 µs at B=64 and 35.9 -> 35.3 at B=256 (W=64, d=128, H=16), conv step 3.27 -> 2.69 µs at
+# B=64 and 6.68 -> 6.53 at B=256 (C=4096), outputs and states bit-equal. ``MIXERZOO_STEP_PDL`` sets it.
+STEP_PDL: int = int(os.environ.get("MIXERZOO_STEP_PDL", "2"))
 _PDL_DEVICES: dict = {}  # device index -> compute capability ≥ 9.0
 
 
 def pdl_kwargs(t: torch.Tensor) -> dict:
     """The PDL keywords of a decode step's launch on ``t``'s device (its kernel's ``PDL`` and Triton's
     ``launch_pdl``): none under the interpreter (inline PTX), before sm_90, without ``griddepcontrol`` in this
-    Triton, or with ``STEP_PDL`` off."""
+    Triton, or with ``STEP_PDL`` 0."""
     from mixerzoo.kernels._checks import interpreting
 
     if not STEP_PDL or gdc_wait is None or t.device.type != "cuda" or interpreting():
@@ -73,7 +74,7 @@ def pdl_kwargs(t: torch.Tensor) -> dict:
     ok = _PDL_DEVICES.get(i)
     if ok is None:
         ok = _PDL_DEVICES[i] = torch.cuda.get_device_capability(i)[0] >= 9
-    return dict(PDL=True, launch_pdl=True) if ok else {}
+    return dict(PDL=STEP_PDL, launch_pdl=True) if ok else {}
 
 
 def arg_key(a):

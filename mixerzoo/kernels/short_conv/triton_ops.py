@@ -192,13 +192,14 @@ def gated_short_conv_bwd_kernel(
 @triton.jit
 def gated_short_conv_step_kernel(
     p_u, p_g, p_h, p_w, p_bias, p_y, C, sbu, sbg, K: tl.constexpr, BC: tl.constexpr, HAS_BIAS: tl.constexpr,
-    PDL: tl.constexpr = False,
+    PDL: tl.constexpr = 0,
 ):  # fmt: skip
     """One token; the program owns channels ``o_c`` of sequence ``i_b``: reads the K−1 state rows, then shifts them.
     u and gate rows at batch strides ``sbu``, ``sbg`` (views of one projection); y contiguous. ``PDL``: as the
     window's step (``_launch.STEP_PDL``)."""
-    if PDL:
+    if PDL > 0:
         gdc_wait()
+    if PDL > 1:
         gdc_launch_dependents()
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     o_c = i_c * BC + tl.arange(0, BC)

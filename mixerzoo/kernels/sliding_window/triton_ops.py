@@ -315,7 +315,7 @@ def sliding_window_step_kernel(
     s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
-    DENSE: tl.constexpr, DYN: tl.constexpr = False, PDL: tl.constexpr = False,
+    DENSE: tl.constexpr, DYN: tl.constexpr = False, PDL: tl.constexpr = 0,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
@@ -326,8 +326,11 @@ def sliding_window_step_kernel(
     there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and
     v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection row need no copy); the
     rings and o contiguous."""
-    if PDL:  # launched before the previous kernel ended (``_launch.STEP_PDL``): wait for it before any memory access
+    if (
+        PDL > 0
+    ):  # launched before the previous kernel ended (``_launch.STEP_PDL``): wait for it before any memory access
         gdc_wait()
+    if PDL > 1:  # and let the next kernel launch now
         gdc_launch_dependents()
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
