@@ -54,11 +54,13 @@ except ImportError:
 
 # Programmatic dependent launch of the decode steps (sm_90+): a step's programs may be scheduled while the kernel
 # before it finishes; they wait for it (``griddepcontrol.wait``) before any memory access. ``STEP_PDL``: 0 off, 1 that
-# wait, 2 the wait and then ``griddepcontrol.launch_dependents`` (the kernel after may launch at once instead of when
-# this one's programs exit). H200, session 12 (``results/session12/call1``, a CUDA graph of consecutive steps, mode 2):
-# window step 12.05 -> 11.80 µs at B=64 and 35.9 -> 35.3 at B=256 (W=64, d=128, H=16), conv step 3.27 -> 2.69 µs at
-# B=64 and 6.68 -> 6.53 at B=256 (C=4096), outputs and states bit-equal. ``MIXERZOO_STEP_PDL`` sets it.
-STEP_PDL: int = int(os.environ.get("MIXERZOO_STEP_PDL", "2"))
+# wait (the default), 2 the wait and then ``griddepcontrol.launch_dependents`` (the kernel after may launch at once
+# instead of when this one's programs exit). H200, session 12 (``results/session12/call3``, a CUDA graph of consecutive
+# steps, µs per step for modes 0 / 1 / 2): window step (W=64, d=128, H=16) 3.16 / 2.89 / 2.86 at B=1, 6.69 / 6.06 /
+# 7.06 at B=16, 12.42 / 11.82 / 11.81 at B=64, 36.27 / 35.66 / 35.68 at B=256; conv step (C=4096) 1.65 / 1.24 / 1.26,
+# 1.79 / 1.37 / 1.38, 3.19 / 2.58 / 2.70, 6.52 / 5.91 / 6.39; outputs and states bit-equal in every mode.
+# ``MIXERZOO_STEP_PDL`` sets it.
+STEP_PDL: int = int(os.environ.get("MIXERZOO_STEP_PDL", "1"))
 _PDL_DEVICES: dict = {}  # device index -> compute capability ≥ 9.0
 
 
