@@ -326,11 +326,11 @@ def sliding_window_step_kernel(
     there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and
     v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection row need no copy); the
     rings and o contiguous."""
-    if (
-        PDL > 0
-    ):  # launched before the previous kernel ended (``_launch.STEP_PDL``): wait for it before any memory access
+    # PDL (``_launch.STEP_PDL``): launched before the kernel before it ended, wait for it before any memory access;
+    # mode 2 then lets the kernel after this one launch at once
+    if PDL > 0:
         gdc_wait()
-    if PDL > 1:  # and let the next kernel launch now
+    if PDL > 1:
         gdc_launch_dependents()
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
