@@ -4,5 +4,5 @@ export PYTHONPATH=$PWD
 for args in "based-360m 1 0 0" "based-360m 1 0 1" "based-360m 1 1 1" "based-360m 128 0 0" "based-360m 128 0 1" \
             "based-360m 128 1 1" "transformer-360m 1 0 0" "transformer-360m 1 1 1"; do
   echo "== $args"
-  timeout 100 python3 benchmarks/results/session12/pdl_step.py $args 2>&1 | grep -v Warning | tail -3
+  timeout 66 python3 benchmarks/results/session12/pdl_step.py $args 2>&1 | grep -v Warning | tail -3
 done
