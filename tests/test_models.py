@@ -257,6 +257,19 @@ def test_compiled_decode_step_of_a_preset_at_reduced_width():
     assert torch.equal(model.generate(prompt, 6), model.generate(prompt, 6, compile_step=True))
 
 
+def test_compiled_step_asks_inductor_for_pdl_beside_the_modes_own_options():
+    """The decode step's compile (``STEP_INDUCTOR_PDL``): a mode's options plus ``triton.enable_pdl`` (torch.compile
+    takes a mode or options, not both); without PDL, the mode itself."""
+    from mixerzoo.models.lm import _compile_kwargs
+
+    assert _compile_kwargs("default", False) == {"mode": None}
+    assert _compile_kwargs("max-autotune-no-cudagraphs", False) == {"mode": "max-autotune-no-cudagraphs"}
+    if hasattr(torch._inductor.config.triton, "enable_pdl"):
+        assert _compile_kwargs("default", True) == {"options": {"triton.enable_pdl": True}}
+        opts = _compile_kwargs("max-autotune-no-cudagraphs", True)["options"]
+        assert opts["triton.enable_pdl"] and opts["max_autotune"] and opts["coordinate_descent_tuning"]
+
+
 def test_compile_step_rejects_modes_with_their_own_cuda_graphs():
     model = zoo.build("conv3", d_model=16, vocab_size=10)
     with pytest.raises(ValueError, match="without its own CUDA graphs"):
