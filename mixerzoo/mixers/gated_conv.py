@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mixerzoo.kernels import gated_short_conv, gated_short_conv_step
+from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import LayerContext, Mixer, State
 from mixerzoo.registry import register_mixer
 
@@ -42,11 +43,11 @@ class GatedConv(Mixer):
             raise ValueError(f"conv: kernel_size and expand must be >= 1, got {config.kernel_size}, {config.expand}")
         self.config = dataclasses.replace(config)
         self.channels = config.expand * ctx.d_model
-        self.in_proj = nn.Linear(ctx.d_model, 2 * self.channels)
+        self.in_proj = Linear(ctx.d_model, 2 * self.channels)
         self.conv_weight = nn.Parameter(torch.empty(self.channels, config.kernel_size))  # [C, K]
         self.conv_bias = nn.Parameter(torch.zeros(self.channels))
         nn.init.uniform_(self.conv_weight, -1 / math.sqrt(config.kernel_size), 1 / math.sqrt(config.kernel_size))
-        self.out_proj = nn.Linear(self.channels, ctx.d_model)
+        self.out_proj = Linear(self.channels, ctx.d_model)
 
     def forward(self, x: Tensor, state: State | None = None, return_state: bool = False):
         self._check_input(x, self.ctx.d_model, self.token or "conv")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mixerzoo.feature_maps import FeatureMap
 from mixerzoo.kernels import linear_attention, linear_attention_step
+from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import LayerContext, Mixer, State
 
 __all__ = ["LinearAttention", "LinearAttentionConfig"]
@@ -61,10 +62,10 @@ class LinearAttention(Mixer):
         self.config = dataclasses.replace(config, heads=heads, normalize=normalize)
         self.heads, self.d_prime, self.head_dim = heads, config.d_prime, ctx.d_model // heads
         self.feature_map = feature_map
-        self.q_proj = nn.Linear(ctx.d_model, heads * config.d_prime, bias=False)
-        self.k_proj = nn.Linear(ctx.d_model, heads * config.d_prime, bias=False)
-        self.v_proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
-        self.out_proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
+        self.q_proj = Linear(ctx.d_model, heads * config.d_prime, bias=False)
+        self.k_proj = Linear(ctx.d_model, heads * config.d_prime, bias=False)
+        self.v_proj = Linear(ctx.d_model, ctx.d_model, bias=False)
+        self.out_proj = Linear(ctx.d_model, ctx.d_model, bias=False)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         lead = x.shape[:-1]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import LayerContext, Mixer, State
 from mixerzoo.mixers.rotary import rotary_angles, rotary_table, rotate
 
@@ -28,8 +29,8 @@ class RotaryQKVMixer(Mixer):
     def _init_projections(self, heads: int | None, kv_heads: int | None, name: str) -> None:
         self.heads, self.kv_heads, self.head_dim = attention_heads(self.ctx, heads, kv_heads, name)
         d = self.ctx.d_model
-        self.qkv_proj = nn.Linear(d, d + 2 * self.kv_heads * self.head_dim, bias=False)
-        self.out_proj = nn.Linear(d, d, bias=False)
+        self.qkv_proj = Linear(d, d + 2 * self.kv_heads * self.head_dim, bias=False)
+        self.out_proj = Linear(d, d, bias=False)
 
     def _qkv(self, x: Tensor, positions: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
         """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``.

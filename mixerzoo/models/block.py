@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import Mixer, State
 
 __all__ = ["MLP", "Block", "RMSNorm", "Stack"]
@@ -36,11 +37,11 @@ class MLP(nn.Module):
         self.kind = kind
         if kind == "swiglu":
             hidden = 64 * ((8 * d_model // 3 + 63) // 64)
-            self.up = nn.Linear(d_model, 2 * hidden, bias=False)
-            self.down = nn.Linear(hidden, d_model, bias=False)
+            self.up = Linear(d_model, 2 * hidden, bias=False)
+            self.down = Linear(hidden, d_model, bias=False)
         elif kind == "gelu":
-            self.up = nn.Linear(d_model, 4 * d_model)
-            self.down = nn.Linear(4 * d_model, d_model)
+            self.up = Linear(d_model, 4 * d_model)
+            self.down = Linear(4 * d_model, d_model)
         else:
             raise ValueError(f"unknown mlp kind {kind!r}; choose 'swiglu', 'gelu' or 'none'")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import State
 from mixerzoo.models.block import RMSNorm, Stack
 
@@ -108,7 +109,7 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, stack.d_model)
         self.stack = stack
         self.norm = RMSNorm(stack.d_model)
-        self.head = nn.Linear(stack.d_model, -(-vocab_size // HEAD_ALIGN) * HEAD_ALIGN, bias=False)
+        self.head = Linear(stack.d_model, -(-vocab_size // HEAD_ALIGN) * HEAD_ALIGN, bias=False)
 
     @property
     def spec(self) -> str:
