@@ -84,6 +84,12 @@ def test_decode_linear_rejects_bad_input():
         triton_ops.decode_linear_triton(x, w.double())
 
 
+def test_decode_gemv_is_off_by_default():
+    """Until its GPU tests have run on a GPU (the module docstring): ``MIXERZOO_DECODE_GEMV=1`` turns it on."""
+    if os.environ.get("MIXERZOO_DECODE_GEMV") is None:
+        assert D.DECODE_GEMV is False
+
+
 def test_linear_is_nn_linear_off_cuda():
     """Same parameters and state dict as nn.Linear; off CUDA (and with autograd) every call is F.linear, exactly."""
     torch.manual_seed(0)
@@ -122,9 +128,15 @@ def test_gpu_decode_linear_matches_fp64(N, K, has_bias, dtype):
     check(N, K, has_bias, dtype, "cuda", seed=N + K)
 
 
+@pytest.fixture
+def gemv_on(monkeypatch):
+    """``DECODE_GEMV`` on (off by default until these tests have run on a GPU)."""
+    monkeypatch.setattr(D, "DECODE_GEMV", True)
+
+
 @gpu
 @needs_cuda
-def test_gpu_linear_takes_the_gemv_for_one_row_without_autograd():
+def test_gpu_linear_takes_the_gemv_for_one_row_without_autograd(gemv_on):
     lin = D.Linear(1024, 3072, bias=False, device="cuda", dtype=torch.bfloat16)
     x = torch.randn(1, 1024, device="cuda", dtype=torch.bfloat16)
     assert not D.uses_decode_gemv(x, lin.weight)  # the weight needs grad and grad mode is on
@@ -139,7 +151,7 @@ def test_gpu_linear_takes_the_gemv_for_one_row_without_autograd():
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("spec", ["taylor16-sw8-conv3-attn", "based-360m"])
-def test_gpu_batch_one_generation_graphed_and_compiled_equals_eager(spec):
+def test_gpu_batch_one_generation_graphed_and_compiled_equals_eager(gemv_on, spec):
     """At batch 1 every projection of the decode step is the GEMV (with PDL on sm_90+): eager, graphed and compiled
     generations agree token for token."""
     torch.manual_seed(0)
