@@ -53,7 +53,7 @@ def uses_decode_gemv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> b
 
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same state dict) whose single-row CUDA calls without autograd (the decode step
-    at batch 1, its head included) take the GEMV; every other call is ``F.linear``."""
+    at batch 1, its head included) take the GEMV when ``DECODE_GEMV`` is on; every other call is ``F.linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
         if uses_decode_gemv(x, self.weight, self.bias):
