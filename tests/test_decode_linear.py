@@ -104,6 +104,28 @@ def test_linear_is_nn_linear_off_cuda():
     assert torch.equal(lin(x), ref(x))
 
 
+@cpu_only
+def test_batch_one_generation_through_the_gemv_equals_f_linear(monkeypatch):
+    """The GEMV inside a model's decode step (eager and compiled), on the CPU under the interpreter: every single-row
+    projection routed to it (``uses_decode_gemv`` patched to ignore the device) generates the same tokens as
+    ``F.linear``, and the custom op is what the step called."""
+    torch.manual_seed(0)
+    model = zoo.build("taylor4-sw8-conv3-attn", d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
+    prompt = torch.randint(0, 50, (1, 5))
+    ref = model.generate(prompt, 6)
+    calls = []
+
+    def on_cpu(x, weight, bias=None):
+        single = x.numel() == weight.shape[-1] and not torch.is_grad_enabled()
+        calls.append(single)
+        return single
+
+    monkeypatch.setattr(D, "uses_decode_gemv", on_cpu)
+    assert torch.equal(model.generate(prompt, 6), ref)
+    assert any(calls), "no projection took the GEMV"
+    assert torch.equal(model.generate(prompt, 6, compile_step=True), ref)
+
+
 def test_models_use_linear_for_every_projection():
     model = zoo.build("taylor4-sw8-conv3-attn", d_model=32, vocab_size=50, n_heads=2)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
