@@ -30,6 +30,8 @@ import os
 
 import torch
 
+from mixerzoo.kernels._checks import interpreting
+
 FAST_LAUNCH: bool = os.environ.get("MIXERZOO_FAST_LAUNCH", "1") != "0"
 
 _KNOWN = ("3.6.",)  # Triton versions whose JITFunction.run / CompiledKernel.run call this mirrors
@@ -68,8 +70,6 @@ def pdl_kwargs(t: torch.Tensor) -> dict:
     """The PDL keywords of a decode step's launch on ``t``'s device (its kernel's ``PDL`` and Triton's
     ``launch_pdl``): none under the interpreter (inline PTX), before sm_90, without ``griddepcontrol`` in this
     Triton, or with ``STEP_PDL`` 0."""
-    from mixerzoo.kernels._checks import interpreting
-
     if not STEP_PDL or gdc_wait is None or t.device.type != "cuda" or interpreting():
         return {}
     i = t.device.index if t.device.index is not None else torch.cuda.current_device()

@@ -31,7 +31,7 @@ from mixerzoo.kernels._checks import load_triton_ops
 __all__ = ["DECODE_GEMV", "Linear", "uses_decode_gemv"]
 
 DECODE_GEMV: bool = os.environ.get("MIXERZOO_DECODE_GEMV", "0") == "1"
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # x, weight and bias; defined before triton_ops imports it
 
 _TRITON_OPS = load_triton_ops("mixerzoo.kernels.decode_linear.triton_ops")
 

@@ -16,11 +16,11 @@ from torch import Tensor
 from mixerzoo.kernels import _launch
 from mixerzoo.kernels._checks import cdiv, interpreting, next_pow2
 from mixerzoo.kernels._launch import gdc_wait
+from mixerzoo.kernels.decode_linear import DTYPES
 
 __all__ = ["decode_linear", "decode_linear_triton"]
 
 CHUNK_BYTES = 8192  # of one weight row per chunk: BN·8 KB = 32 KB of weights per program in registers (4,096 bf16)
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @triton.jit
