@@ -1,10 +1,12 @@
 """Session 13: does a model's compiled batch-1 step time depend on what ran before it in the process? Call 1 timed
 Based-360M's compiled step alone in a fresh process (``pdl_step.py``, 0.572 ms); call 3's generation table, where the
-eager step of the same model ran first, 0.655 ms. Here one process: compiled, eager, compiled, on one model.
+eager step of the same model ran first, 0.655 ms. Here one process and one model, the steps in the given order
+(``c`` compiled, ``e`` eager, ``g`` a ``gc.collect()`` and ``torch.cuda.empty_cache()``), e.g. ``cec``.
 
-    PYTHONPATH=$PWD python3 benchmarks/results/session13/order.py [MODEL]
+    PYTHONPATH=$PWD python3 benchmarks/results/session13/order.py [MODEL [ORDER]]
 """
 
+import gc
 import json
 import sys
 
@@ -15,7 +17,11 @@ from mixerzoo import bench
 name = sys.argv[1] if len(sys.argv) > 1 else "based-360m"
 ceil = bench.Ceilings(4.25e12, 756e12)  # the floors' ceilings as measured in earlier runs (only the ratio column)
 model = bench._build(name, torch.bfloat16)
-for compile_step in (True, False, True):
-    row = bench.bench_generate(name, 1, 1024, 128, ceil, model=model, compile_step=compile_step)
+for what in sys.argv[2] if len(sys.argv) > 2 else "cec":
+    if what == "g":
+        gc.collect()
+        torch.cuda.empty_cache()
+        continue
+    row = bench.bench_generate(name, 1, 1024, 128, ceil, model=model, compile_step=what == "c")
+    row["allocated_gb"] = torch.cuda.memory_allocated() / 1e9
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-    torch.cuda.empty_cache()
