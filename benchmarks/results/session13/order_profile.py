@@ -25,7 +25,7 @@ first, last = ({r["short"]: r["ms"] for r in rows[i]["top"]} for i in (0, 2))
 print("\n| kernel | compiled first, ms | after eager, ms |\n|---|---:|---:|")
 for k in sorted(set(first) | set(last), key=lambda k: -abs(last.get(k, 0) - first.get(k, 0))):
     if abs(last.get(k, 0) - first.get(k, 0)) > 2e-3:
-        print(f"| `{k}` | {first.get(k, 0):.4f} | {last.get(k, 0):.4f} |")
+        print(f"DIFF | `{k}` | {first.get(k, 0):.4f} | {last.get(k, 0):.4f} |")
 if os.environ.get("OUT"):
     with open(f"{os.environ['OUT']}/order_profile.json", "w") as f:
         json.dump(rows, f, indent=1)
