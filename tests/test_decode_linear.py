@@ -72,36 +72,10 @@ def test_decode_linear_chunk_edges(N, K):
 
 
 @cpu_only
-@settings(max_examples=16, **FEW)
-@given(
-    M=st.integers(2, 40),
-    N=st.integers(1, 70),
-    K=st.integers(1, 50),
-    has_bias=st.booleans(),
-    dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
-    split=st.booleans(),
-)
-def test_decode_matmul_matches_fp64(M, N, K, has_bias, dtype, split):
-    """2 to 40 rows (decode_matmul_kernel: one BM tile of 16 to 64 rows, masked past M), any N (a partial last block
-    of 16 columns) and K (chunks of 16, a partial last one), x as ``[M, K]`` or ``[2, M/2, K]``."""
-    lead = (2, M // 2) if split and M % 2 == 0 else (M,)
-    check(N, K, has_bias, dtype, "cpu", lead)
-
-
-@cpu_only
-@pytest.mark.parametrize("M", [2, 16, 17, 128])
-def test_decode_matmul_row_edges(M):
-    """A tile of exactly 16 rows, one past it, the largest (128) and the smallest (2)."""
-    check(33, 20, True, torch.float32, "cpu", (M,))
-
-
-@cpu_only
 def test_decode_linear_rejects_bad_input():
     x, w = torch.randn(1, 8), torch.randn(5, 8)
-    with pytest.raises(ValueError, match="1 to 128 rows of x"):
-        triton_ops.decode_linear_triton(torch.randn(129, 8), w)
-    with pytest.raises(ValueError, match="1 to 128 rows of x"):
-        triton_ops.decode_linear_triton(torch.randn(0, 8), w)
+    with pytest.raises(ValueError, match="one row of x"):
+        triton_ops.decode_linear_triton(torch.randn(2, 8), w)
     with pytest.raises(ValueError, match="weight \\[N, K\\]"):
         triton_ops.decode_linear_triton(torch.randn(1, 7), w)
     with pytest.raises(ValueError, match="bias \\[N = 5\\]"):
@@ -125,34 +99,31 @@ def test_linear_is_nn_linear_off_cuda():
     ref.load_state_dict(lin.state_dict())
     assert set(lin.state_dict()) == {"weight", "bias"}
     x = torch.randn(1, 12)
-    assert not D.uses_decode_kernel(x, lin.weight, lin.bias)
+    assert not D.uses_decode_gemv(x, lin.weight, lin.bias)
     with torch.no_grad():
         assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
     assert torch.equal(lin(x), ref(x))
 
 
 @cpu_only
-@pytest.mark.parametrize("batch", [1, 3])
-def test_generation_through_the_decode_kernels_equals_f_linear(monkeypatch, batch):
-    """The decode kernels inside a model's decode step (eager and compiled), on the CPU under the interpreter: every
-    projection of up to ``MAX_ROWS`` rows routed to them (``uses_decode_kernel`` patched to ignore the device; batch
-    1 takes the GEMV, batch 3 the tensor-core tile) generates the same tokens as ``F.linear``, and the custom op is
-    what the step called."""
+def test_batch_one_generation_through_the_gemv_equals_f_linear(monkeypatch):
+    """The GEMV inside a model's decode step (eager and compiled), on the CPU under the interpreter: every single-row
+    projection routed to it (``uses_decode_gemv`` patched to ignore the device) generates the same tokens as
+    ``F.linear``, and the custom op is what the step called."""
     torch.manual_seed(0)
     model = zoo.build("taylor4-sw8-conv3-attn", d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
-    prompt = torch.randint(0, 50, (batch, 5))
+    prompt = torch.randint(0, 50, (1, 5))
     ref = model.generate(prompt, 6)
     calls = []
 
     def on_cpu(x, weight, bias=None):
-        rows = x.numel() // weight.shape[-1]
-        taken = rows <= D.MAX_ROWS and not torch.is_grad_enabled()
-        calls.append(taken and rows == batch)
-        return taken
+        single = x.numel() == weight.shape[-1] and not torch.is_grad_enabled()
+        calls.append(single)
+        return single
 
-    monkeypatch.setattr(D, "uses_decode_kernel", on_cpu)
+    monkeypatch.setattr(D, "uses_decode_gemv", on_cpu)
     assert torch.equal(model.generate(prompt, 6), ref)
-    assert any(calls), "no decode-step projection took a decode kernel"
+    assert any(calls), "no projection took the GEMV"
     assert torch.equal(model.generate(prompt, 6, compile_step=True), ref)
 
 
@@ -182,42 +153,8 @@ def test_gpu_decode_linear_matches_fp64(N, K, has_bias, dtype):
 
 @pytest.fixture
 def gemv_on(monkeypatch):
-    """``DECODE_GEMV`` on (the default) and ``DECODE_GEMM`` off, whatever the environment says."""
+    """``DECODE_GEMV`` on (the default), whatever ``MIXERZOO_DECODE_GEMV`` says."""
     monkeypatch.setattr(D, "DECODE_GEMV", True)
-    monkeypatch.setattr(D, "DECODE_GEMM", False)
-
-
-@pytest.fixture
-def gemm_on(monkeypatch):
-    """Both decode kernels on."""
-    monkeypatch.setattr(D, "DECODE_GEMV", True)
-    monkeypatch.setattr(D, "DECODE_GEMM", True)
-
-
-@gpu
-@needs_cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("M", [2, 16, 100, 128])
-@pytest.mark.parametrize("N,K,has_bias", [(2048, 1024, True), (1024, 2752, False), (5504, 1024, False), (37, 77, True)])
-def test_gpu_decode_matmul_matches_fp64(M, N, K, has_bias, dtype):
-    """decode_matmul_kernel at Based-360M's projection shapes and odd sizes, 2 to 128 rows."""
-    check(N, K, has_bias, dtype, "cuda", (M,), seed=M + N + K)
-
-
-@gpu
-@needs_cuda
-@pytest.mark.parametrize("batch", [4, 128])
-def test_gpu_generation_through_the_decode_matmul_equals_eager(gemm_on, batch):
-    """Batches of 2 to 128 through decode_matmul_kernel (fp32): graphed and compiled generations agree with eager
-    token for token, and with F.linear's eager generation."""
-    torch.manual_seed(0)
-    model = zoo.build("taylor16-sw8-conv3-attn", vocab_size=1000, d_model=128, device="cuda").eval()
-    prompt = torch.randint(0, 1000, (batch, 37), device="cuda")
-    eager = model.generate(prompt, 16, cuda_graph=False)
-    assert torch.equal(eager, model.generate(prompt, 16, cuda_graph=True))
-    assert torch.equal(eager, model.generate(prompt, 16, cuda_graph=True, compile_step=True))
-    D.DECODE_GEMM = False  # monkeypatch restores it
-    assert torch.equal(eager, model.generate(prompt, 16, cuda_graph=False))
 
 
 @gpu
@@ -225,10 +162,10 @@ def test_gpu_generation_through_the_decode_matmul_equals_eager(gemm_on, batch):
 def test_gpu_linear_takes_the_gemv_for_one_row_without_autograd(gemv_on):
     lin = D.Linear(1024, 3072, bias=False, device="cuda", dtype=torch.bfloat16)
     x = torch.randn(1, 1024, device="cuda", dtype=torch.bfloat16)
-    assert not D.uses_decode_kernel(x, lin.weight)  # the weight needs grad and grad mode is on
+    assert not D.uses_decode_gemv(x, lin.weight)  # the weight needs grad and grad mode is on
     with torch.no_grad():
-        assert D.uses_decode_kernel(x, lin.weight)
-        assert not D.uses_decode_kernel(torch.randn(2, 1024, device="cuda", dtype=torch.bfloat16), lin.weight)
+        assert D.uses_decode_gemv(x, lin.weight)
+        assert not D.uses_decode_gemv(torch.randn(2, 1024, device="cuda", dtype=torch.bfloat16), lin.weight)
         y = lin(x)
     ref = reference(x, lin.weight, None)
     assert ((y.double() - ref).norm() / ref.norm()).item() < TOL[torch.bfloat16]
@@ -242,7 +179,7 @@ def test_gpu_batch_one_generation_graphed_and_compiled_equals_eager(gemv_on, spe
     """At batch 1 every projection of the decode step is the GEMV (with PDL on sm_90+): graphed generation equals
     eager token for token (the same kernels); the compiled step too in fp32. In bf16 inductor's fused norms round
     differently from eager's, which can flip a near-tie of the argmax (session 13, call 1: one of the two specs did),
-    so there the compiled step's logits are compared with a tolerance instead."""
+    so there the compiled step's logits are compared with eager's step by step instead."""
     torch.manual_seed(0)
     kwargs = {"d_model": 256, "n_heads": 4} if spec.startswith("based") else {"d_model": 128}
     model = zoo.build(spec, vocab_size=1000, **kwargs, device="cuda", dtype=dtype).eval()

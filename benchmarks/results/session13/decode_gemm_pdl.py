@@ -1,4 +1,4 @@
-"""Session 13: the decode step's projections at batch 2–128 — cuBLAS against ``decode_matmul_kernel`` (mixerzoo's
+"""Session 13: the decode step's projections at batch 2–128 — cuBLAS against ``decode_matmul_kernel`` (a
 tensor-core tile over all rows, launched with programmatic dependent launch, its first weight chunk loaded before
 ``griddepcontrol.wait``). As session 12's ``decode_gemv_pdl.py`` for batch 1: each link of a chain is an RMSNorm-like
 Triton kernel over the M rows (as inductor's with PDL: wait before its first read, ``launch_dependents`` after its
@@ -22,7 +22,44 @@ sys.path.insert(0, "benchmarks")
 from _common import copy_bandwidth, graph_time_us  # noqa: E402
 
 from mixerzoo.kernels._launch import gdc_launch_dependents, gdc_wait  # noqa: E402
-from mixerzoo.kernels.decode_linear.triton_ops import decode_matmul_kernel  # noqa: E402
+
+
+# The kernel as it was in mixerzoo.kernels.decode_linear.triton_ops at 6ec22e4, where calls 2 and 3 ran it; removed
+# from the library after them (slower than cuBLAS), kept here so the measurement can be rerun.
+@triton.jit
+def decode_matmul_kernel(
+    p_x, p_w, p_b, p_y, M, N, K,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    PRECISION: tl.constexpr, PDL: tl.constexpr = 0,
+):  # fmt: skip
+    """Tile ``[o_m, o_n]`` of ``y = x·Wᵀ (+ b)``: x ``[M, K]``, W ``[N, K]`` (nn.Linear's layout) and y ``[M, N]``, all
+    row-major, over NK chunks of BK."""
+    o_n = tl.program_id(0) * BN + tl.arange(0, BN)
+    o_m = tl.program_id(1) * BM + tl.arange(0, BM)
+    o_k = tl.arange(0, BK)
+    m_n, m_m = o_n < N, o_m < M
+    p_wn = p_w + o_n[:, None].to(tl.int64) * K
+    p_xm = p_x + o_m[:, None].to(tl.int64) * K
+    # the weights and bias never depend on the kernel before: their first loads go out before the wait
+    b_w = tl.load(p_wn + o_k[None, :], mask=m_n[:, None] & (o_k[None, :] < K), other=0.0)
+    if HAS_BIAS:
+        b_b = tl.load(p_b + o_n, mask=m_n, other=0.0).to(tl.float32)
+    if PDL > 0:
+        gdc_wait()
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for j in range(NK):
+        o_kj = j * BK + o_k
+        b_x = tl.load(p_xm + o_kj[None, :], mask=m_m[:, None] & (o_kj[None, :] < K), other=0.0)
+        if PRECISION == "interp":  # the interpreter's bf16 dot returns garbage (triton 3.6): upcast the operands
+            acc = tl.dot(b_x.to(tl.float32), tl.trans(b_w).to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(b_x, tl.trans(b_w), acc, input_precision=PRECISION)
+        o_kn = o_kj + BK  # the next chunk's weights (none past K: masked)
+        b_w = tl.load(p_wn + o_kn[None, :], mask=m_n[:, None] & (o_kn[None, :] < K), other=0.0)
+    if HAS_BIAS:
+        acc += b_b[None, :]
+    p_ym = p_y + o_m[:, None].to(tl.int64) * N
+    tl.store(p_ym + o_n[None, :], acc.to(p_y.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
 
 
 @triton.jit

@@ -1,5 +1,7 @@
 """Session 13: the compiled, graphed decode step with ``decode_matmul_kernel`` for batches of 2–128
-(``MIXERZOO_DECODE_GEMM=1``), its tiles set from the command line, one configuration per process.
+(``MIXERZOO_DECODE_GEMM=1``), its tiles set from the command line, one configuration per process. A record of call
+2: it runs at commit 6ec22e4, where the library had that kernel (removed after call 2 and 3 measured it slower than
+cuBLAS; ``decode_gemm_pdl.py`` keeps a copy).
 
     MIXERZOO_DECODE_GEMM=1 PYTHONPATH=$PWD python3 benchmarks/results/session13/step_rows.py MODEL BATCH [BK STAGES MIN_PROGRAMS]
 """
