@@ -53,9 +53,9 @@ def _compile_mode(compile: bool | str, name: str) -> str | None:
 # (``benchmarks/results/session12/call5``, compiled and graphed step, 128 tokens after a 1,024-token prompt): Based-360M
 # 1.157 -> 1.038 ms at batch 1 and 1.439 -> 1.324 ms at batch 128, Transformer-360M 1.224 -> 1.084 ms at batch 1 (the
 # mixers' step kernels with PDL in both). With the batch-1 GEMV (``kernels.decode_linear``, which loads its weights
-# before its wait), session 13: Based-360M at batch 1, 0.775 ms off (``session13/call8``), 0.570–0.579 ms on; an eager graphed
-# step run earlier in the process takes part of that away (0.653–0.664 ms, not understood; ``notes/generation.md``).
-# ``MIXERZOO_STEP_INDUCTOR_PDL=0`` turns it off.
+# before its wait), session 13: Based-360M at batch 1, 0.775 ms off (``session13/call8``), 0.570–0.579 ms on; an eager
+# graphed step run earlier in the process takes part of that away (0.653–0.664 ms, not understood;
+# ``notes/generation.md``). ``MIXERZOO_STEP_INDUCTOR_PDL=0`` turns it off.
 STEP_INDUCTOR_PDL: bool = os.environ.get("MIXERZOO_STEP_INDUCTOR_PDL", "1") != "0"
 
 
