@@ -265,12 +265,8 @@ class LanguageModel(nn.Module):
         """``torch.compile(dynamic=False, fullgraph=True)`` of the method ``base`` bound to this model, cached per
         (model, mode, key, pdl); ``pdl``: inductor's kernels with programmatic dependent launch
         (``STEP_INDUCTOR_PDL``)."""
-        key = (
-            id(self),
-            mode,
-            pdl,
-            *key,
-        )  # id: a deep copy of the model inherits the dict, never its compiled functions
+        # id: a deep copy of the model inherits the dict, never its compiled functions
+        key = (id(self), mode, pdl, *key)
         cache = self.__dict__.setdefault("_compiled_fns", {})
         if key not in cache:
             # dynamo keeps its compiled graphs (and its recompile limit) per code object: a fresh copy of the
