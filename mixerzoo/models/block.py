@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mixerzoo.kernels import decode_linear
 from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import Mixer, State
 
@@ -75,10 +76,15 @@ class Block(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         h, state = self.mixer.step(self.norm1(x), state)
+        if self.mlp_kind == "none":
+            return x + h, state
+        mlp = self.mlp
+        if decode_linear.fuses_decode_mlp(x, h, self.norm2.weight, mlp.up, mlp.down):
+            # batch 1: the residual add, the norm and the up-projection in one kernel, the activation in the down's
+            x, u = decode_linear.add_norm_linear(x, h, self.norm2.weight, self.norm2.eps, mlp.up)
+            return x + decode_linear.act_linear(u, mlp.kind, mlp.down), state
         x = x + h
-        if self.mlp_kind != "none":
-            x = x + self.mlp(self.norm2(x))
-        return x, state
+        return x + mlp(self.norm2(x)), state
 
 
 class Stack(nn.Module):

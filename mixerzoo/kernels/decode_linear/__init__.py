@@ -20,6 +20,11 @@ gpu``, call 2).
 Batches of 2–128 stay on cuBLAS: a tensor-core tile over all rows with the same PDL scheme (session 13, calls 2–3,
 ``benchmarks/results/session13/decode_gemm_pdl.py``) was slower than cuBLAS at every Based-360M projection shape,
 at 128 rows (8.1–17.8 against 4.9–8.7 µs per norm + projection) and at 16 (all but the smallest, 256 × 1024).
+
+The block's MLP at batch 1 (``fuses_decode_mlp``, ``models.block.Block.step``) goes further: the residual add, the
+RMSNorm and the up-projection are one kernel (``add_norm_linear``), the activation is applied as the down-projection
+loads its input (``act_linear``): two launches fewer per layer, as each of those was a launch of its own between two
+GEMVs in the compiled step.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from torch import Tensor, nn
 
 from mixerzoo.kernels._checks import load_triton_ops
 
-__all__ = ["DECODE_GEMV", "Linear", "uses_decode_gemv"]
+__all__ = ["DECODE_GEMV", "Linear", "act_linear", "add_norm_linear", "fuses_decode_mlp", "uses_decode_gemv"]
 
 DECODE_GEMV: bool = os.environ.get("MIXERZOO_DECODE_GEMV", "1") != "0"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # x, weight and bias; defined before triton_ops imports it
+ACTIVATIONS = ("swiglu", "gelu")  # of act_linear: the MLP kinds of models.block.MLP
 
 _TRITON_OPS = load_triton_ops("mixerzoo.kernels.decode_linear.triton_ops")
 
@@ -63,3 +69,27 @@ class Linear(nn.Linear):
         if uses_decode_gemv(x, self.weight, self.bias):
             return torch.ops.mixerzoo.decode_linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+def fuses_decode_mlp(x: Tensor, h: Tensor, norm_weight: Tensor, up: nn.Linear, down: nn.Linear) -> bool:
+    """Whether a block's decode step takes ``add_norm_linear`` and ``act_linear`` for ``x + mlp(norm(x + h))``: both
+    projections take the GEMV (``uses_decode_gemv``, one row of x) and h and the norm's weight are in x's dtype."""
+    return (
+        uses_decode_gemv(x, up.weight, up.bias)
+        and h.dtype == x.dtype
+        and h.shape == x.shape
+        and norm_weight.dtype == x.dtype
+        and down.weight.dtype == x.dtype
+        and (down.bias is None or down.bias.dtype == x.dtype)
+    )
+
+
+def add_norm_linear(x: Tensor, h: Tensor, norm_weight: Tensor, eps: float, linear: nn.Linear) -> tuple[Tensor, Tensor]:
+    """``(s, linear(rms_norm(s) · norm_weight))`` with ``s = x + h``, for one row, in one kernel (``triton_ops``)."""
+    return torch.ops.mixerzoo.decode_add_norm_linear(x, h, norm_weight, eps, linear.weight, linear.bias)
+
+
+def act_linear(u: Tensor, act: str, linear: nn.Linear) -> Tensor:
+    """``linear(act(u))`` for one row, the activation applied as the GEMV loads u: ``"swiglu"`` (``silu(a)·b`` of
+    ``[a, b] = u``) or ``"gelu"``."""
+    return torch.ops.mixerzoo.decode_act_linear(u, act, linear.weight, linear.bias)
