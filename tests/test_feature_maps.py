@@ -166,5 +166,5 @@ def test_performer_draw_stays_fp32_when_the_model_is_cast():
     model = mixerzoo.build("performer8[m=16]", d_model=16, n_heads=2).to(torch.bfloat16)
     fm = model.blocks[0].mixer.feature_map
     assert fm.projection.dtype == torch.float32
-    assert model.blocks[0].mixer.q_proj.weight.dtype == torch.bfloat16
+    assert model.blocks[0].mixer.qkv_proj.weight.dtype == torch.bfloat16
     assert torch.isfinite(model(torch.randn(1, 5, 16, dtype=torch.bfloat16))).all()

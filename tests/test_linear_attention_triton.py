@@ -642,6 +642,25 @@ def test_step_matches_torch_step(name, dtype):
         assert rel_err(o, o_t) < TOL[dtype][0] and rel_err(kv, kv_t) < 1e-6 and rel_err(z, z_t) < 1e-6
 
 
+@pytest.mark.parametrize("name", ["taylor", "performer", "cosformer"])
+def test_step_reads_slices_of_a_fused_projection(name):
+    """q, k, v as the mixer makes them at B > 1: column slices of one ``[B, 2·H·d + H·dv]`` projection, each row's
+    heads packed, the batch stride the fused row's. The kernel reads them in place (no copy) and steps as the torch
+    step does on contiguous copies."""
+    B, H, d, dv = 3, 2, 5, 9
+    fm, norm, kv, z, g = step_setup(name, B, H, d, dv, seed=3)
+    fused = torch.randn(B, 2 * H * d + H * dv, generator=g).to(DEVICE)
+    q, k, v = (t.unflatten(-1, (H, -1)) for t in fused.split([H * d, H * d, H * dv], dim=-1))
+    assert not q.is_contiguous() and all(T._packed_heads(t) is t for t in (q, k, v))
+    kv_t, z_t = kv.clone(), z.clone()
+    for t in range(3):
+        o, _ = linear_attention_step(q, k, v, (kv, z), fm, normalize=norm, offset=t, backend="triton")
+        o_t, _ = linear_attention_step(
+            *(x.contiguous() for x in (q, k, v)), (kv_t, z_t), fm, normalize=norm, offset=t, backend="torch"
+        )
+        assert rel_err(o, o_t) < 2e-6 and rel_err(kv, kv_t) < 1e-6 and rel_err(z, z_t) < 1e-6, f"step {t}"
+
+
 SPLIT_STEPS = [T.StepConfig(16, 16, 4, "last"), T.StepConfig(16, 16, 4, "sep"), T.StepConfig(32, 64, 2, "last")]
 
 

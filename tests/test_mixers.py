@@ -222,3 +222,19 @@ def test_rotary_embeddings_are_on_by_default_and_can_be_turned_off(name):
     x = torch.randn(1, 9, D_MODEL)
     assert not torch.allclose(with_rope(x), without(x))  # positions rotate q and k
     assert without.spec == f"{token}[rope=false]"
+
+
+def test_linear_attention_loads_a_checkpoint_with_separate_q_k_v():
+    """q, k and v are one projection (``qkv_proj``, rows [q; k; v]); a state dict from before, with ``q_proj``,
+    ``k_proj`` and ``v_proj``, loads into it and gives the same output as the split projections it came from."""
+    mixer = make_mixer("taylor")
+    w = mixer.qkv_proj.weight.detach()
+    qk = mixer.heads * mixer.d_prime
+    old = {k: v for k, v in mixer.state_dict().items() if not k.startswith("qkv_proj")}
+    old.update({"q_proj.weight": w[:qk], "k_proj.weight": w[qk : 2 * qk], "v_proj.weight": w[2 * qk :]})
+    fresh = make_mixer("taylor")
+    torch.nn.init.zeros_(fresh.qkv_proj.weight)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.qkv_proj.weight, w)
+    x = torch.randn(2, 7, D_MODEL)
+    assert torch.equal(fresh(x), mixer(x))

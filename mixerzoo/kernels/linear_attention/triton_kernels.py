@@ -1052,7 +1052,7 @@ def _step_phi(
 @triton.jit
 def _la_step_kernel(
     q, k, v, kv, z, o, w, tab_i, tab_j, tab_s, offset_ptr, count,
-    H, offset, eps, SC1, ANG, MS,
+    H, SQ, SK, SV, offset, eps, SC1, ANG, MS,
     FM: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, D: tl.constexpr, BK: tl.constexpr, BF: tl.constexpr,
     BV: tl.constexpr, M: tl.constexpr, NORMALIZE: tl.constexpr, OFFSET_PTR: tl.constexpr, ZMODE: tl.constexpr,
     KV: tl.constexpr, NV: tl.constexpr, SEM: tl.constexpr,
@@ -1066,15 +1066,17 @@ def _la_step_kernel(
     1 — the program itself (only with one value tile per head);
     2 — the last program of the head to finish: each bumps ``count[i_bh]`` after its z reads; the one that sees
     ``NV − 1`` writes z and resets the counter (no spinning, so no program waits on one not yet scheduled).
-    q, k ``[B·H, DK]``, v, o ``[B·H, DV]``.
+    q, k ``[B, H, DK]``, v ``[B, H, DV]`` with each row's heads packed and batch strides SQ, SK, SV (the mixer's
+    slices of one fused projection), o ``[B·H, DV]``.
     """
     i_v, i_bh = tl.program_id(0) % NV, tl.program_id(0) // NV
+    i_b, i_h = (i_bh // H).to(tl.int64), i_bh % H
     o_f0 = tl.arange(0, BF)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < DV
-    p_q = q + i_bh.to(tl.int64) * DK
-    p_k = k + i_bh.to(tl.int64) * DK
+    p_q = q + i_b * SQ + i_h * DK
+    p_k = k + i_b * SK + i_h * DK
     p_z = z + i_bh.to(tl.int64) * D
     if OFFSET_PTR:
         pos = tl.load(offset_ptr).to(tl.float32)
@@ -1085,7 +1087,7 @@ def _la_step_kernel(
     b_qn = 0.5 * tl.sum(b_qx * b_qx, axis=0)
     b_kn = 0.5 * tl.sum(b_kx * b_kx, axis=0)
     if KV:
-        b_v = tl.load(v + i_bh.to(tl.int64) * DV + o_v, mask=m_v, other=0.0).to(tl.float32)
+        b_v = tl.load(v + i_b * SV + i_h * DV + o_v, mask=m_v, other=0.0).to(tl.float32)
         b_num = tl.zeros([BV], dtype=tl.float32)
         b_den = tl.zeros([BF], dtype=tl.float32)
         for i_f in range(tl.cdiv(D, BF)):

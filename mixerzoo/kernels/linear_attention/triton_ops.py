@@ -898,7 +898,8 @@ def _op_step(
     count = _step_counter(dev, B * H) if zmode == 2 else ti
     args = (
         q, k, v, kv, z, o, w if w is not None else _dummy(dev), ti, tj, ts,
-        offset_t if offset_t is not None else _dummy(dev), count, H, offset, eps, plan.sc1, plan.ang, plan.ms,
+        offset_t if offset_t is not None else _dummy(dev), count, H, q.stride(0), k.stride(0), v.stride(0), offset,
+        eps, plan.sc1, plan.ang, plan.ms,
     )  # fmt: skip
     statics = dict(
         FM=plan.fm, DK=dk, DV=dv, D=plan.out_dim, BK=plan.bk, BF=cfg.bf, BV=cfg.bv, M=plan.m, NORMALIZE=normalize,
@@ -970,6 +971,12 @@ def _max_len(fm) -> int:
     return int(getattr(fm, "max_len", 0)) if fm.kernel_id == "cosformer" else 0
 
 
+def _packed_heads(t: Tensor) -> Tensor:
+    """``t [B, H, d]`` as the step kernel reads it: each row's heads side by side (strides ``(any, d, 1)``, as in the
+    mixer's slices of its fused q/k/v projection), else a contiguous copy."""
+    return t if t.stride(2) == 1 and (t.shape[1] == 1 or t.stride(1) == t.shape[2]) else t.contiguous()
+
+
 def linear_attention_step_triton(
     q: Tensor, k: Tensor, v: Tensor, state, fm, *, normalize: bool, eps: float, offset: int | Tensor
 ) -> Tensor:
@@ -984,6 +991,6 @@ def linear_attention_step_triton(
     w = proj.detach().float().contiguous() if proj is not None else None
     offset_t = offset.reshape(()) if isinstance(offset, Tensor) else None
     return _op_step(
-        q.contiguous(), k.contiguous(), v.contiguous(), kv, z, w, offset_t, plan.kind, plan.m, _max_len(fm),
+        _packed_heads(q), _packed_heads(k), _packed_heads(v), kv, z, w, offset_t, plan.kind, plan.m, _max_len(fm),
         normalize, float(eps), 0 if offset_t is not None else int(offset),
     )  # fmt: skip

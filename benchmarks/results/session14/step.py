@@ -1,0 +1,30 @@
+"""Session 14: one model's graphed decode step at one batch, the steps in the given order in one process, as
+``session13/order.py`` (``c`` compiled, ``e`` eager), plus ``t``: a trivial CUDA graph captured and replayed first
+(does any earlier capture slow the compiled step?). The batch-1 step now fuses the MLP's add + norm + up-projection
+and its activation + down-projection (``kernels.decode_linear``), and linear attention's q, k, v are one projection.
+
+    PYTHONPATH=$PWD python3 benchmarks/results/session14/step.py MODEL BATCH ORDER
+"""
+
+import json
+import sys
+
+import torch
+
+from mixerzoo import bench
+
+name, batch, order = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ceil = bench.Ceilings(4.25e12, 756e12)  # the floors' ceilings as measured in earlier runs (only the ratio column)
+model = bench._build(name, torch.bfloat16)
+for what in order:
+    if what == "t":
+        a = torch.zeros(1024, device="cuda")
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            a += 1
+        graph.replay()
+        torch.cuda.synchronize()
+        continue
+    row = bench.bench_generate(name, batch, 1024, 128, ceil, model=model, compile_step=what == "c")
+    row["order"] = what
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
