@@ -24,8 +24,7 @@ from mixerzoo.bench import (
     PREFILL_SPEEDUP_KEYS,
     _build,
     _table,
-    bench_generate,
-    bench_generate_largest_steps,
+    bench_generate_rows,
     bench_prefill,
     compile_steps,
     environment,
@@ -73,17 +72,11 @@ def main() -> int:
     gen, pre = [], []
     for name in args.pair:
         model = _build(name, torch.bfloat16)
-        for b, new in [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]:
-            for step in compile_steps(args.compile_step):
-                gen.append(bench_generate(name, b, args.prompt, new, ceilings, model=model, compile_step=step))
-                print(gen[-1], flush=True)
-                torch.cuda.empty_cache()
-        if not args.skip_largest:
-            for row in bench_generate_largest_steps(
-                name, model, args.prompt, args.new, args.largest_new, ceilings, args.compile_step
-            ):
-                gen.append(row)
-                print(row, flush=True)
+        batches = [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]
+        largest = None if args.skip_largest else (args.new, args.largest_new)
+        for row in bench_generate_rows(name, model, batches, args.prompt, ceilings, args.compile_step, largest):
+            gen.append(row)
+            print(row, flush=True)
         for mode in compile_steps(args.compile_prefill):
             pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode))
             print(pre[-1], flush=True)

@@ -22,6 +22,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,7 +31,7 @@ from mixerzoo.mixers import Attention, GatedConv, LinearAttention, Mixer, Slidin
 from mixerzoo.models import lm
 
 __all__ = [
-    "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_largest_steps",
+    "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
     "bench_prefill", "measure_ceilings",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
@@ -235,22 +236,33 @@ def bench_generate_largest(
     }  # fmt: skip
 
 
-def bench_generate_largest_steps(
-    name: str, model, prompt_len: int, capacity_new: int, new_tokens: int, ceilings: Ceilings,
-    compile_step: str | None = None,
-) -> list[dict]:  # fmt: skip
-    """`bench_generate_largest` for each step of `compile_steps(compile_step)`: eager first, then the compiled step
-    starting from the batch the eager one reached."""
-    rows, batch = [], None
-    for step in compile_steps(compile_step):
-        rows.append(
-            bench_generate_largest(
-                name, model, prompt_len, capacity_new, new_tokens, ceilings, compile_step=step, batch=batch
-            )
-        )
-        batch = rows[-1]["batch"]
-        torch.cuda.empty_cache()
-    return rows
+def bench_generate_rows(
+    name: str, model, batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
+    compile_step: str | None = None, largest: tuple[int, int] | None = None,
+) -> Iterator[dict]:  # fmt: skip
+    """The decode rows of one model, yielded as they come: for each step of `compile_steps(compile_step)`, compiled
+    first, every ``(batch, new_tokens)`` of ``batches`` (an error row where it does not fit) and, with ``largest =
+    (capacity_new, new_tokens)``, `bench_generate_largest` (the eager step starts from the batch the compiled one
+    reached).
+
+    Compiled first: on the H200 a compiled step's CUDA graph replays slower when an eager step's graph was captured
+    earlier in the process (Based-360M at batch 1: 0.579 ms alone, 0.665 ms after an eager capture, even one never
+    replayed; neither a trivial graph nor an earlier compiled capture does it; sessions 13–14,
+    ``benchmarks/notes/generation.md``). Compiled first, each compiled row takes the time it takes in a process of
+    its own."""
+    batch = None
+    for step in compile_steps(compile_step)[::-1]:
+        for b, new in batches:
+            try:
+                yield bench_generate(name, b, prompt_len, new, ceilings, model=model, compile_step=step)
+            except torch.cuda.OutOfMemoryError:
+                yield {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
+            torch.cuda.empty_cache()
+        if largest is not None:
+            row = bench_generate_largest(name, model, prompt_len, *largest, ceilings, compile_step=step, batch=batch)
+            batch = row["batch"]
+            torch.cuda.empty_cache()
+            yield row
 
 
 @torch.no_grad()
@@ -393,21 +405,11 @@ def bench_main(argv: list[str] | None = None) -> int:
                         )
                         print(rows[-1], flush=True)
         else:
-            for b in args.batch:
-                for step in compile_steps(args.compile_step):
-                    try:
-                        row = bench_generate(name, b, args.prompt, args.new, ceilings, model=model, compile_step=step)
-                    except torch.cuda.OutOfMemoryError:
-                        row = {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
-                    rows.append(row)
-                    print(rows[-1], flush=True)
-                    torch.cuda.empty_cache()
-            if args.largest_batch:
-                for row in bench_generate_largest_steps(
-                    name, model, args.prompt, args.new, args.largest_new, ceilings, args.compile_step
-                ):
-                    rows.append(row)
-                    print(row, flush=True)
+            largest = (args.new, args.largest_new) if args.largest_batch else None
+            batches = [(b, args.new) for b in args.batch]
+            for row in bench_generate_rows(name, model, batches, args.prompt, ceilings, args.compile_step, largest):
+                rows.append(row)
+                print(row, flush=True)
         del model
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]

@@ -356,15 +356,17 @@ def test_largest_batch_estimate_fits_the_states_and_their_snapshots(monkeypatch,
     assert attn_b * per_seq <= room < (attn_b + 1) * per_seq
 
 
-def test_largest_batch_search_shrinks_on_oom_and_compiled_starts_where_eager_fit(monkeypatch):
-    """`bench_generate_largest_steps`: the eager step shrinks the batch by 30% per OOM from the estimate; the compiled
-    step starts at the batch the eager one reached (the GPU bench replaced by a fake that fits ≤ 700 sequences)."""
+def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypatch):
+    """`bench_generate_rows`: every compiled row before any eager one (an eager graph captured first slows the
+    compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
+    OOM from the estimate, and the eager step starts where the compiled one fit (the GPU bench replaced by a fake that
+    fits ≤ 700 sequences)."""
     import mixerzoo.bench as bench
 
     calls = []
 
     def fake_generate(name, batch, prompt_len, new_tokens, ceilings, model=None, compile_step=False):
-        calls.append((batch, compile_step))
+        calls.append((batch, new_tokens, compile_step))
         if batch > 700:
             raise torch.cuda.OutOfMemoryError("fake")
         return {"model": name, "batch": batch, "step": bench.step_label(compile_step)}
@@ -372,14 +374,20 @@ def test_largest_batch_search_shrinks_on_oom_and_compiled_starts_where_eager_fit
     monkeypatch.setattr(bench, "bench_generate", fake_generate)
     monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 1000)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    rows = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None, compile_step="default")
-    assert calls == [(1000, False), (700, False), (700, True)]
-    assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager"), (700, "compiled")]
-    calls.clear()
-    rows = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None)  # eager alone
+    batches = [(1, 128), (128, 1024), (800, 1024)]
+    rows = list(bench.bench_generate_rows("m", None, batches, 1024, None, "default", largest=(1024, 64)))
+    assert calls == [
+        (1, 128, True), (128, 1024, True), (800, 1024, True), (1000, 64, True), (700, 64, True),
+        (1, 128, False), (128, 1024, False), (800, 1024, False), (700, 64, False),
+    ]  # fmt: skip
+    assert [(r["batch"], r["step"], "error" in r) for r in rows] == [
+        (1, "compiled", False), (128, "compiled", False), (800, "compiled", True), (700, "compiled", False),
+        (1, "eager", False), (128, "eager", False), (800, "eager", True), (700, "eager", False),
+    ]  # fmt: skip
+    rows = list(bench.bench_generate_rows("m", None, [], 1024, None, largest=(1024, 64)))  # eager alone
     assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager")]
     monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 10**6)  # never fits in 5 tries: an error row
-    (row,) = bench.bench_generate_largest_steps("m", None, 1024, 1024, 64, None)
+    (row,) = bench.bench_generate_rows("m", None, [], 1024, None, largest=(1024, 64))
     assert "error" in row and row["step"] == "eager"
 
 

@@ -68,7 +68,6 @@ class LinearAttention(Mixer):
         self.out_proj = Linear(ctx.d_model, ctx.d_model, bias=False)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        lead = x.shape[:-1]
         qk_width = self.heads * self.d_prime
         q, k, v = self.qkv_proj(x).split([qk_width, qk_width, self.ctx.d_model], dim=-1)
         q = q.unflatten(-1, (self.heads, self.d_prime))  # [B, (L,) H, d′]

@@ -47,10 +47,14 @@ class MLP(nn.Module):
             raise ValueError(f"unknown mlp kind {kind!r}; choose 'swiglu', 'gelu' or 'none'")
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.activate(self.up(x)))
+
+    def activate(self, u: Tensor) -> Tensor:
+        """The activation between the two projections: ``silu(a)·b`` of ``[a, b] = u``, or ``gelu(u)``."""
         if self.kind == "swiglu":
-            a, b = self.up(x).chunk(2, dim=-1)
-            return self.down(F.silu(a) * b)
-        return self.down(F.gelu(self.up(x)))
+            a, b = u.chunk(2, dim=-1)
+            return F.silu(a) * b
+        return F.gelu(u)
 
 
 class Block(nn.Module):
@@ -78,13 +82,16 @@ class Block(nn.Module):
         h, state = self.mixer.step(self.norm1(x), state)
         if self.mlp_kind == "none":
             return x + h, state
-        mlp = self.mlp
-        if decode_linear.fuses_decode_mlp(x, h, self.norm2.weight, mlp.up, mlp.down):
-            # batch 1: the residual add, the norm and the up-projection in one kernel, the activation in the down's
+        mlp, fused = self.mlp, decode_linear.FUSED_MLP
+        fuse = bool(fused) and decode_linear.fuses_decode_mlp(x, h, self.norm2.weight, mlp.up, mlp.down)
+        if fuse and "norm" in fused:  # the residual add, the norm and the up-projection: one kernel
             x, u = decode_linear.add_norm_linear(x, h, self.norm2.weight, self.norm2.eps, mlp.up)
+        else:
+            x = x + h
+            u = mlp.up(self.norm2(x))
+        if fuse and "act" in fused:  # the activation applied as the down-projection loads its input
             return x + decode_linear.act_linear(u, mlp.kind, mlp.down), state
-        x = x + h
-        return x + mlp(self.norm2(x)), state
+        return x + mlp.down(mlp.activate(u)), state
 
 
 class Stack(nn.Module):

@@ -21,10 +21,15 @@ Batches of 2–128 stay on cuBLAS: a tensor-core tile over all rows with the sam
 ``benchmarks/results/session13/decode_gemm_pdl.py``) was slower than cuBLAS at every Based-360M projection shape,
 at 128 rows (8.1–17.8 against 4.9–8.7 µs per norm + projection) and at 16 (all but the smallest, 256 × 1024).
 
-The block's MLP at batch 1 (``fuses_decode_mlp``, ``models.block.Block.step``) goes further: the residual add, the
-RMSNorm and the up-projection are one kernel (``add_norm_linear``), the activation is applied as the down-projection
-loads its input (``act_linear``): two launches fewer per layer, as each of those was a launch of its own between two
-GEMVs in the compiled step.
+``FUSED_MLP`` (off by default) goes further in the block's MLP at batch 1 (``fuses_decode_mlp``,
+``models.block.Block.step``): ``"norm"`` makes the residual add, the RMSNorm and the up-projection one kernel
+(``add_norm_linear``), ``"act"`` applies the activation as the down-projection loads its input (``act_linear``): a
+launch fewer per layer each. Off because it was slower on the H200 (session 14, call 2, both on, with linear
+attention's q/k/v in one projection): the compiled, graphed batch-1 step of Based-360M 0.590 ms against 0.579 ms
+without either change (session 14, call 1), Transformer-360M 0.787 against 0.743 ms (session 13). With PDL the norm
+and activation kernels already ran while the GEMV after them loaded its weights; fused, every program of the GEMV
+reads the whole row and computes its norm or activation after the wait, in series with its products.
+``MIXERZOO_DECODE_FUSED_MLP=norm,act`` (or either alone) turns it on.
 """
 
 from __future__ import annotations
@@ -37,11 +42,22 @@ from torch import Tensor, nn
 
 from mixerzoo.kernels._checks import load_triton_ops
 
-__all__ = ["DECODE_GEMV", "Linear", "act_linear", "add_norm_linear", "fuses_decode_mlp", "uses_decode_gemv"]
+__all__ = [
+    "DECODE_GEMV",
+    "FUSED_MLP",
+    "Linear",
+    "act_linear",
+    "add_norm_linear",
+    "fuses_decode_mlp",
+    "uses_decode_gemv",
+]
 
 DECODE_GEMV: bool = os.environ.get("MIXERZOO_DECODE_GEMV", "1") != "0"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # x, weight and bias; defined before triton_ops imports it
 ACTIVATIONS = ("swiglu", "gelu")  # of act_linear: the MLP kinds of models.block.MLP
+FUSED_MLP: frozenset = frozenset(filter(None, os.environ.get("MIXERZOO_DECODE_FUSED_MLP", "").split(",")))
+if FUSED_MLP - {"norm", "act"}:
+    raise ValueError(f"MIXERZOO_DECODE_FUSED_MLP: a comma-separated subset of 'norm', 'act', got {sorted(FUSED_MLP)}")
 
 _TRITON_OPS = load_triton_ops("mixerzoo.kernels.decode_linear.triton_ops")
 
