@@ -70,18 +70,18 @@ def main() -> int:
     torch.cuda.empty_cache()
     print(f"copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s")
     gen, pre = [], []
-    for name in args.pair:
-        model = _build(name, torch.bfloat16)
-        batches = [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]
-        largest = None if args.skip_largest else (args.new, args.largest_new)
-        for row in bench_generate_rows(name, model, batches, args.prompt, ceilings, args.compile_step, largest):
-            gen.append(row)
-            print(row, flush=True)
+    models = {name: _build(name, torch.bfloat16) for name in args.pair}  # both first: compiled rows before eager ones
+    batches = [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]
+    largest = None if args.skip_largest else (args.new, args.largest_new)
+    for row in bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest):
+        gen.append(row)
+        print(row, flush=True)
+    for name, model in models.items():
         for mode in compile_steps(args.compile_prefill):
             pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode))
             print(pre[-1], flush=True)
-        del model
-        torch.cuda.empty_cache()
+    del models
+    torch.cuda.empty_cache()
     ok = [r for r in gen if "error" not in r]
     eager = [r for r in ok if r["step"] == "eager"]
     by = {(r["model"], r["batch"]): r for r in eager}

@@ -237,32 +237,35 @@ def bench_generate_largest(
 
 
 def bench_generate_rows(
-    name: str, model, batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
+    models: dict[str, torch.nn.Module], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
     compile_step: str | None = None, largest: tuple[int, int] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
-    """The decode rows of one model, yielded as they come: for each step of `compile_steps(compile_step)`, compiled
-    first, every ``(batch, new_tokens)`` of ``batches`` (an error row where it does not fit) and, with ``largest =
-    (capacity_new, new_tokens)``, `bench_generate_largest` (the eager step starts from the batch the compiled one
-    reached).
+    """The decode rows of ``models`` (name → model), yielded as they come: for each step of
+    `compile_steps(compile_step)`, compiled first, each model's ``(batch, new_tokens)`` of ``batches`` (an error row
+    where it does not fit) and, with ``largest = (capacity_new, new_tokens)``, `bench_generate_largest` (a model's
+    eager step starts from the batch its compiled one reached).
 
-    Compiled first: on the H200 a compiled step's CUDA graph replays slower when an eager step's graph was captured
-    earlier in the process (Based-360M at batch 1: 0.579 ms alone, 0.665 ms after an eager capture, even one never
-    replayed; neither a trivial graph nor an earlier compiled capture does it; sessions 13–14,
-    ``benchmarks/notes/generation.md``). Compiled first, each compiled row takes the time it takes in a process of
-    its own."""
-    batch = None
+    Every compiled row before any eager one: on the H200 a compiled step's CUDA graph replays slower when an eager
+    step's graph was captured earlier in the process, of the same model or another (Based-360M at batch 1: 0.579 ms
+    alone, 0.665 ms after an eager capture, even one never replayed; neither a trivial graph nor an earlier compiled
+    capture does it; sessions 13–14, ``benchmarks/notes/generation.md``). So each compiled row takes the time it
+    takes in a process of its own."""
+    start: dict[str, int] = {}
     for step in compile_steps(compile_step)[::-1]:
-        for b, new in batches:
-            try:
-                yield bench_generate(name, b, prompt_len, new, ceilings, model=model, compile_step=step)
-            except torch.cuda.OutOfMemoryError:
-                yield {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
-            torch.cuda.empty_cache()
-        if largest is not None:
-            row = bench_generate_largest(name, model, prompt_len, *largest, ceilings, compile_step=step, batch=batch)
-            batch = row["batch"]
-            torch.cuda.empty_cache()
-            yield row
+        for name, model in models.items():
+            for b, new in batches:
+                try:
+                    yield bench_generate(name, b, prompt_len, new, ceilings, model=model, compile_step=step)
+                except torch.cuda.OutOfMemoryError:
+                    yield {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
+                torch.cuda.empty_cache()
+            if largest is not None:
+                row = bench_generate_largest(
+                    name, model, prompt_len, *largest, ceilings, compile_step=step, batch=start.get(name)
+                )
+                start[name] = row["batch"]
+                torch.cuda.empty_cache()
+                yield row
 
 
 @torch.no_grad()
@@ -394,9 +397,9 @@ def bench_main(argv: list[str] | None = None) -> int:
         f"ceilings: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s"
     )
     rows = []
-    for name in args.models:
-        model = _build(name, torch.bfloat16)
-        if args.what == "prefill":
+    if args.what == "prefill":
+        for name in args.models:
+            model = _build(name, torch.bfloat16)
             for b in args.batch:
                 for mode in compile_steps(args.compile):
                     for graph in (False, True) if args.cuda_graph else (False,):
@@ -404,13 +407,16 @@ def bench_main(argv: list[str] | None = None) -> int:
                             bench_prefill(name, b, args.prompt, ceilings, model=model, compile=mode, cuda_graph=graph)
                         )
                         print(rows[-1], flush=True)
-        else:
-            largest = (args.new, args.largest_new) if args.largest_batch else None
-            batches = [(b, args.new) for b in args.batch]
-            for row in bench_generate_rows(name, model, batches, args.prompt, ceilings, args.compile_step, largest):
-                rows.append(row)
-                print(row, flush=True)
-        del model
+            del model
+            torch.cuda.empty_cache()
+    else:  # every model built first: their compiled rows come before any eager one (bench_generate_rows)
+        models = {name: _build(name, torch.bfloat16) for name in args.models}
+        largest = (args.new, args.largest_new) if args.largest_batch else None
+        batches = [(b, args.new) for b in args.batch]
+        for row in bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest):
+            rows.append(row)
+            print(row, flush=True)
+        del models
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]
     keys = (

@@ -357,8 +357,8 @@ def test_largest_batch_estimate_fits_the_states_and_their_snapshots(monkeypatch,
 
 
 def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypatch):
-    """`bench_generate_rows`: every compiled row before any eager one (an eager graph captured first slows the
-    compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
+    """`bench_generate_rows`: every compiled row of every model before any eager one (an eager graph captured first
+    slows the compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
     OOM from the estimate, and the eager step starts where the compiled one fit (the GPU bench replaced by a fake that
     fits ≤ 700 sequences)."""
     import mixerzoo.bench as bench
@@ -374,20 +374,17 @@ def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypat
     monkeypatch.setattr(bench, "bench_generate", fake_generate)
     monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 1000)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    batches = [(1, 128), (128, 1024), (800, 1024)]
-    rows = list(bench.bench_generate_rows("m", None, batches, 1024, None, "default", largest=(1024, 64)))
-    assert calls == [
-        (1, 128, True), (128, 1024, True), (800, 1024, True), (1000, 64, True), (700, 64, True),
-        (1, 128, False), (128, 1024, False), (800, 1024, False), (700, 64, False),
-    ]  # fmt: skip
-    assert [(r["batch"], r["step"], "error" in r) for r in rows] == [
-        (1, "compiled", False), (128, "compiled", False), (800, "compiled", True), (700, "compiled", False),
-        (1, "eager", False), (128, "eager", False), (800, "eager", True), (700, "eager", False),
-    ]  # fmt: skip
-    rows = list(bench.bench_generate_rows("m", None, [], 1024, None, largest=(1024, 64)))  # eager alone
+    batches = [(1, 128), (800, 1024)]
+    rows = list(bench.bench_generate_rows({"a": None, "b": None}, batches, 1024, None, "default", largest=(1024, 64)))
+    one_model = [(1, 128), (800, 1024), (1000, 64), (700, 64)]
+    assert calls == [(*c, True) for c in one_model * 2] + [(*c, False) for c in one_model * 2 if c[0] != 1000]
+    assert [(r["model"], r["batch"], r["step"], "error" in r) for r in rows] == [
+        (m, b, step, b == 800) for step in ("compiled", "eager") for m in "ab" for b in (1, 800, 700)
+    ]
+    rows = list(bench.bench_generate_rows({"m": None}, [], 1024, None, largest=(1024, 64)))  # eager alone
     assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager")]
     monkeypatch.setattr(bench, "largest_batch", lambda *a, **k: 10**6)  # never fits in 5 tries: an error row
-    (row,) = bench.bench_generate_rows("m", None, [], 1024, None, largest=(1024, 64))
+    (row,) = bench.bench_generate_rows({"m": None}, [], 1024, None, largest=(1024, 64))
     assert "error" in row and row["step"] == "eager"
 
 
