@@ -242,14 +242,14 @@ def bench_generate_rows(
 ) -> Iterator[dict]:  # fmt: skip
     """The decode rows of ``models`` (name → model), yielded as they come: for each step of
     `compile_steps(compile_step)`, compiled first, each model's ``(batch, new_tokens)`` of ``batches`` (an error row
-    where it does not fit) and, with ``largest = (capacity_new, new_tokens)``, `bench_generate_largest` (a model's
-    eager step starts from the batch its compiled one reached).
+    where it does not fit), then, with ``largest = (capacity_new, new_tokens)``, each model's
+    `bench_generate_largest` (a model's eager step starts from the batch its compiled one reached).
 
-    Every compiled row before any eager one: on the H200 a compiled step's CUDA graph replays slower when an eager
-    step's graph was captured earlier in the process, of the same model or another (Based-360M at batch 1: 0.579 ms
-    alone, 0.665 ms after an eager capture, even one never replayed; neither a trivial graph nor an earlier compiled
-    capture does it; sessions 13–14, ``benchmarks/notes/generation.md``). So each compiled row takes the time it
-    takes in a process of its own."""
+    The order keeps each compiled row at the time it takes in a process of its own. On the H200 (sessions 13–14,
+    ``benchmarks/notes/generation.md``; not understood) a compiled step's CUDA graph replays slower after an eager
+    step's graph was captured in the process, even one never replayed (Based-360M at batch 1: 0.579 → 0.665 ms),
+    and after another model's run at its largest batch (Transformer-360M at batch 1: 0.747 → 0.851 ms); neither a
+    trivial graph nor other compiled steps at batch 1 or 128 do it."""
     start: dict[str, int] = {}
     for step in compile_steps(compile_step)[::-1]:
         for name, model in models.items():
@@ -259,13 +259,13 @@ def bench_generate_rows(
                 except torch.cuda.OutOfMemoryError:
                     yield {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
                 torch.cuda.empty_cache()
-            if largest is not None:
-                row = bench_generate_largest(
-                    name, model, prompt_len, *largest, ceilings, compile_step=step, batch=start.get(name)
-                )
-                start[name] = row["batch"]
-                torch.cuda.empty_cache()
-                yield row
+        for name, model in models.items() if largest is not None else ():
+            row = bench_generate_largest(
+                name, model, prompt_len, *largest, ceilings, compile_step=step, batch=start.get(name)
+            )
+            start[name] = row["batch"]
+            torch.cuda.empty_cache()
+            yield row
 
 
 @torch.no_grad()

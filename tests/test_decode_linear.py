@@ -84,72 +84,6 @@ def test_decode_linear_rejects_bad_input():
         triton_ops.decode_linear_triton(x, w.double())
 
 
-def check_fused(op: str, N: int, K: int, has_bias: bool, dtype: torch.dtype, device: str, seed: int = 0) -> None:
-    """``decode_add_norm_linear`` (``op="add_norm"``) or ``decode_act_linear`` (``"swiglu"``, ``"gelu"``) against fp64
-    on the same rounded inputs; the returned sum ``x + h`` equals torch's, within one rounding under the interpreter
-    (whose fp32 → bf16 / fp16 conversion truncates) and exactly on CUDA (round to nearest even, as torch)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dtype)
-
-    w, b = rand(N, K, scale=K**-0.5), rand(N) if has_bias else None
-    if op == "add_norm":
-        x, h, gain = rand(1, K), rand(1, K), 1 + rand(K, scale=0.1)
-        s, y = torch.ops.mixerzoo.decode_add_norm_linear(x, h, gain, 1e-5, w, b)
-        assert s.shape == x.shape and s.dtype == dtype
-        s_ref = x + h
-        if device == "cuda" or dtype == torch.float32:
-            assert torch.equal(s, s_ref), "x + h differs from torch's sum"
-        else:
-            eps_dtype = torch.finfo(dtype).eps
-            assert ((s.double() - s_ref.double()).abs() <= eps_dtype * s_ref.double().abs()).all()
-        sd = s_ref.double()
-        inp = sd * torch.rsqrt(sd.pow(2).mean(-1, keepdim=True) + 1e-5) * gain.double()
-    else:
-        u = rand(1, 2 * K if op == "swiglu" else K)
-        y = torch.ops.mixerzoo.decode_act_linear(u, op, w, b)
-        if op == "swiglu":
-            a, gate = u.double().chunk(2, dim=-1)
-            inp = F.silu(a) * gate
-        else:
-            inp = F.gelu(u.double())
-    assert y.shape == (1, N) and y.dtype == dtype and torch.isfinite(y).all()
-    ref = reference(inp, w, b)
-    err = ((y.double() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-    assert err <= TOL[dtype], f"{op} N={N} K={K} bias={has_bias} {dtype}: relative error {err:.3g} > {TOL[dtype]:.3g}"
-
-
-@cpu_only
-@settings(max_examples=24, **FEW)
-@given(
-    op=st.sampled_from(["add_norm", "swiglu", "gelu"]),
-    N=st.integers(1, 40),
-    K=st.integers(1, 70),
-    has_bias=st.booleans(),
-    dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
-)
-def test_fused_decode_projections_match_fp64(op, N, K, has_bias, dtype):
-    """The MLP's fused batch-1 projections at any N and K (one chunk of 16, several, a partial last one): the norm's
-    sum of squares runs over every chunk before the first product, the activation's two halves sit K apart."""
-    check_fused(op, N, K, has_bias, dtype, "cpu")
-
-
-@cpu_only
-def test_fused_decode_projections_reject_bad_input():
-    x, w = torch.randn(1, 8), torch.randn(5, 8)
-    with pytest.raises(ValueError, match="one shape"):
-        torch.ops.mixerzoo.decode_add_norm_linear(x, torch.randn(8), torch.ones(8), 1e-5, w, None)
-    with pytest.raises(ValueError, match="norm_weight of K = 8"):
-        torch.ops.mixerzoo.decode_add_norm_linear(x, x, torch.ones(7), 1e-5, w, None)
-    with pytest.raises(ValueError, match="dtype|one of"):
-        torch.ops.mixerzoo.decode_add_norm_linear(x, x.half(), torch.ones(8), 1e-5, w, None)
-    with pytest.raises(ValueError, match="2K"):
-        torch.ops.mixerzoo.decode_act_linear(x, "swiglu", w, None)
-    with pytest.raises(ValueError, match="act must be one of"):
-        torch.ops.mixerzoo.decode_act_linear(x, "relu", w, None)
-
-
 def test_decode_gemv_is_on_by_default():
     """On since its GPU tests and the end-to-end step ran on the H200 (session 13); ``MIXERZOO_DECODE_GEMV=0`` turns it
     off."""
@@ -172,39 +106,24 @@ def test_linear_is_nn_linear_off_cuda():
 
 
 @cpu_only
-@pytest.mark.parametrize(
-    "mlp,fused", [("swiglu", ()), ("swiglu", ("norm", "act")), ("gelu", ("norm", "act")), ("swiglu", ("norm",)),
-                  ("gelu", ("act",))],
-)  # fmt: skip
-def test_batch_one_generation_through_the_gemv_equals_f_linear(monkeypatch, mlp, fused):
+def test_batch_one_generation_through_the_gemv_equals_f_linear(monkeypatch):
     """The GEMV inside a model's decode step (eager and compiled), on the CPU under the interpreter: every single-row
     projection routed to it (``uses_decode_gemv`` patched to ignore the device) generates the same tokens as
-    ``F.linear``, and the custom ops are what the step called: the plain GEMV and, with ``FUSED_MLP``, for each
-    block's MLP the fused add + norm + up-projection and / or the activation + down-projection."""
+    ``F.linear``, and the custom op is what the step called."""
     torch.manual_seed(0)
-    model = zoo.build("taylor4-sw8-conv3-attn", d_model=32, vocab_size=50, n_heads=2, max_len=64, mlp=mlp).eval()
+    model = zoo.build("taylor4-sw8-conv3-attn", d_model=32, vocab_size=50, n_heads=2, max_len=64).eval()
     prompt = torch.randint(0, 50, (1, 5))
     ref = model.generate(prompt, 6)
-    calls, fused_calls = [], []
+    calls = []
 
     def on_cpu(x, weight, bias=None):
         single = x.numel() == weight.shape[-1] and not torch.is_grad_enabled()
         calls.append(single)
         return single
 
-    def counted(name):
-        op = getattr(D, name)
-        return lambda *args: fused_calls.append(name) or op(*args)
-
     monkeypatch.setattr(D, "uses_decode_gemv", on_cpu)
-    monkeypatch.setattr(D, "FUSED_MLP", frozenset(fused))
-    monkeypatch.setattr(D, "add_norm_linear", counted("add_norm_linear"))
-    monkeypatch.setattr(D, "act_linear", counted("act_linear"))
     assert torch.equal(model.generate(prompt, 6), ref)
     assert any(calls), "no projection took the GEMV"
-    steps_x_blocks = 5 * 4  # the first new token comes from the prefill: 5 steps, 4 blocks
-    assert fused_calls.count("add_norm_linear") == (steps_x_blocks if "norm" in fused else 0)
-    assert fused_calls.count("act_linear") == (steps_x_blocks if "act" in fused else 0)
     assert torch.equal(model.generate(prompt, 6, compile_step=True), ref)
 
 
@@ -230,20 +149,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def test_gpu_decode_linear_matches_fp64(N, K, has_bias, dtype):
     """Based-360M's and 1.3B's projection shapes (K=4800: two chunks at bf16), the padded head, and odd sizes."""
     check(N, K, has_bias, dtype, "cuda", seed=N + K)
-
-
-@gpu
-@needs_cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize(
-    "op,N,K,has_bias",
-    [("add_norm", 5504, 1024, False), ("add_norm", 9600, 1792, False), ("add_norm", 37, 4097, True),
-     ("swiglu", 1024, 2752, False), ("swiglu", 1792, 4800, False), ("gelu", 1024, 4096, True), ("gelu", 33, 4099, True)],
-)  # fmt: skip
-def test_gpu_fused_decode_projections_match_fp64(op, N, K, has_bias, dtype):
-    """The MLP's fused projections at Based-360M's and 1.3B's shapes (K=4800: two chunks at bf16) and odd sizes; the
-    sum x + h bit-equal to torch's."""
-    check_fused(op, N, K, has_bias, dtype, "cuda", seed=N + K)
 
 
 @pytest.fixture

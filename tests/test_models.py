@@ -357,8 +357,8 @@ def test_largest_batch_estimate_fits_the_states_and_their_snapshots(monkeypatch,
 
 
 def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypatch):
-    """`bench_generate_rows`: every compiled row of every model before any eager one (an eager graph captured first
-    slows the compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
+    """`bench_generate_rows`: every compiled row of every model before any eager one, each step's largest-batch
+    rows after its other rows (both slow a later compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
     OOM from the estimate, and the eager step starts where the compiled one fit (the GPU bench replaced by a fake that
     fits ≤ 700 sequences)."""
     import mixerzoo.bench as bench
@@ -376,10 +376,13 @@ def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypat
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     batches = [(1, 128), (800, 1024)]
     rows = list(bench.bench_generate_rows({"a": None, "b": None}, batches, 1024, None, "default", largest=(1024, 64)))
-    one_model = [(1, 128), (800, 1024), (1000, 64), (700, 64)]
-    assert calls == [(*c, True) for c in one_model * 2] + [(*c, False) for c in one_model * 2 if c[0] != 1000]
+    compiled = [(1, 128), (800, 1024)] * 2 + [(1000, 64), (700, 64)] * 2
+    eager = [(1, 128), (800, 1024)] * 2 + [(700, 64)] * 2  # the largest search starts where the compiled one fit
+    assert calls == [(*c, True) for c in compiled] + [(*c, False) for c in eager]
     assert [(r["model"], r["batch"], r["step"], "error" in r) for r in rows] == [
-        (m, b, step, b == 800) for step in ("compiled", "eager") for m in "ab" for b in (1, 800, 700)
+        (m, b, step, b == 800)
+        for step in ("compiled", "eager")
+        for m, b in [*zip("aabb", (1, 800) * 2), *zip("ab", (700, 700))]
     ]
     rows = list(bench.bench_generate_rows({"m": None}, [], 1024, None, largest=(1024, 64)))  # eager alone
     assert [(r["batch"], r["step"]) for r in rows] == [(700, "eager")]

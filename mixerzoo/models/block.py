@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixerzoo.kernels import decode_linear
 from mixerzoo.kernels.decode_linear import Linear
 from mixerzoo.mixers.base import Mixer, State
 
@@ -47,14 +46,10 @@ class MLP(nn.Module):
             raise ValueError(f"unknown mlp kind {kind!r}; choose 'swiglu', 'gelu' or 'none'")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down(self.activate(self.up(x)))
-
-    def activate(self, u: Tensor) -> Tensor:
-        """The activation between the two projections: ``silu(a)·b`` of ``[a, b] = u``, or ``gelu(u)``."""
         if self.kind == "swiglu":
-            a, b = u.chunk(2, dim=-1)
-            return F.silu(a) * b
-        return F.gelu(u)
+            a, b = self.up(x).chunk(2, dim=-1)
+            return self.down(F.silu(a) * b)
+        return self.down(F.gelu(self.up(x)))
 
 
 class Block(nn.Module):
@@ -80,18 +75,10 @@ class Block(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         h, state = self.mixer.step(self.norm1(x), state)
-        if self.mlp_kind == "none":
-            return x + h, state
-        mlp, fused = self.mlp, decode_linear.FUSED_MLP
-        fuse = bool(fused) and decode_linear.fuses_decode_mlp(x, h, self.norm2.weight, mlp.up, mlp.down)
-        if fuse and "norm" in fused:  # the residual add, the norm and the up-projection: one kernel
-            x, u = decode_linear.add_norm_linear(x, h, self.norm2.weight, self.norm2.eps, mlp.up)
-        else:
-            x = x + h
-            u = mlp.up(self.norm2(x))
-        if fuse and "act" in fused:  # the activation applied as the down-projection loads its input
-            return x + decode_linear.act_linear(u, mlp.kind, mlp.down), state
-        return x + mlp.down(mlp.activate(u)), state
+        x = x + h
+        if self.mlp_kind != "none":
+            x = x + self.mlp(self.norm2(x))
+        return x, state
 
 
 class Stack(nn.Module):

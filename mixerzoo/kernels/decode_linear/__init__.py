@@ -21,15 +21,11 @@ Batches of 2–128 stay on cuBLAS: a tensor-core tile over all rows with the sam
 ``benchmarks/results/session13/decode_gemm_pdl.py``) was slower than cuBLAS at every Based-360M projection shape,
 at 128 rows (8.1–17.8 against 4.9–8.7 µs per norm + projection) and at 16 (all but the smallest, 256 × 1024).
 
-``FUSED_MLP`` (off by default) goes further in the block's MLP at batch 1 (``fuses_decode_mlp``,
-``models.block.Block.step``): ``"norm"`` makes the residual add, the RMSNorm and the up-projection one kernel
-(``add_norm_linear``), ``"act"`` applies the activation as the down-projection loads its input (``act_linear``): a
-launch fewer per layer each. Off because it was slower on the H200 (session 14, call 2, both on, with linear
-attention's q/k/v in one projection): the compiled, graphed batch-1 step of Based-360M 0.590 ms against 0.579 ms
-without either change (session 14, call 1), Transformer-360M 0.787 against 0.743 ms (session 13). With PDL the norm
-and activation kernels already ran while the GEMV after them loaded its weights; fused, every program of the GEMV
-reads the whole row and computes its norm or activation after the wait, in series with its products.
-``MIXERZOO_DECODE_FUSED_MLP=norm,act`` (or either alone) turns it on.
+The MLP's residual add + RMSNorm fused into the up-projection's GEMV, and its activation into the down-projection's,
+were slower or no faster (session 14, ``benchmarks/results/session14/fused_mlp.diff``; Based-360M's compiled,
+graphed batch-1 step: 0.561–0.565 ms without, 0.569 with the norm fused, 0.598 with the activation, 0.590 with both):
+with PDL those small kernels already run while the GEMV after them loads its weights, and fused, every program of
+the GEMV reads the whole row and computes them after its wait, in series with its products.
 """
 
 from __future__ import annotations
@@ -42,22 +38,10 @@ from torch import Tensor, nn
 
 from mixerzoo.kernels._checks import load_triton_ops
 
-__all__ = [
-    "DECODE_GEMV",
-    "FUSED_MLP",
-    "Linear",
-    "act_linear",
-    "add_norm_linear",
-    "fuses_decode_mlp",
-    "uses_decode_gemv",
-]
+__all__ = ["DECODE_GEMV", "Linear", "uses_decode_gemv"]
 
 DECODE_GEMV: bool = os.environ.get("MIXERZOO_DECODE_GEMV", "1") != "0"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # x, weight and bias; defined before triton_ops imports it
-ACTIVATIONS = ("swiglu", "gelu")  # of act_linear: the MLP kinds of models.block.MLP
-FUSED_MLP: frozenset = frozenset(filter(None, os.environ.get("MIXERZOO_DECODE_FUSED_MLP", "").split(",")))
-if FUSED_MLP - {"norm", "act"}:
-    raise ValueError(f"MIXERZOO_DECODE_FUSED_MLP: a comma-separated subset of 'norm', 'act', got {sorted(FUSED_MLP)}")
 
 _TRITON_OPS = load_triton_ops("mixerzoo.kernels.decode_linear.triton_ops")
 
@@ -85,27 +69,3 @@ class Linear(nn.Linear):
         if uses_decode_gemv(x, self.weight, self.bias):
             return torch.ops.mixerzoo.decode_linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
-
-
-def fuses_decode_mlp(x: Tensor, h: Tensor, norm_weight: Tensor, up: nn.Linear, down: nn.Linear) -> bool:
-    """Whether a block's decode step takes ``add_norm_linear`` and ``act_linear`` for ``x + mlp(norm(x + h))``: both
-    projections take the GEMV (``uses_decode_gemv``, one row of x) and h and the norm's weight are in x's dtype."""
-    return (
-        uses_decode_gemv(x, up.weight, up.bias)
-        and h.dtype == x.dtype
-        and h.shape == x.shape
-        and norm_weight.dtype == x.dtype
-        and down.weight.dtype == x.dtype
-        and (down.bias is None or down.bias.dtype == x.dtype)
-    )
-
-
-def add_norm_linear(x: Tensor, h: Tensor, norm_weight: Tensor, eps: float, linear: nn.Linear) -> tuple[Tensor, Tensor]:
-    """``(s, linear(rms_norm(s) · norm_weight))`` with ``s = x + h``, for one row, in one kernel (``triton_ops``)."""
-    return torch.ops.mixerzoo.decode_add_norm_linear(x, h, norm_weight, eps, linear.weight, linear.bias)
-
-
-def act_linear(u: Tensor, act: str, linear: nn.Linear) -> Tensor:
-    """``linear(act(u))`` for one row, the activation applied as the GEMV loads u: ``"swiglu"`` (``silu(a)·b`` of
-    ``[a, b] = u``) or ``"gelu"``."""
-    return torch.ops.mixerzoo.decode_act_linear(u, act, linear.weight, linear.bias)
