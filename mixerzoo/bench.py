@@ -259,7 +259,9 @@ def bench_generate_rows(
                 except torch.cuda.OutOfMemoryError:
                     yield {"model": name, "batch": b, "step": step_label(step), "error": "out of memory"}
                 torch.cuda.empty_cache()
-        for name, model in models.items() if largest is not None else ():
+        if largest is None:
+            continue
+        for name, model in models.items():
             row = bench_generate_largest(
                 name, model, prompt_len, *largest, ceilings, compile_step=step, batch=start.get(name)
             )

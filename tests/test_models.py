@@ -357,10 +357,10 @@ def test_largest_batch_estimate_fits_the_states_and_their_snapshots(monkeypatch,
 
 
 def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypatch):
-    """`bench_generate_rows`: every compiled row of every model before any eager one, each step's largest-batch
-    rows after its other rows (both slow a later compiled step's replay); a batch that does not fit gives an error row; the largest-batch search shrinks by 30% per
-    OOM from the estimate, and the eager step starts where the compiled one fit (the GPU bench replaced by a fake that
-    fits ≤ 700 sequences)."""
+    """`bench_generate_rows`: every compiled row of every model before any eager one, each step's largest-batch rows
+    after its other rows (both slow a later compiled step's replay); a batch that does not fit gives an error row; the
+    largest-batch search shrinks by 30% per OOM from the estimate, and the eager step starts where the compiled one
+    fit (the GPU bench replaced by a fake that fits ≤ 700 sequences)."""
     import mixerzoo.bench as bench
 
     calls = []
