@@ -181,3 +181,16 @@ def host_overhead_rows(module, cases, reps: int = 500, profile: str | None = Non
             module.interpreting = saved_interp
         torch.set_num_threads(threads)
     return rows
+
+
+def projection_sets(M: int, N: int, K: int, n_sets: int, dtype=torch.bfloat16) -> tuple[list, list, list, list]:
+    """``n_sets`` cold input sets of a projection ``y [M, N] = norm(x) [M, K] · Wᵀ``: x (random), its normalized
+    buffer, W (random, scaled by K^-½) and y, on CUDA."""
+
+    def random(*shape: int, scale: float = 1.0) -> list:
+        return [torch.randn(*shape, device="cuda", dtype=dtype) * scale for _ in range(n_sets)]
+
+    def empty(*shape: int) -> list:
+        return [torch.empty(*shape, device="cuda", dtype=dtype) for _ in range(n_sets)]
+
+    return random(M, K), empty(M, K), random(N, K, scale=K**-0.5), empty(M, N)
