@@ -107,9 +107,9 @@ class SplitK:
     """``y = x·Wᵀ (+ b)`` for one shape with the split-K kernel; owns its fp32 buffer and counters."""
 
     def __init__(self, M: int, N: int, K: int, BN: int, BK: int, S: int, device, stages: int = 3, warps: int = 4):
-        self.M, self.N, self.K, self.BN, self.BK, self.S = M, N, K, BN, BK, S
-        self.KS = triton.cdiv(triton.cdiv(K, S), BK) * BK
-        self.S = triton.cdiv(K, self.KS)  # every slice non-empty
+        self.M, self.N, self.K, self.BN, self.BK = M, N, K, BN, BK
+        self.KS = triton.cdiv(triton.cdiv(K, S), BK) * BK  # each slice a whole number of BK chunks
+        self.S = triton.cdiv(K, self.KS)  # S or fewer: every slice non-empty
         self.BM = max(16, triton.next_power_of_2(M))
         self.acc = torch.zeros(M, N, dtype=torch.float32, device=device)
         self.count = torch.zeros(triton.cdiv(N, BN), dtype=torch.int32, device=device)

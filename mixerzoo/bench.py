@@ -251,7 +251,7 @@ def bench_generate_rows(
     and after another model's run at its largest batch (Transformer-360M at batch 1: 0.747 → 0.851 ms); neither a
     trivial graph nor other compiled steps at batch 1 or 128 do it."""
     start: dict[str, int] = {}
-    for step in compile_steps(compile_step)[::-1]:
+    for step in reversed(compile_steps(compile_step)):  # the compiled step first
         for name, model in models.items():
             for b, new in batches:
                 try:
