@@ -203,7 +203,9 @@ def ring_from_prefix(k_all, v_all, P, W):
     return ck, cv
 
 
-def check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0, layout="contiguous"):
+def check_steps(
+    B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0, layout="contiguous", early_reads=False
+):
     """``layout="row"``: each step's q ``[B, H, d]``, k, v ``[B, Hkv, d]`` are head views of one projection row
     ``[B, (H + 2·Hkv)·d]`` (the mixers' decode step; d = dv); ``"last_strided"``: last-dim stride 2 (copied)."""
     g = torch.Generator().manual_seed(seed)
@@ -226,7 +228,9 @@ def check_steps(B, H, Hkv, d, dv, W, P, steps, dtype, device, as_tensor, seed=0,
         pos = torch.tensor(t, device=device) if as_tensor else t
         if layout != "contiguous":  # the step's inputs are views
             assert not (q_all[:, t].is_contiguous() or k_all[:, t].is_contiguous() or v_all[:, t].is_contiguous())
-        o = sliding_window_attention_step(q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton")
+        o = sliding_window_attention_step(
+            q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton", early_reads=early_reads
+        )
         ref = sliding_window_reference(q_all[:, t : t + 1], k_all[:, : t + 1], v_all[:, : t + 1], W)[:, 0]
         assert o.shape == (B, H, dv) and o.dtype == dtype
         assert_close(f"step at position {t}", o, ref, dtype)
@@ -276,13 +280,34 @@ def test_step_prefetch(monkeypatch, cfg):
      dict(S=2, BW=4, num_warps=4)],
 )  # fmt: skip
 def test_step_dense_loads_stop_at_the_last_written_slot(monkeypatch, cfg):
-    """DENSE (rings of DENSE_MIN_W slots or more: the attn mixer's KV cache) loads only the written slots; forced on
-    here for small rings: empty, partly written, just full and wrapped, with NaN in every unwritten slot."""
+    """DENSE (rings of DENSE_MIN_W slots or more: the attn mixer's KV cache) loads only the written slots past each
+    split's first chunk (which goes out before pos is known); forced on here for small rings: empty, partly written,
+    just full and wrapped, with NaN in every unwritten slot, which must never reach the output."""
     monkeypatch.setattr(T, "DENSE_MIN_W", 1)
     if cfg is not None:
         monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
     for W, P in ((13, 0), (13, 5), (13, 12), (13, 30), (1, 0)):
-        check_steps(2, 4, 2, 16, 8, W, P, 3, torch.float32, "cpu", as_tensor=True, seed=W + P)
+        for early_reads in (False, True):  # the first chunk after or before the PDL wait (the mixers': before)
+            check_steps(
+                2, 4, 2, 16, 8, W, P, 3, torch.float32, "cpu", as_tensor=True, seed=W + P, early_reads=early_reads
+            )
+
+
+@cpu_only
+@pytest.mark.parametrize("early_reads", [False, True])
+@pytest.mark.parametrize("cfg", [dict(S=3, BW=2, num_warps=4), dict(S=2, BW=2, num_warps=1, PREFETCH=True)])
+def test_step_splits_combine_in_one_launch_and_reset_their_counters(monkeypatch, cfg, early_reads):
+    """S > 1: the last split of each (sequence, kv head) to arrive combines the partials, so a step is one launch,
+    and resets its arrival counter to zero for the next step (or the next layer, which shares the counters)."""
+    launches = []
+    fast = T._launch.fast
+    monkeypatch.setattr(T._launch, "fast", lambda kernel: launches.append(kernel.__name__) or fast(kernel))
+    monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    steps = 3
+    check_steps(2, 4, 2, 16, 8, 9, 4, steps, torch.float32, "cpu", as_tensor=True, seed=3, early_reads=early_reads)
+    assert launches == ["sliding_window_step_kernel"] * steps
+    counters = T._launch.arrival_counters("sliding_window_step", torch.device("cpu"), 2 * 2)
+    assert torch.count_nonzero(counters) == 0, f"arrival counters left set: {counters[:8].tolist()}"
 
 
 @cpu_only

@@ -182,3 +182,22 @@ def fast(kernel):
     if launcher is None:
         launcher = _LAUNCHERS[kernel] = FastLauncher(kernel)
     return launcher
+
+
+_COUNTERS: dict[tuple[str, torch.device], torch.Tensor] = {}
+_COUNTERS_OUTGROWN: list[torch.Tensor] = []
+
+
+def arrival_counters(owner: str, device: torch.device, n: int) -> torch.Tensor:
+    """At least ``n`` int32 arrival counters for ``owner``'s decode kernel on ``device``: zero between launches (the
+    last program to arrive at a counter resets it), so a step's programs can elect one of them to finish the work
+    without a second launch. One buffer per owner and device, grown on demand; the launches that share it must run
+    in stream order (as a model's layers do). Allocate it before a CUDA-graph capture (any eager step does), or the
+    capture records its memset."""
+    buf = _COUNTERS.get((owner, device))
+    if buf is None or buf.numel() < n:
+        if buf is not None:  # a captured CUDA graph may still point at it: never free it
+            _COUNTERS_OUTGROWN.append(buf)
+        buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+        _COUNTERS[(owner, device)] = buf
+    return buf

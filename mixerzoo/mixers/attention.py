@@ -95,7 +95,8 @@ class Attention(RotaryQKVMixer):
         q, k, v = self._qkv(x, pos)  # [B, H, hd], [B, Hkv, hd]
         ring = self._ring_step_backend(x.device)
         if ring is not None:
-            o = sliding_window_attention_step(q, k, v, state["k"], state["v"], pos, backend=ring)  # [B, H, hd]
+            # early reads: the projections and RoPE run between two steps of this layer
+            o = sliding_window_attention_step(q, k, v, state["k"], state["v"], pos, backend=ring, early_reads=True)
             state["position"] += 1
             return self.out_proj(o.reshape(x.shape[0], -1)), state
         slot = pos.reshape(1)

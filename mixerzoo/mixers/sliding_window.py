@@ -77,6 +77,8 @@ class SlidingWindowAttention(RotaryQKVMixer):
         self._check_step_input(x, self.ctx.d_model, self.token or "sw")
         pos = state["position"]
         q, k, v = self._qkv(x, pos)  # [B, H, hd], [B, Hkv, hd]
-        o = sliding_window_attention_step(q, k, v, state["k"], state["v"], pos, backend=self.config.backend)
+        o = sliding_window_attention_step(  # early reads: the projections run between two steps of this layer
+            q, k, v, state["k"], state["v"], pos, backend=self.config.backend, early_reads=True
+        )
         state["position"] += 1
         return self.out_proj(o.reshape(x.shape[0], -1)), state

@@ -3,8 +3,8 @@
 (does any earlier capture slow the compiled step?). Added after call 7 for the next session: ``m`` a graph of one
 cuBLAS matmul of the model's width, ``g`` a graph of one launch of the batch-1 GEMV (a Triton kernel launched with
 PDL), each captured and replayed once: which part of an eager step's capture (``xc``: 0.664 against 0.579 ms) slows
-the compiled step? The batch-1 step now fuses the MLP's add + norm + up-projection
-and its activation + down-projection (``kernels.decode_linear``), and linear attention's q, k, v are one projection.
+the compiled step? (While this script was written the batch-1 step also fused the MLP's norm and activation into
+its GEMVs; that fusion was slower and was removed before session 14 ended.)
 
     PYTHONPATH=$PWD python3 benchmarks/results/session14/step.py MODEL BATCH ORDER
 """

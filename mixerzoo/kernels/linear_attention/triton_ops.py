@@ -860,23 +860,6 @@ def _step_config(plan: Plan, bh: int, dv: int) -> StepConfig:
     return StepConfig(bv=bv, bf=bf, warps=cfg.warps, zmode=cfg.zmode)
 
 
-_STEP_COUNTERS: dict[torch.device, Tensor] = {}
-_STEP_COUNTERS_OUTGROWN: list[Tensor] = []
-
-
-def _step_counter(device: torch.device, n: int) -> Tensor:
-    """Per-head arrival counters of ``zmode="last"`` (int32, zero between steps: the last arrival resets its slot).
-    One buffer per device, grown on demand: steps of one device must run in stream order (as a model's layers do).
-    Allocate it before a CUDA-graph capture (any eager step does), or the capture records its memset."""
-    buf = _STEP_COUNTERS.get(device)
-    if buf is None or buf.numel() < n:
-        if buf is not None:  # a captured CUDA graph may still point at it: never free it
-            _STEP_COUNTERS_OUTGROWN.append(buf)
-        buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
-        _STEP_COUNTERS[device] = buf
-    return buf
-
-
 @torch.library.custom_op("mixerzoo::linear_attention_step", mutates_args=("kv", "z"))
 def _op_step(
     q: Tensor, k: Tensor, v: Tensor, kv: Tensor, z: Tensor, w: Tensor | None, offset_t: Tensor | None,
@@ -895,7 +878,7 @@ def _op_step(
     cfg = _step_config(plan, B * H, dv)
     nv = cdiv(dv, cfg.bv)
     zmode = 1 if nv == 1 else (2 if cfg.zmode == "last" else 0)
-    count = _step_counter(dev, B * H) if zmode == 2 else ti
+    count = _launch.arrival_counters("linear_attention_step", dev, B * H) if zmode == 2 else ti
     args = (
         q, k, v, kv, z, o, w if w is not None else _dummy(dev), ti, tj, ts,
         offset_t if offset_t is not None else _dummy(dev), count, H, q.stride(0), k.stride(0), v.stride(0), offset,

@@ -90,6 +90,7 @@ def sliding_window_attention_step(
     *,
     scale: float | None = None,
     backend: str = "auto",
+    early_reads: bool = False,
 ) -> Tensor:
     """One generation step over a ring buffer of the last W keys and values.
 
@@ -100,6 +101,10 @@ def sliding_window_attention_step(
         q: ``[B, H, d]``; k: ``[B, Hkv, d]``; v: ``[B, Hkv, dv]`` for the new token.
         cache_k: ``[B, W, Hkv, d]``; cache_v: ``[B, W, Hkv, dv]``, the ring buffer.
         position: tokens processed before this one (int or 0-dim int64 tensor, for CUDA graphs).
+        early_reads: the Triton kernel on sm_90+ may read the ring before the kernel launched just before it has
+            finished (programmatic dependent launch), hiding that read's latency. Pass True only when that launch
+            does not write this ring, as in a model, where other kernels run between two steps of one layer; never
+            for steps on one ring back to back. Other backends ignore it.
 
     Returns:
         ``o [B, H, dv]`` in q's dtype.
@@ -126,7 +131,9 @@ def sliding_window_attention_step(
     has_step = impl is not None and hasattr(impl, "sliding_window_step_triton")
     chosen = resolve_backend(op, backend, q.device, has_step, allowed=("torch", "triton", "xformers"))
     if chosen == "triton":
-        return impl.sliding_window_step_triton(q, k, v, cache_k, cache_v, position, scale=scale)
+        return impl.sliding_window_step_triton(
+            q, k, v, cache_k, cache_v, position, scale=scale, early_reads=early_reads
+        )
     return sliding_window_step_torch(q, k, v, cache_k, cache_v, position, scale)
 
 

@@ -14,12 +14,13 @@ kernel runs first and also writes ``delta = Σ o·do`` (it loads do anyway), whi
 Head dims are padded to a power of two ≥ 16 by masking (any D, DV ≤ 256).
 
 The decode step: one program per (sequence, kv head, split of the window) serves the G query heads of the
-group, reads its slots of the ring buffer with 16-byte loads issued before ``pos`` is known (their addresses
-do not depend on it), masks the slots past ``min(pos + 1, W)``, uses the new key/value in registers for
-slot ``pos % W`` and writes it there (in place). With S > 1 splits (small batches: flash-decoding,
-https://pytorch.org/blog/flash-decoding/) each split leaves a partial max/sum/output and a second kernel
-combines them. ``pos`` can be read from a device tensor: no host sync, so the step can be captured in a
-CUDA graph.
+group. It reads the first chunk of its slots with 16-byte loads issued before the kernel before it has finished
+(programmatic dependent launch) and before ``pos`` is known: their addresses depend on neither. It masks the slots
+past ``min(pos + 1, W)``, uses the new key/value in registers for slot ``pos % W`` and writes it there (in place).
+With S > 1 splits (small batches: flash-decoding, https://pytorch.org/blog/flash-decoding/) each split leaves a
+partial max/sum/output, and the last split of a (sequence, kv head) to finish combines them (an arrival counter,
+no second launch). ``pos`` can be read from a device tensor: no host sync, so the step can be captured in a CUDA
+graph.
 
 Registered as ``torch.ops.mixerzoo.sliding_window_fwd/bwd/step`` (``torch.library.custom_op`` with
 fake and autograd registrations), so ``torch.compile`` traces through them; eager calls skip the dispatcher
@@ -298,40 +299,81 @@ def sliding_window_bwd_dq_kernel(
 
 @triton.jit
 def _step_load(p_ckb, p_cvb, n0, w1, o_d, o_dv, m_d, m_dv, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
-               BW: tl.constexpr):  # fmt: skip
+               BW: tl.constexpr, CG: tl.constexpr = False):  # fmt: skip
     """Ring slots ``n0 … n0 + BW − 1`` (below w1) of v and k. Their addresses do not depend on pos: the loads go out
     before pos arrives. v first in the source: else ptxas sank the v loads below the first reduction (two serial DRAM
-    latencies)."""
+    latencies). CG: read past L1 (``.cg``), for loads issued before the PDL wait (see the step kernel)."""
     o_w = n0 + tl.arange(0, BW)
     m_w = o_w < w1
-    b_v = tl.load(p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], mask=m_w[:, None] & m_dv[None, :], other=0.0)
-    b_k = tl.load(p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :], mask=m_w[:, None] & m_d[None, :], other=0.0)
+    m_v, m_k = m_w[:, None] & m_dv[None, :], m_w[:, None] & m_d[None, :]
+    p_v, p_k = p_cvb + o_w[:, None] * (HKV * DV) + o_dv[None, :], p_ckb + o_w[:, None] * (HKV * D) + o_d[None, :]
+    if CG:
+        b_v = tl.load(p_v, mask=m_v, other=0.0, cache_modifier=".cg")
+        b_k = tl.load(p_k, mask=m_k, other=0.0, cache_modifier=".cg")
+    else:
+        b_v = tl.load(p_v, mask=m_v, other=0.0)
+        b_k = tl.load(p_k, mask=m_k, other=0.0)
     return b_v, b_k
+
+
+@triton.jit
+def _step_chunk(b_v, b_k, b_q, b_kn, b_vn, b_mi, b_li, b_acc, n0, w1, slot, n_valid, scale_log2, BW: tl.constexpr):
+    """Online softmax over one chunk of ring slots ``n0 … n0 + BW − 1``: the running max ``b_mi``, sum ``b_li`` and
+    unnormalized output ``b_acc`` after it. Unwritten slots (garbage, NaN) are masked after the load; the slot being
+    replaced takes the new token. A chunk with no valid slot leaves the three unchanged."""
+    o_w = n0 + tl.arange(0, BW)
+    m_new = (o_w == slot)[:, None]
+    m_ok = (o_w < n_valid) & (o_w < w1)
+    b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
+    b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
+    b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
+    b_s = tl.where(m_ok, b_s, float("-inf"))
+    b_mn = tl.maximum(b_mi, tl.max(b_s, 0))
+    b_p = tl.exp2(b_s - b_mn)
+    b_alpha = tl.exp2(b_mi - b_mn)
+    b_li = b_li * b_alpha + tl.sum(b_p, 0)
+    b_acc = b_acc * b_alpha + tl.sum(b_p[:, None] * b_v, 0)
+    return b_mn, b_li, b_acc
+
+
+@triton.jit
+def _step_combine(p_pm, p_pl, p_pacc, p_o, i_bh, DV: tl.constexpr, BDV: tl.constexpr, S: tl.constexpr,
+                  BS: tl.constexpr):  # fmt: skip
+    """``o = Σ_s 2^(m_s − M)·acc_s / Σ_s 2^(m_s − M)·l_s`` over the S splits of (sequence, head) ``i_bh``
+    (flash-decoding's reduction; a split with no valid slot has m = −1e30, l = 0, acc = 0). The partials are read
+    past L1 (``.cg``): L1 is not coherent, and a graph replay reuses the addresses an earlier step read here."""
+    o_s, o_dv = tl.arange(0, BS), tl.arange(0, BDV)
+    m_s, m_dv = o_s < S, o_dv < DV
+    o_p = i_bh.to(tl.int64) * S + o_s
+    b_m = tl.load(p_pm + o_p, mask=m_s, other=-1e30, cache_modifier=".cg")
+    b_l = tl.load(p_pl + o_p, mask=m_s, other=0.0, cache_modifier=".cg")
+    b_acc = tl.load(p_pacc + o_p[:, None] * DV + o_dv[None, :], mask=m_s[:, None] & m_dv[None, :], other=0.0,
+                    cache_modifier=".cg")  # fmt: skip
+    b_w = tl.exp2(b_m - tl.max(b_m, 0))
+    b_o = tl.sum(b_w[:, None] * b_acc, 0) / tl.sum(b_w * b_l, 0)
+    tl.store(p_o + i_bh.to(tl.int64) * DV + o_dv, b_o.to(p_o.dtype.element_ty), mask=m_dv)
 
 
 @triton.jit(do_not_specialize=["pos_int"])
 def sliding_window_step_kernel(
-    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, W, WS, scale_log2,
+    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, p_count, W, WS, scale_log2,
     s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, POS_TENSOR: tl.constexpr, PREFETCH: tl.constexpr,
-    DENSE: tl.constexpr, DYN: tl.constexpr = False, PDL: tl.constexpr = 0,
+    BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, BS: tl.constexpr, POS_TENSOR: tl.constexpr,
+    PREFETCH: tl.constexpr, DENSE: tl.constexpr, DYN: tl.constexpr = False, EARLY: tl.constexpr = False,
+    PDL: tl.constexpr = 0,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
-    ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``; else the
-    partial max / sum / unnormalized output per split (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32).
-    DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): the loads stop at
-    the last written slot, so a step reads the tokens so far rather than the whole capacity; the loads then
-    wait for pos. DENSE and DYN (the GPU; the interpreter has no loops of a run-time length): the chunk loop stops
-    there too, instead of running NW chunks with every load masked past it. The new token's q ``[B, H, D]``, k and
-    v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection row need no copy); the
-    rings and o contiguous."""
-    # PDL (``_launch.STEP_PDL``): launched before the kernel before it ended, wait for it before any memory access;
-    # mode 2 then lets the kernel after this one launch at once
-    if PDL > 0:
-        gdc_wait()
-    if PDL > 1:
-        gdc_launch_dependents()
+    ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``. Else each split
+    writes its partial max / sum / unnormalized output (``[B·H, S]``, ``[B·H, S]``, ``[B·H, S, DV]`` fp32) and
+    bumps the arrival counter ``p_count[i_b·HKV + i_hk]`` (int32, zero between steps); the last split to arrive
+    combines the S partials of the group's heads into ``o`` and resets the counter (no program waits on another).
+    DENSE (wide rings, e.g. the attn mixer's KV cache, which is never full while it decodes): after the first
+    chunk, the loads stop at the last written slot, so a step reads the tokens so far rather than the whole
+    capacity; those loads wait for pos. DENSE and DYN (the GPU; the interpreter has no loops of a run-time length):
+    the chunk loop stops there too, instead of running NW chunks with every load masked past it. The new token's q
+    ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection
+    row need no copy); the rings and o contiguous."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
@@ -341,6 +383,21 @@ def sliding_window_step_kernel(
     p_cvb = p_cv + (i_b * W).to(tl.int64) * (HKV * DV) + i_hk * DV
     w0 = i_s * WS
     w1 = tl.minimum(w0 + WS, W)
+    # The split's first chunk. EARLY (the caller's promise that the launch just before this one does not write this
+    # ring: in a model, other kernels run between two steps of a layer): loaded before the wait for the kernel before
+    # (PDL), past L1. Every kernel waits for the one before it before it lets the next one launch, so the last writer
+    # of these slots (this layer's step kernel, a step or more ago) has completed; the slot this step replaces is
+    # masked below. Bounded by the split, not by pos (which the kernel before may still be writing).
+    if EARLY:
+        b_v0, b_k0 = _step_load(p_ckb, p_cvb, w0, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW, True)
+    # PDL (``_launch.STEP_PDL``): launched before the kernel before it ended, wait for it before any memory access
+    # that may depend on it; mode 2 then lets the kernel after this one launch at once
+    if PDL > 0:
+        gdc_wait()
+    if PDL > 1:
+        gdc_launch_dependents()
+    if not EARLY:
+        b_v0, b_k0 = _step_load(p_ckb, p_cvb, w0, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
     if POS_TENSOR:
         pos = tl.load(p_pos).to(tl.int64)
     else:
@@ -352,7 +409,7 @@ def sliding_window_step_kernel(
     if DENSE:
         w_ld = tl.minimum(w1, n_valid)
         if DYN:
-            n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 (no loop) in a split past the last written slot
+            n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 in a split past the last written slot
     b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_b.to(tl.int64) * s_vb + i_hk * s_vh + o_dv, mask=m_dv, other=0.0)
     for g in tl.static_range(G):
@@ -361,28 +418,19 @@ def sliding_window_step_kernel(
         b_mi = tl.full([], -1e30, dtype=tl.float32)
         b_li = tl.full([], 0.0, dtype=tl.float32)
         b_acc = tl.zeros([BDV], dtype=tl.float32)
+        # chunk 0 serves every head of the group (one with no valid slot changes nothing)
+        b_mi, b_li, b_acc = _step_chunk(b_v0, b_k0, b_q, b_kn, b_vn, b_mi, b_li, b_acc, w0, w1, slot, n_valid,
+                                        scale_log2, BW)  # fmt: skip
         if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
-            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-        for j in range(0, n_chunks):
+            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
+        for j in range(1, n_chunks):
             if PREFETCH:
                 b_v, b_k = b_vx, b_kx
                 b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + (j + 1) * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
             else:
                 b_v, b_k = _step_load(p_ckb, p_cvb, w0 + j * BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
-            o_w = w0 + j * BW + tl.arange(0, BW)
-            m_new = (o_w == slot)[:, None]
-            m_ok = (o_w < n_valid) & (o_w < w1)
-            # unwritten slots (garbage, NaN) are masked after the load; the slot being replaced takes the new token
-            b_k = tl.where(m_new, b_kn[None, :].to(b_k.dtype), b_k).to(tl.float32)
-            b_v = tl.where(m_new, b_vn[None, :].to(b_v.dtype), tl.where(m_ok[:, None], b_v, 0.0)).to(tl.float32)
-            b_s = tl.sum(b_k * b_q[None, :], 1) * scale_log2  # [BW]
-            b_s = tl.where(m_ok, b_s, float("-inf"))
-            b_mn = tl.maximum(b_mi, tl.max(b_s, 0))
-            b_p = tl.exp2(b_s - b_mn)
-            b_alpha = tl.exp2(b_mi - b_mn)
-            b_li = b_li * b_alpha + tl.sum(b_p, 0)
-            b_acc = b_acc * b_alpha + tl.sum(b_p[:, None] * b_v, 0)
-            b_mi = b_mn
+            b_mi, b_li, b_acc = _step_chunk(b_v, b_k, b_q, b_kn, b_vn, b_mi, b_li, b_acc, w0 + j * BW, w1, slot,
+                                            n_valid, scale_log2, BW)  # fmt: skip
         if S == 1:
             p_ob = p_o + (i_b * H + i_h).to(tl.int64) * DV
             tl.store(p_ob + o_dv, (b_acc / b_li).to(p_o.dtype.element_ty), mask=m_dv)
@@ -395,24 +443,15 @@ def sliding_window_step_kernel(
     m_mine = (slot >= w0) & (slot < w1)  # a scalar: combined with tl.where (triton 3.9's interpreter rejects `&`)
     tl.store(p_ckb + slot * (HKV * D) + o_d, b_kn.to(p_ck.dtype.element_ty), mask=tl.where(m_mine, m_d, False))
     tl.store(p_cvb + slot * (HKV * DV) + o_dv, b_vn.to(p_cv.dtype.element_ty), mask=tl.where(m_mine, m_dv, False))
-
-
-@triton.jit
-def sliding_window_step_combine_kernel(
-    p_pm, p_pl, p_pacc, p_o, DV: tl.constexpr, BDV: tl.constexpr, S: tl.constexpr, BS: tl.constexpr
-):
-    """``o = Σ_s 2^(m_s − M)·acc_s / Σ_s 2^(m_s − M)·l_s`` over the S splits of one (sequence, head)
-    (flash-decoding's reduction; a split with no valid slot has m = −1e30, l = 0, acc = 0)."""
-    i_bh = tl.program_id(0)
-    o_s, o_dv = tl.arange(0, BS), tl.arange(0, BDV)
-    m_s, m_dv = o_s < S, o_dv < DV
-    o_p = i_bh.to(tl.int64) * S + o_s
-    b_m = tl.load(p_pm + o_p, mask=m_s, other=-1e30)
-    b_l = tl.load(p_pl + o_p, mask=m_s, other=0.0)
-    b_acc = tl.load(p_pacc + o_p[:, None] * DV + o_dv[None, :], mask=m_s[:, None] & m_dv[None, :], other=0.0)
-    b_w = tl.exp2(b_m - tl.max(b_m, 0))
-    b_o = tl.sum(b_w[:, None] * b_acc, 0) / tl.sum(b_w * b_l, 0)
-    tl.store(p_o + i_bh.to(tl.int64) * DV + o_dv, b_o.to(p_o.dtype.element_ty), mask=m_dv)
+    if S > 1:
+        # Every thread's partial stores come before the barrier, and the barrier before the counter's release
+        # (acq_rel, GPU scope); the last arrival's acquire then makes all S splits' partials visible to it.
+        tl.debug_barrier()
+        last = tl.atomic_add(p_count + i_bh, 1, sem="acq_rel") == S - 1
+        if last:
+            for g in tl.static_range(G):
+                _step_combine(p_pm, p_pl, p_pacc, p_o, i_b * H + i_hk * G + g, DV, BDV, S, BS)
+            tl.atomic_xchg(p_count + i_bh, 0, sem="relaxed")
 
 
 # ------------------------------------------------------------------------------------------ host side
@@ -713,6 +752,7 @@ def sliding_window_step(
     position: Tensor | None,
     position_int: int,
     scale: float,
+    early_reads: bool = False,
 ) -> Tensor:
     """One token over the ring buffer; writes slot ``position % W`` of the caches in place."""
     if not (cache_k.is_contiguous() and cache_v.is_contiguous()):
@@ -731,24 +771,21 @@ def sliding_window_step(
     if S > 1:
         pm, pl = _empty(B * H, S, like=q, dtype=torch.float32), _empty(B * H, S, like=q, dtype=torch.float32)
         pacc = _empty(B * H, S, DV, like=q, dtype=torch.float32)
+        count = _launch.arrival_counters("sliding_window_step", q.device, B * HKV)
     else:
-        pm = pl = pacc = o
+        pm = pl = pacc = count = o
     _launch.fast(sliding_window_step_kernel)[(B * HKV, S)](
-        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, W, WS,
-        scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
-        H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S,
+        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, count, W,
+        WS, scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
+        H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S, BS=next_pow2(S),
         POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DYN=not interpreting(),
-        num_warps=nw, **_launch.pdl_kwargs(q),
+        EARLY=early_reads, num_warps=nw, **_launch.pdl_kwargs(q),
     )  # fmt: skip
-    if S > 1:
-        _launch.fast(sliding_window_step_combine_kernel)[(B * H,)](
-            pm, pl, pacc, o, DV=DV, BDV=BDV, S=S, BS=next_pow2(S), num_warps=4
-        )
     return o
 
 
 @sliding_window_step.register_fake
-def _(q, k, v, cache_k, cache_v, position, position_int, scale):
+def _(q, k, v, cache_k, cache_v, position, position_int, scale, early_reads=False):
     return q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
 
 
@@ -782,9 +819,11 @@ def sliding_window_step_triton(
     position: int | Tensor,
     *,
     scale: float | None = None,
+    early_reads: bool = False,
 ) -> Tensor:
     """Decode step over the ring buffer (in place). ``position``: int, or a 1-element integer tensor on q's device
-    (read inside the kernel: no host sync, CUDA-graph capturable)."""
+    (read inside the kernel: no host sync, CUDA-graph capturable). ``early_reads``: see
+    ``sliding_window_attention_step``."""
     op = "sliding_window_attention_step (triton)"
     if isinstance(position, Tensor):
         if position.numel() != 1 or position.dtype not in (torch.int64, torch.int32) or position.device != q.device:
@@ -799,4 +838,6 @@ def sliding_window_step_triton(
                 f"{op}: position must be a non-negative int (tokens seen before this one), got {position!r}"
             )
         pos_t, pos_i = None, int(position)
-    return torch.ops.mixerzoo.sliding_window_step(q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale))
+    return torch.ops.mixerzoo.sliding_window_step(
+        q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale), early_reads
+    )
