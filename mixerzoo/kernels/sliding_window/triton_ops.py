@@ -418,11 +418,11 @@ def sliding_window_step_kernel(
         b_mi = tl.full([], -1e30, dtype=tl.float32)
         b_li = tl.full([], 0.0, dtype=tl.float32)
         b_acc = tl.zeros([BDV], dtype=tl.float32)
+        if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
+            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
         # chunk 0 serves every head of the group (one with no valid slot changes nothing)
         b_mi, b_li, b_acc = _step_chunk(b_v0, b_k0, b_q, b_kn, b_vn, b_mi, b_li, b_acc, w0, w1, slot, n_valid,
                                         scale_log2, BW)  # fmt: skip
-        if PREFETCH:  # chunk j + 1's loads go out before chunk j's reductions (two chunks of registers)
-            b_vx, b_kx = _step_load(p_ckb, p_cvb, w0 + BW, w_ld, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW)
         for j in range(1, n_chunks):
             if PREFETCH:
                 b_v, b_k = b_vx, b_kx
