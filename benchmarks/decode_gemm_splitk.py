@@ -1,5 +1,11 @@
 """The decode step's projections at batch 128 — cuBLAS against a split-K Triton GEMM launched with programmatic
-dependent launch (PDL). Written in session 14 for the next device session; not in the library.
+dependent launch (PDL). Written in session 14; not in the library.
+
+Outcome (session 15, ``results/session15/call1``, µs per norm + projection): faster than cuBLAS at 2 of 14 shapes
+only (64 rows: out-projection 5.52 against 6.04, conv out-projection 7.22 against 7.42), slower at every 128-row shape
+(6.58–11.91 against 6.32–8.72). On the GPU most configurations with S > 1 failed the script's check (relative error
+0.02–0.2 against cuBLAS; skipped, not timed), although the interpreter's ``--check`` passes: the cross-program
+reduction has a race that was not chased, since the correct configurations lost anyway. Not a candidate as it is.
 
 Why: at batch 128 Based-360M's compiled step spends 0.76 of its 1.33 ms of kernels in 146 cuBLAS GEMMs of M = 128
 (session 13's profile), 5.2 µs each for 0.4–11 MB of weights. Session 13's tensor-core tile with PDL (one program per

@@ -385,9 +385,10 @@ def sliding_window_step_kernel(
     w1 = tl.minimum(w0 + WS, W)
     # The split's first chunk. EARLY (the caller's promise that the launch just before this one does not write this
     # ring: in a model, other kernels run between two steps of a layer): loaded before the wait for the kernel before
-    # (PDL), past L1. Every kernel waits for the one before it before it lets the next one launch, so the last writer
-    # of these slots (this layer's step kernel, a step or more ago) has completed; the slot this step replaces is
-    # masked below. Bounded by the split, not by pos (which the kernel before may still be writing).
+    # (PDL), past L1. A PDL launch starts once the kernel before has passed its own wait or exited, so the overlap
+    # reaches back a kernel or two; the last writer of these slots (this layer's step kernel, a whole decode step and
+    # every other layer's kernels ago) has completed. The slot this step replaces is masked below. Bounded by the
+    # split, not by pos (which the kernel before may still be writing).
     if EARLY:
         b_v0, b_k0 = _step_load(p_ckb, p_cvb, w0, w1, o_d, o_dv, m_d, m_dv, HKV, D, DV, BW, True)
     # PDL (``_launch.STEP_PDL``): launched before the kernel before it ended, wait for it before any memory access
