@@ -6,7 +6,9 @@ Writes benchmarks/results/generation.{md,json,png}: the paper's setting (batch 1
 each model at its largest batch, and prefill of 4,096 tokens, each beside its floor. With ``--compile-step`` every
 decode row (the largest batch's too) is timed twice in the same run, the eager step and the ``torch.compile``'d
 step, both CUDA-graphed; with ``--compile-prefill`` the prefill rows too, the eager prefill and the compiled one
-(compiled in an untimed warm-up).
+(compiled in an untimed warm-up). Each model runs in a process of its own, one after the other
+(`mixerzoo.bench.bench_generate_isolated`: a compiled step replays slower after other CUDA graphs were captured in
+its process); ``--one-process`` runs both in this one, every compiled row first (`bench_generate_rows`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mixerzoo.bench import (
     PREFILL_SPEEDUP_KEYS,
     _build,
     _table,
+    bench_generate_isolated,
     bench_generate_rows,
     bench_prefill,
     compile_steps,
@@ -54,6 +57,10 @@ def main() -> int:
         "--compile-prefill", nargs="?", const="default", default=None, metavar="MODE",
         help="time the torch.compile'd prefill beside the eager one (optional mode)",
     )  # fmt: skip
+    parser.add_argument(
+        "--one-process", action="store_true",
+        help="time both models in this process (compiled rows first) instead of each in a process of its own",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--plot", nargs="+", metavar="JSON", help="only plot these saved generation.json files")
     args = parser.parse_args()
@@ -70,19 +77,22 @@ def main() -> int:
     torch.cuda.empty_cache()
     print(f"copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, matmul {ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s")
     gen, pre = [], []
-    models = {name: _build(name, torch.bfloat16) for name in args.pair}  # both first: compiled rows before eager ones
     batches = [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]
     largest = None if args.skip_largest else (args.new, args.largest_new)
-    for row in bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest):
-        gen.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.one_process:
+        rows = _one_process_rows(args, batches, ceilings, largest)
+    else:
+        prefill = (args.prefill_len, args.compile_prefill)
+        rows = bench_generate_isolated(args.pair, batches, args.prompt, ceilings, args.compile_step, largest, prefill)
+    for row in rows:
+        (pre if "prefill" in row else gen).append(row)
         print(row, flush=True)
-    for name, model in models.items():
-        for mode in compile_steps(args.compile_prefill):
-            pre.append(bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode))
-            print(pre[-1], flush=True)
-    del models
-    torch.cuda.empty_cache()
+        # every row on disk as it comes: a later failure loses none
+        raw = {"environment": environment(), "ceilings": asdict(ceilings), "generate": gen, "prefill": pre}
+        (out / "generation.json").write_text(json.dumps(raw, indent=2, default=str))
     ok = [r for r in gen if "error" not in r]
+    pre_ok = [r for r in pre if "error" not in r]
     eager = [r for r in ok if r["step"] == "eager"]
     by = {(r["model"], r["batch"]): r for r in eager}
     lin, att = args.pair
@@ -99,13 +109,13 @@ def main() -> int:
             f"**{fast[(lin, ratio_batch)]['tokens_per_s'] / fast[(att, ratio_batch)]['tokens_per_s']:.2f}×**; "
             f"each at its best batch: **{best_fast[lin] / best_fast[att]:.2f}×**.", "",
         ]  # fmt: skip
-    pre_ms = {(r["model"], r["prefill"]): r["ms"] for r in pre}
+    pre_ms = {(r["model"], r["prefill"]): r["ms"] for r in pre_ok}
     prefill_ratio = pre_ms[(att, "eager")] / pre_ms[(lin, "eager")]
     compiled_prefill = []
-    if prefill_speedups(pre):
-        label = next(r["prefill"] for r in pre if r["prefill"] != "eager")
+    if prefill_speedups(pre_ok):
+        label = next(r["prefill"] for r in pre_ok if r["prefill"] != "eager")
         compiled_prefill = [
-            "", "Compiled vs eager prefill (same run):", "", _table(prefill_speedups(pre), PREFILL_SPEEDUP_KEYS), "",
+            "", "Compiled vs eager prefill (same run):", "", _table(prefill_speedups(pre_ok), PREFILL_SPEEDUP_KEYS), "",
             f"Prefill speed ratio {lin}/{att}, both compiled: "
             f"**{pre_ms[(att, label)] / pre_ms[(lin, label)]:.2f}×**.",
         ]  # fmt: skip
@@ -113,17 +123,18 @@ def main() -> int:
         "# Generation and prefill throughput", "",
         f"`{' '.join(sys.argv)}` — {environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
         f"ceilings measured in the run: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul "
-        f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s.", "",
+        f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s. "
+        + ("Both models in this process, every compiled row first." if args.one_process else
+           "Each model in a process of its own, one after the other."), "",
         "## Decode (CUDA-graph step per token)", "",
         _table(ok, ["model", "batch", "step", "prompt", "new_tokens", "tokens_per_s", "step_ms", "floor_ms", "step_over_floor", "peak_gb", "bound"]),
         "", f"Throughput ratio {lin}/{att} at batch {ratio_batch} (eager step): **{ratio:.2f}×** (paper: 24×); "
         f"each at its best batch: **{best[lin] / best[att]:.2f}×**.", "",
         *compiled,
-        "## Prefill", "", _table(pre, PREFILL_KEYS),
+        "## Prefill", "", _table(pre_ok, PREFILL_KEYS),
         "", f"Prefill speed ratio {lin}/{att} at {args.prefill_len} tokens: **{prefill_ratio:.2f}×** (paper: 1.56×).",
         *compiled_prefill,
     ]  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     (out / "generation.md").write_text("\n".join(md) + "\n")
     payload = {"environment": environment(), "ceilings": asdict(ceilings),
                "generate": gen, "prefill": pre, "ratio_at_batch": ratio, "ratio_best": best[lin] / best[att],
@@ -132,6 +143,17 @@ def main() -> int:
     plot_throughput({_pair_title(gen): gen}, out / "generation.png")
     print("\n".join(md))
     return 0
+
+
+def _one_process_rows(args, batches, ceilings, largest):
+    """Both models in this process: every compiled row first (`bench_generate_rows`), then each one's prefill."""
+    models = {name: _build(name, torch.bfloat16) for name in args.pair}  # both first: compiled rows before eager ones
+    yield from bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest)
+    for name, model in models.items():
+        for mode in compile_steps(args.compile_prefill):
+            yield bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode)
+    del models
+    torch.cuda.empty_cache()
 
 
 def _best(rows, models) -> dict[str, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import sys
 import time
@@ -270,6 +271,81 @@ def bench_generate_rows(
             yield row
 
 
+_CHILD_DONE = "__mixerzoo_child_done__"
+
+
+def _child_main(fn, args: tuple, conn) -> None:
+    """`run_in_child`'s process: send each row of ``fn(*args)``, an error row if it raises, then the end marker.
+    A pipe's ``send`` returns once the row is written, so a crash later loses none of the rows before it."""
+    try:
+        for row in fn(*args):
+            conn.send(row)
+    except BaseException as e:  # noqa: BLE001 (reported to the parent as a row, never lost)
+        conn.send({"error": f"{type(e).__name__}: {e}"})
+    finally:
+        conn.send(_CHILD_DONE)
+        conn.close()
+
+
+def run_in_child(fn, *args) -> Iterator[dict]:
+    """Iterate ``fn(*args)`` (a module-level generator of dict rows, so a spawned process can import it) in a new
+    process and yield its rows as they arrive. An exception in the child ends its rows with an ``{"error": ...}``
+    row; so does its exit before the end (a crash, a kill), with its exit code. The rows sent before are kept."""
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state shared with this process
+    rows, conn = ctx.Pipe(duplex=False)
+    # not a daemon: torch.compile may start worker processes of its own
+    proc = ctx.Process(target=_child_main, args=(fn, args, conn))
+    proc.start()
+    conn.close()  # the child holds the only writing end: its exit ends the pipe
+    try:
+        while True:
+            try:
+                row = rows.recv()
+            except EOFError:
+                proc.join()
+                yield {"error": f"the child process running {fn.__name__} exited with code {proc.exitcode}"}
+                return
+            if row == _CHILD_DONE:
+                return
+            yield row
+    finally:
+        rows.close()
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _model_rows(
+    name: str, batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings, compile_step: str | None,
+    largest: tuple[int, int] | None, prefill: tuple[int, str | None] | None,
+) -> Iterator[dict]:  # fmt: skip
+    """One model's rows for `bench_generate_isolated`: `bench_generate_rows`, then with ``prefill = (seq_len,
+    compile)`` its prefill at batch 1 (eager, and compiled with a ``compile`` mode)."""
+    model = _build(name, torch.bfloat16)
+    yield from bench_generate_rows({name: model}, batches, prompt_len, ceilings, compile_step, largest)
+    if prefill is not None:
+        seq_len, compile = prefill
+        for mode in compile_steps(compile):
+            yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode)
+
+
+def bench_generate_isolated(
+    names: list[str], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
+    compile_step: str | None = None, largest: tuple[int, int] | None = None,
+    prefill: tuple[int, str | None] | None = None,
+) -> Iterator[dict]:  # fmt: skip
+    """`bench_generate_rows` of each model of ``names`` in a process of its own (`run_in_child`), one after
+    another, then its prefill rows (``prefill = (seq_len, compile)``; rows with a ``prefill`` key). Each model is
+    timed as a user running that one model would see it: on the H200 (sessions 13–15, not understood) a compiled
+    step replays slower after other CUDA graphs were captured in the process (the Transformer-360M's batch-1 step
+    0.665 ms alone, 0.749 ms after Based's compiled rows). An error row names its model."""
+    for name in names:
+        for row in run_in_child(_model_rows, name, batches, prompt_len, ceilings, compile_step, largest, prefill):
+            row.setdefault("model", name)
+            yield row
+
+
 @torch.no_grad()
 def bench_prefill(
     name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None,
@@ -386,6 +462,11 @@ def bench_main(argv: list[str] | None = None) -> int:
         "--cuda-graph", action="store_true",
         help="prefill: also time each prefill replayed from a CUDA graph (prefill(cuda_graph=True))",
     )  # fmt: skip
+    parser.add_argument(
+        "--one-process", action="store_true",
+        help="generate: time every model in this process (compiled rows first) instead of each in a process of its "
+        "own (bench_generate_isolated)",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     if (args.compile is not None or args.cuda_graph) and args.what != "prefill":
@@ -411,14 +492,18 @@ def bench_main(argv: list[str] | None = None) -> int:
                         print(rows[-1], flush=True)
             del model
             torch.cuda.empty_cache()
-    else:  # every model built first: their compiled rows come before any eager one (bench_generate_rows)
-        models = {name: _build(name, torch.bfloat16) for name in args.models}
+    else:
         largest = (args.new, args.largest_new) if args.largest_batch else None
         batches = [(b, args.new) for b in args.batch]
-        for row in bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest):
+        if args.one_process:  # every model built first: their compiled rows before any eager one
+            models = {name: _build(name, torch.bfloat16) for name in args.models}
+            gen = bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest)
+        else:
+            gen = bench_generate_isolated(args.models, batches, args.prompt, ceilings, args.compile_step, largest)
+        for row in gen:
             rows.append(row)
             print(row, flush=True)
-        del models
+        models = gen = None
         torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]
     keys = (

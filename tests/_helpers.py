@@ -62,3 +62,16 @@ class StandInCuda:
 
     def get_active_torch_device(self):
         return torch.device("cpu")
+
+
+def rows_then(n: int, end: str):
+    """A child's rows for `mixerzoo.bench.run_in_child`'s tests: ``n`` rows, then the end: ``"ok"``, ``"raise"`` (an
+    exception) or ``"exit"`` (the process dies at once, as in a crash)."""
+    for i in range(n):
+        yield {"i": i}
+    if end == "raise":
+        raise ValueError("boom")
+    if end == "exit":
+        import os
+
+        os._exit(3)

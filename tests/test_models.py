@@ -391,6 +391,40 @@ def test_generate_rows_compiled_first_and_largest_batch_shrinks_on_oom(monkeypat
     assert "error" in row and row["step"] == "eager"
 
 
+def test_run_in_child_keeps_every_row_and_reports_how_the_child_ended():
+    """`run_in_child`: the rows of a generator run in a spawned process, in order; an exception, or the process
+    dying at once (a crash), ends them with an error row after the rows sent before."""
+    from _helpers import rows_then
+
+    from mixerzoo.bench import run_in_child
+
+    assert list(run_in_child(rows_then, 3, "ok")) == [{"i": 0}, {"i": 1}, {"i": 2}]
+    *rows, err = run_in_child(rows_then, 2, "raise")
+    assert rows == [{"i": 0}, {"i": 1}] and err == {"error": "ValueError: boom"}
+    *rows, err = run_in_child(rows_then, 2, "exit")
+    assert rows == [{"i": 0}, {"i": 1}] and err == {"error": "the child process running rows_then exited with code 3"}
+
+
+def test_generate_isolated_runs_each_model_in_its_own_child(monkeypatch):
+    """`bench_generate_isolated`: one `run_in_child` per model, in order, with that model's arguments; an error row
+    from a child names its model (the child replaced by an in-process call)."""
+    import mixerzoo.bench as bench
+
+    calls = []
+
+    def fake_child(fn, name, *args):
+        calls.append((fn, name, args))
+        yield {"model": name, "batch": 1, "step": "compiled"}
+        if name == "b":
+            yield {"error": "the child process running _model_rows exited with code 1"}
+
+    monkeypatch.setattr(bench, "run_in_child", fake_child)
+    rows = list(bench.bench_generate_isolated(["a", "b"], [(1, 128)], 1024, None, "default", None, (4096, None)))
+    assert [(fn, name) for fn, name, _ in calls] == [(bench._model_rows, "a"), (bench._model_rows, "b")]
+    assert calls[0][2] == ([(1, 128)], 1024, None, "default", None, (4096, None))
+    assert [(r["model"], "error" in r) for r in rows] == [("a", False), ("b", False), ("b", True)]
+
+
 def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
     pytest.importorskip("matplotlib")
     from mixerzoo.bench import plot_throughput
