@@ -293,6 +293,94 @@ def test_step_dense_loads_stop_at_the_last_written_slot(monkeypatch, cfg):
             )
 
 
+def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """fp64 RoPE of ``x [B, L, h, d]`` at positions 0 … L − 1 (half-split, ``cos``/``sin`` ``[L, 1, r/2]``)."""
+    half = cos.shape[-1]
+    out = x.double().clone()
+    x1, x2 = out[..., :half].clone(), out[..., half : 2 * half].clone()
+    c, s_ = cos.double(), sin.double()
+    out[..., :half], out[..., half : 2 * half] = x1 * c - x2 * s_, x2 * c + x1 * s_
+    return out
+
+
+@cpu_only
+@settings(max_examples=8, **FEW)
+@given(
+    heads=HEADS,
+    d=st.sampled_from([8, 7, 16]),
+    W=st.sampled_from([5, 13]),
+    P=st.sampled_from([0, 3, 17]),
+    cfg=st.sampled_from([None, dict(S=3, BW=2, num_warps=4), dict(S=1, BW=4, num_warps=1, PREFETCH=True)]),
+    dense=st.booleans(),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**16),
+)
+def test_step_rotates_q_and_k_in_the_kernel(monkeypatch, heads, d, W, P, cfg, dense, dtype, seed):
+    """``rope=(cos, sin)``: q and k arrive unrotated and the kernel turns them by the angles of the position (rows of
+    ``rotary_table``). Against fp64 attention over keys and queries rotated in fp64; the ring holds the rotated keys
+    (the new one rounded to the cache's dtype, as the mixers' own rotation leaves it)."""
+    from mixerzoo.mixers.rotary import rotary_table, rotate
+
+    if cfg is not None:
+        monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
+    if dense:
+        monkeypatch.setattr(T, "DENSE_MIN_W", 1)
+    (H, Hkv), B, steps = heads, 2, 3
+    n = P + steps
+    g = torch.Generator().manual_seed(seed)
+    q_all, k_all, v_all = (randn(B, n, h, d, dtype=dtype, device="cpu", gen=g) for h in (H, Hkv, Hkv))
+    cos, sin = rotary_table(0, n + 5, d, "cpu")
+    q_rot, k_rot = rotated(q_all, cos[:n], sin[:n]), rotated(k_all, cos[:n], sin[:n])
+    ck, cv = ring_from_prefix(k_rot.to(dtype), v_all, P, W)
+    for t in range(P, n):
+        pos = torch.tensor(t) if t % 2 else t
+        o = sliding_window_attention_step(
+            q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton", rope=(cos, sin)
+        )
+        ref = sliding_window_reference(q_rot[:, t : t + 1], k_rot[:, : t + 1], v_all[:, : t + 1].double(), W)[:, 0]
+        assert_close(f"rotated step at position {t}", o, ref, dtype)
+        k_new = rotate(k_all[:, t], cos[t], sin[t])  # the mixers' rotation, in k's dtype
+        torch.testing.assert_close(ck[:, t % W], k_new, atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@cpu_only
+def test_step_rope_errors_and_positions_past_the_table():
+    """A rope table of the wrong dtype or width, or an int position past it, is a clear error; a tensor position past
+    it (unknown to the host) makes the Triton step's output NaN, never a silently wrong one."""
+    from mixerzoo.mixers.rotary import rotary_table
+
+    q, k, v = torch.randn(1, 2, 8), torch.randn(1, 2, 8), torch.randn(1, 2, 8)
+    ck, cv = torch.zeros(1, 4, 2, 8), torch.zeros(1, 4, 2, 8)
+    cos, sin = rotary_table(0, 6, 8, "cpu")
+    step = lambda pos, rope: sliding_window_attention_step(q, k, v, ck, cv, pos, backend="triton", rope=rope)  # noqa: E731
+    with pytest.raises(ValueError, match="past rope's table of 6 positions"):
+        step(6, (cos, sin))
+    with pytest.raises(ValueError, match=r"fp32 \[N, 1, 4\]"):
+        step(0, (cos.double(), sin.double()))
+    with pytest.raises(ValueError, match=r"must be \[N, 1, 4\]"):
+        step(0, rotary_table(0, 6, 6, "cpu"))
+    with pytest.raises(ValueError, match="pair of tensors"):
+        step(0, cos)
+    assert torch.isfinite(step(torch.tensor(5), (cos, sin))).all()
+    assert torch.isnan(step(torch.tensor(6), (cos, sin))).all()
+
+
+@cpu_only
+def test_step_rope_torch_backend_equals_triton():
+    """The torch step rotates with ``mixers.rotary.rotate`` before attending: the same outputs and ring as Triton's."""
+    from mixerzoo.mixers.rotary import rotary_table
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, 8, generator=g) for h in (4, 2, 2))
+    cos, sin = rotary_table(0, 16, 8, "cpu")
+    rings = {b: (torch.zeros(2, 5, 2, 8), torch.zeros(2, 5, 2, 8)) for b in ("torch", "triton")}
+    outs = {
+        b: sliding_window_attention_step(q, k, v, *rings[b], torch.tensor(9), backend=b, rope=(cos, sin)) for b in rings
+    }
+    torch.testing.assert_close(outs["torch"], outs["triton"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rings["torch"][0], rings["triton"][0], atol=1e-6, rtol=1e-6)
+
+
 @cpu_only
 @pytest.mark.parametrize("early_reads", [False, True])
 @pytest.mark.parametrize("cfg", [dict(S=3, BW=2, num_warps=4), dict(S=2, BW=2, num_warps=1, PREFETCH=True)])

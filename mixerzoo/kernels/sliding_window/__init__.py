@@ -8,6 +8,7 @@ kernels, where present), ``xformers`` (memory-efficient attention with a local-a
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from mixerzoo.kernels._checks import check_qkv, check_tensor, load_triton_ops, resolve_backend
@@ -91,6 +92,7 @@ def sliding_window_attention_step(
     scale: float | None = None,
     backend: str = "auto",
     early_reads: bool = False,
+    rope: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """One generation step over a ring buffer of the last W keys and values.
 
@@ -105,6 +107,11 @@ def sliding_window_attention_step(
             finished (programmatic dependent launch), hiding that read's latency. Pass True only when that launch
             does not write this ring, as in a model, where other kernels run between two steps of one layer; never
             for steps on one ring back to back. Other backends ignore it.
+        rope: ``(cos, sin)``, fp32 tables of rotary angles ``[N, 1, r/2]`` for positions 0 … N − 1
+            (``mixerzoo.mixers.rotary.rotary_table(0, N, d, device)``, r = d rounded down to even): q and k arrive
+            unrotated and are rotated by the angles of ``position`` first (the Triton kernel does it in registers,
+            one launch fewer than rotating before the call). ``position`` must be below N: an int past it raises;
+            a tensor one makes the Triton step's output NaN.
 
     Returns:
         ``o [B, H, dv]`` in q's dtype.
@@ -127,14 +134,53 @@ def sliding_window_attention_step(
     if cache_k.device != q.device or cache_v.device != q.device:
         raise ValueError(f"{op}: the caches must be on q's device {q.device}")
     _check_heads(op, H, k.shape[1])
+    if rope is not None:
+        _check_rope(op, rope, d, q.device, position)
     impl = _triton_ops()
     has_step = impl is not None and hasattr(impl, "sliding_window_step_triton")
     chosen = resolve_backend(op, backend, q.device, has_step, allowed=("torch", "triton", "xformers"))
     if chosen == "triton":
         return impl.sliding_window_step_triton(
-            q, k, v, cache_k, cache_v, position, scale=scale, early_reads=early_reads
+            q, k, v, cache_k, cache_v, position, scale=scale, early_reads=early_reads, rope=rope
         )
+    if rope is not None:
+        from mixerzoo.mixers.rotary import rotate  # the mixers' own rotation (imported late: mixers import kernels)
+
+        row = torch.as_tensor(position, device=q.device).reshape(1)
+        cos, sin = (t.reshape(t.shape[0], -1).index_select(0, row) for t in rope)  # [1, r/2]
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
     return sliding_window_step_torch(q, k, v, cache_k, cache_v, position, scale)
+
+
+def _check_rope(op: str, rope, d: int, device: torch.device, position: int | Tensor) -> None:
+    """``rope = (cos, sin)``: two fp32 ``[N, 1, r/2]`` (or ``[N, r/2]``) tables on q's device, r/2 = d // 2, each row
+    contiguous; an int ``position`` below N."""
+    if not (isinstance(rope, tuple) and len(rope) == 2 and all(isinstance(t, Tensor) for t in rope)):
+        raise ValueError(
+            f"{op}: rope must be a (cos, sin) pair of tensors from rotary_table, got {type(rope).__name__}"
+        )
+    cos, sin = rope
+    half = d // 2
+    for name, t in (("cos", cos), ("sin", sin)):
+        if t.dtype != torch.float32 or t.device != device or t.ndim not in (2, 3):
+            raise ValueError(
+                f"{op}: rope's {name} must be an fp32 [N, 1, {half}] table on {device} (rotary_table), got "
+                f"{t.dtype} {tuple(t.shape)} on {t.device}"
+            )
+        if t.shape[-1] != half or t.numel() != t.shape[0] * half or t.stride(-1) != 1 or t.shape != cos.shape:
+            raise ValueError(
+                f"{op}: rope's {name} must be [N, 1, {half}] (head dim {d}) with rows of unit stride, and cos and sin "
+                f"the same shape; got {tuple(t.shape)} with strides {t.stride()}"
+            )
+    if cos.stride(0) != sin.stride(0):
+        raise ValueError(
+            f"{op}: rope's cos and sin must have the same row stride, got {cos.stride(0)} and {sin.stride(0)}"
+        )
+    if not isinstance(position, Tensor) and position >= cos.shape[0]:
+        raise ValueError(
+            f"{op}: position {position} is past rope's table of {cos.shape[0]} positions; build it to cover the "
+            "positions decoded (rotary_table(0, N, d, device))"
+        )
 
 
 _TRITON_OPS = load_triton_ops("mixerzoo.kernels.sliding_window.triton_ops")

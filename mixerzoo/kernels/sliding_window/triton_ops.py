@@ -337,6 +337,19 @@ def _step_chunk(b_v, b_k, b_q, b_kn, b_vn, b_mi, b_li, b_acc, n0, w1, slot, n_va
 
 
 @triton.jit
+def _rope_load(p_x, o_d, m_d, b_cos, b_sin, R2: tl.constexpr):
+    """A head vector ``x [BD]`` rotated by RoPE's half-split form (``mixers.rotary.rotate``: dims i and i + R2 turn
+    together, ``x1·cos − x2·sin`` and ``x2·cos + x1·sin`` in fp32; dims from 2·R2 on, where cos = 1 and sin = 0, as
+    they are), rounded to x's dtype as ``rotate`` does."""
+    b_x = tl.load(p_x + o_d, mask=m_d, other=0.0)
+    lo = o_d < R2
+    o_p = tl.where(lo, o_d + R2, tl.where(o_d < 2 * R2, o_d - R2, o_d))  # the partner dim
+    b_xp = tl.load(p_x + o_p, mask=m_d, other=0.0).to(tl.float32)
+    b_r = b_x.to(tl.float32) * b_cos + tl.where(lo, -b_xp, b_xp) * b_sin
+    return b_r.to(b_x.dtype)
+
+
+@triton.jit
 def _step_combine(p_pm, p_pl, p_pacc, p_o, i_bh, DV: tl.constexpr, BDV: tl.constexpr, S: tl.constexpr,
                   BS: tl.constexpr):  # fmt: skip
     """``o = Σ_s 2^(m_s − M)·acc_s / Σ_s 2^(m_s − M)·l_s`` over the S splits of (sequence, head) ``i_bh``
@@ -356,12 +369,12 @@ def _step_combine(p_pm, p_pl, p_pacc, p_o, i_bh, DV: tl.constexpr, BDV: tl.const
 
 @triton.jit(do_not_specialize=["pos_int"])
 def sliding_window_step_kernel(
-    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, p_count, W, WS, scale_log2,
-    s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
+    p_q, p_k, p_v, p_ck, p_cv, p_pos, pos_int, p_o, p_pm, p_pl, p_pacc, p_count, p_cos, p_sin, N_ROT, s_rot, W, WS,
+    scale_log2, s_qb, s_qh, s_kb, s_kh, s_vb, s_vh,
     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
     BW: tl.constexpr, NW: tl.constexpr, S: tl.constexpr, BS: tl.constexpr, POS_TENSOR: tl.constexpr,
     PREFETCH: tl.constexpr, DENSE: tl.constexpr, DYN: tl.constexpr = False, EARLY: tl.constexpr = False,
-    PDL: tl.constexpr = 0,
+    R2: tl.constexpr = 0, PDL: tl.constexpr = 0,
 ):  # fmt: skip
     """One program: sequence i_b, kv head i_hk, split i_s (slots ``i_s·WS … (i_s+1)·WS − 1`` of the ring
     ``[B, W, HKV, ·]``, NW chunks of BW), all G query heads of the group. S = 1: writes ``o``. Else each split
@@ -373,7 +386,9 @@ def sliding_window_step_kernel(
     capacity; those loads wait for pos. DENSE and DYN (the GPU; the interpreter has no loops of a run-time length):
     the chunk loop stops there too, instead of running NW chunks with every load masked past it. The new token's q
     ``[B, H, D]``, k and v ``[B, HKV, ·]`` through their (batch, head) strides ``s_*`` (views of the projection
-    row need no copy); the rings and o contiguous."""
+    row need no copy); the rings and o contiguous. R2 > 0: q and k arrive unrotated and are turned here by RoPE's
+    angles of position pos (rows ``pos`` of the fp32 cos / sin tables ``[N_ROT, ·]``, row stride ``s_rot``, R2 values
+    per row; 2·R2 rotated dims); a position past the tables makes the output NaN."""
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
     i_b, i_hk = i_bh // HKV, i_bh % HKV
     G: tl.constexpr = H // HKV
@@ -411,11 +426,25 @@ def sliding_window_step_kernel(
         w_ld = tl.minimum(w1, n_valid)
         if DYN:
             n_chunks = tl.cdiv(w_ld - w0, BW)  # <= NW; <= 0 in a split past the last written slot
-    b_kn = tl.load(p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh + o_d, mask=m_d, other=0.0)
+    p_kn = p_k + i_b.to(tl.int64) * s_kb + i_hk * s_kh
+    if R2 > 0:  # RoPE here: the angles of pos (cos = 1, sin = 0 past the rotated dims; NaN past the tables)
+        in_table = pos < N_ROT
+        o_c = tl.where(o_d < R2, o_d, o_d - R2)
+        m_c = (o_d < 2 * R2) & in_table
+        b_cos = tl.load(p_cos + pos * s_rot + o_c, mask=m_c, other=1.0)
+        b_sin = tl.load(p_sin + pos * s_rot + o_c, mask=m_c, other=0.0)
+        b_cos = tl.where(in_table, b_cos, float("nan"))
+        b_kn = _rope_load(p_kn, o_d, m_d, b_cos, b_sin, R2)
+    else:
+        b_kn = tl.load(p_kn + o_d, mask=m_d, other=0.0)
     b_vn = tl.load(p_v + i_b.to(tl.int64) * s_vb + i_hk * s_vh + o_dv, mask=m_dv, other=0.0)
     for g in tl.static_range(G):
         i_h = i_hk * G + g
-        b_q = tl.load(p_q + i_b.to(tl.int64) * s_qb + i_h * s_qh + o_d, mask=m_d, other=0.0).to(tl.float32)
+        p_qh = p_q + i_b.to(tl.int64) * s_qb + i_h * s_qh
+        if R2 > 0:
+            b_q = _rope_load(p_qh, o_d, m_d, b_cos, b_sin, R2).to(tl.float32)
+        else:
+            b_q = tl.load(p_qh + o_d, mask=m_d, other=0.0).to(tl.float32)
         b_mi = tl.full([], -1e30, dtype=tl.float32)
         b_li = tl.full([], 0.0, dtype=tl.float32)
         b_acc = tl.zeros([BDV], dtype=tl.float32)
@@ -754,8 +783,11 @@ def sliding_window_step(
     position_int: int,
     scale: float,
     early_reads: bool = False,
+    rope_cos: Tensor | None = None,
+    rope_sin: Tensor | None = None,
 ) -> Tensor:
-    """One token over the ring buffer; writes slot ``position % W`` of the caches in place."""
+    """One token over the ring buffer; writes slot ``position % W`` of the caches in place. With ``rope_cos`` and
+    ``rope_sin`` (fp32 ``[N, ·, R2]`` tables, ``mixers.rotary.rotary_table``) q and k arrive unrotated."""
     if not (cache_k.is_contiguous() and cache_v.is_contiguous()):
         raise ValueError(
             "sliding_window_attention_step (triton): cache_k and cache_v must be contiguous (updated in place)"
@@ -775,18 +807,22 @@ def sliding_window_step(
         count = _launch.arrival_counters("sliding_window_step", q.device, B * HKV)
     else:
         pm = pl = pacc = count = o
+    if rope_cos is not None:
+        r2, n_rot, s_rot = rope_cos.shape[-1], rope_cos.shape[0], rope_cos.stride(0)
+    else:
+        r2, n_rot, s_rot, rope_cos, rope_sin = 0, 0, 0, o, o
     _launch.fast(sliding_window_step_kernel)[(B * HKV, S)](
-        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, count, W,
-        WS, scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
+        q, k, v, cache_k, cache_v, position if position is not None else q, position_int, o, pm, pl, pacc, count,
+        rope_cos, rope_sin, n_rot, s_rot, W, WS, scale * LOG2E, *sq[:2], *sk[:2], *sv[:2],
         H=H, HKV=HKV, D=D, DV=DV, BD=BD, BDV=BDV, BW=BW, NW=cdiv(WS, BW), S=S, BS=next_pow2(S),
         POS_TENSOR=position is not None, PREFETCH=prefetch, DENSE=W >= DENSE_MIN_W, DYN=not interpreting(),
-        EARLY=early_reads, num_warps=nw, **_launch.pdl_kwargs(q),
+        EARLY=early_reads, R2=r2, num_warps=nw, **_launch.pdl_kwargs(q),
     )  # fmt: skip
     return o
 
 
 @sliding_window_step.register_fake
-def _(q, k, v, cache_k, cache_v, position, position_int, scale, early_reads=False):
+def _(q, k, v, cache_k, cache_v, position, position_int, scale, early_reads=False, rope_cos=None, rope_sin=None):
     return q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
 
 
@@ -821,10 +857,11 @@ def sliding_window_step_triton(
     *,
     scale: float | None = None,
     early_reads: bool = False,
+    rope: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Decode step over the ring buffer (in place). ``position``: int, or a 1-element integer tensor on q's device
-    (read inside the kernel: no host sync, CUDA-graph capturable). ``early_reads``: see
-    ``sliding_window_attention_step``."""
+    (read inside the kernel: no host sync, CUDA-graph capturable). ``early_reads``, ``rope``: see
+    ``sliding_window_attention_step`` (which checks ``rope``)."""
     op = "sliding_window_attention_step (triton)"
     if isinstance(position, Tensor):
         if position.numel() != 1 or position.dtype not in (torch.int64, torch.int32) or position.device != q.device:
@@ -839,6 +876,7 @@ def sliding_window_step_triton(
                 f"{op}: position must be a non-negative int (tokens seen before this one), got {position!r}"
             )
         pos_t, pos_i = None, int(position)
+    cos, sin = rope if rope is not None and q.shape[-1] > 1 else (None, None)  # head dim 1: nothing turns
     return torch.ops.mixerzoo.sliding_window_step(
-        q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale), early_reads
+        q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale), early_reads, cos, sin
     )
