@@ -74,12 +74,16 @@ def test_snapshot_restores_what_the_steps_changed(name, steps):
         assert torch.equal(state[key], t), f"{name}: {key} not restored"
 
 
+@pytest.mark.parametrize("rope_in_step", [False, True])
 @pytest.mark.parametrize("kv_heads", [1, 2])
-def test_attention_decode_through_the_ring_kernel_equals_the_full_forward(monkeypatch, kv_heads):
+def test_attention_decode_through_the_ring_kernel_equals_the_full_forward(monkeypatch, kv_heads, rope_in_step):
     """The attn step's CUDA path (the sliding window's fused decode kernel, window = the whole cache) run here
-    under the Triton interpreter: prefill + steps equal one forward; unwritten cache slots hold NaN."""
+    under the Triton interpreter: prefill + steps equal one forward; unwritten cache slots hold NaN. With
+    ``ROPE_IN_STEP`` the kernel rotates q and k itself."""
+    from mixerzoo.mixers import attention
     from mixerzoo.mixers.attention import Attention
 
+    monkeypatch.setattr(attention, "ROPE_IN_STEP", rope_in_step)
     torch.manual_seed(0)
     stack = mixerzoo.build(f"attn[kv_heads={kv_heads}]", d_model=32, n_heads=2, mlp="none", max_len=64)
     mixer = stack.blocks[0].mixer.eval()

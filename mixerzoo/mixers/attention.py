@@ -9,6 +9,7 @@ embeddings applied in the mixer. The decode step runs the sliding window's fused
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,9 +22,15 @@ from mixerzoo.kernels.sliding_window import sliding_window_attention_step
 from mixerzoo.kernels.sliding_window.naive import expand_kv
 from mixerzoo.mixers.base import LayerContext, State
 from mixerzoo.mixers.qkv import RotaryQKVMixer
+from mixerzoo.mixers.rotary import rotary_table
 from mixerzoo.registry import register_mixer
 
 __all__ = ["Attention", "AttentionConfig"]
+
+# The CUDA decode step turns q and k by RoPE inside the attention kernel (rows of ``rotary_table`` at the position:
+# one launch fewer per layer) instead of before it. Off until timed on the H200; ``MIXERZOO_ROPE_IN_STEP=1`` turns
+# it on. Its positions stay below the KV cache's capacity, which the tables cover.
+ROPE_IN_STEP: bool = os.environ.get("MIXERZOO_ROPE_IN_STEP", "0") == "1"
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,16 @@ class Attention(RotaryQKVMixer):
         """
         self._check_step_input(x, self.ctx.d_model, self.token or "attn")
         pos = state["position"]
-        q, k, v = self._qkv(x, pos)  # [B, H, hd], [B, Hkv, hd]
         ring = self._ring_step_backend(x.device)
+        rope = None
+        if ring is not None and ROPE_IN_STEP and self.config.rope:  # the kernel turns q and k
+            rope = rotary_table(0, state["k"].shape[1], self.head_dim, x.device)
+        q, k, v = self._qkv(x, pos, rotate_qk=rope is None)  # [B, H, hd], [B, Hkv, hd]
         if ring is not None:
-            # early reads: the projections and RoPE run between two steps of this layer
-            o = sliding_window_attention_step(q, k, v, state["k"], state["v"], pos, backend=ring, early_reads=True)
+            # early reads: the projections (and RoPE) run between two steps of this layer
+            o = sliding_window_attention_step(
+                q, k, v, state["k"], state["v"], pos, backend=ring, early_reads=True, rope=rope
+            )
             state["position"] += 1
             return self.out_proj(o.reshape(x.shape[0], -1)), state
         slot = pos.reshape(1)

@@ -32,8 +32,9 @@ class RotaryQKVMixer(Mixer):
         self.qkv_proj = Linear(d, d + 2 * self.kv_heads * self.head_dim, bias=False)
         self.out_proj = Linear(d, d, bias=False)
 
-    def _qkv(self, x: Tensor, positions: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
-        """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``.
+    def _qkv(self, x: Tensor, positions: Tensor | int, rotate_qk: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, (L,) D]`` → q ``[B, (L,) H, hd]``, k and v ``[B, (L,) Hkv, hd]``, rotated if ``config.rope``
+        and ``rotate_qk`` (a decode kernel that rotates them itself takes them unrotated).
 
         ``positions``: the int position of the first of x's L tokens (a forward: angles from the cached table), or a
         0-dim tensor (a decode step: computed, no host sync)."""
@@ -42,7 +43,7 @@ class RotaryQKVMixer(Mixer):
         qk, v = self.qkv_proj(x).split([self.ctx.d_model + kv_width, kv_width], dim=-1)
         qk = qk.reshape(*lead, self.heads + self.kv_heads, self.head_dim)  # [B, (L,) H + Hkv, hd]: q's heads, then k's
         v = v.reshape(*lead, self.kv_heads, self.head_dim)
-        if self.config.rope:  # q and k in one pass, with one cos/sin of the positions
+        if self.config.rope and rotate_qk:  # q and k in one pass, with one cos/sin of the positions
             if isinstance(positions, int):
                 cos, sin = rotary_table(positions, x.shape[1], self.head_dim, x.device)
             else:
