@@ -430,7 +430,7 @@ def sliding_window_step_kernel(
     if R2 > 0:  # RoPE here: the angles of pos (cos = 1, sin = 0 past the rotated dims; NaN past the tables)
         in_table = pos < N_ROT
         o_c = tl.where(o_d < R2, o_d, o_d - R2)
-        m_c = (o_d < 2 * R2) & in_table
+        m_c = tl.where(in_table, o_d < 2 * R2, False)  # a scalar: tl.where (triton 3.9's interpreter rejects `&`)
         b_cos = tl.load(p_cos + pos * s_rot + o_c, mask=m_c, other=1.0)
         b_sin = tl.load(p_sin + pos * s_rot + o_c, mask=m_c, other=0.0)
         b_cos = tl.where(in_table, b_cos, float("nan"))
