@@ -277,8 +277,14 @@ def test_compile_step_rejects_modes_with_their_own_cuda_graphs():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("spec", ["taylor16-sw8-conv3-attn", "based-360m"])
-def test_compiled_and_graphed_generation_equals_eager(spec):
+@pytest.mark.parametrize(
+    "spec,rope_in_step", [("taylor16-sw8-conv3-attn", False), ("taylor16-sw8-conv3-attn", True), ("based-360m", False)]
+)
+def test_compiled_and_graphed_generation_equals_eager(monkeypatch, spec, rope_in_step):
+    """Also with the attn layer's RoPE inside its decode kernel (``ROPE_IN_STEP``)."""
+    from mixerzoo.mixers import attention
+
+    monkeypatch.setattr(attention, "ROPE_IN_STEP", rope_in_step)
     torch.manual_seed(0)
     kwargs = {"d_model": 256, "n_heads": 4} if spec.startswith("based") else {"d_model": 128}
     model = zoo.build(spec, vocab_size=1000, **kwargs, device="cuda").eval()

@@ -319,21 +319,26 @@ def test_step_rotates_q_and_k_in_the_kernel(monkeypatch, heads, d, W, P, cfg, de
     """``rope=(cos, sin)``: q and k arrive unrotated and the kernel turns them by the angles of the position (rows of
     ``rotary_table``). Against fp64 attention over keys and queries rotated in fp64; the ring holds the rotated keys
     (the new one rounded to the cache's dtype, as the mixers' own rotation leaves it)."""
-    from mixerzoo.mixers.rotary import rotary_table, rotate
-
     if cfg is not None:
         monkeypatch.setattr(T, "_step_cfg", lambda *a: cfg)
     if dense:
         monkeypatch.setattr(T, "DENSE_MIN_W", 1)
-    (H, Hkv), B, steps = heads, 2, 3
+    check_rope_steps(2, *heads, d, W, P, 3, dtype, "cpu", seed)
+
+
+def check_rope_steps(B, H, Hkv, d, W, P, steps, dtype, device, seed):
+    """Steps P … P + steps − 1 with ``rope=(cos, sin)`` from a ring of P rotated keys (int and tensor positions in
+    turn), against fp64 attention over q and k rotated in fp64; the ring's new slot holds ``rotate(k)``."""
+    from mixerzoo.mixers.rotary import rotary_table, rotate
+
     n = P + steps
     g = torch.Generator().manual_seed(seed)
-    q_all, k_all, v_all = (randn(B, n, h, d, dtype=dtype, device="cpu", gen=g) for h in (H, Hkv, Hkv))
-    cos, sin = rotary_table(0, n + 5, d, "cpu")
+    q_all, k_all, v_all = (randn(B, n, h, d, dtype=dtype, device=device, gen=g) for h in (H, Hkv, Hkv))
+    cos, sin = rotary_table(0, n + 5, d, device)
     q_rot, k_rot = rotated(q_all, cos[:n], sin[:n]), rotated(k_all, cos[:n], sin[:n])
     ck, cv = ring_from_prefix(k_rot.to(dtype), v_all, P, W)
     for t in range(P, n):
-        pos = torch.tensor(t) if t % 2 else t
+        pos = torch.tensor(t, device=device) if t % 2 else t
         o = sliding_window_attention_step(
             q_all[:, t], k_all[:, t], v_all[:, t], ck, cv, pos, backend="triton", rope=(cos, sin)
         )
@@ -614,6 +619,18 @@ def test_gpu_forward_backward(B, Lq, Lk, H, Hkv, d, dv, W, dtype):
 @pytest.mark.parametrize("W,H,Hkv,d", [(64, 16, 16, 128), (512, 8, 2, 64), (7, 4, 1, 80)])
 def test_gpu_step(W, H, Hkv, d, dtype):
     check_steps(4, H, Hkv, d, d, W, W - 3, 6, dtype, "cuda", as_tensor=True)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "B,W,H,Hkv,d,P", [(1, 2048, 16, 16, 64, 1100), (4, 64, 8, 2, 80, 70), (132, 2048, 4, 4, 64, 9)]
+)
+def test_gpu_step_rope(B, W, H, Hkv, d, P, dtype):
+    """RoPE in the kernel on the GPU: the attn layer's cache-wide window at batch 1 (16 splits), a wrapped GQA ring
+    of an odd-sized head, and ≥ 528 programs (the one-warp prefetching loop)."""
+    check_rope_steps(B, H, Hkv, d, W, P, 4, dtype, "cuda", seed=B + W)
 
 
 @gpu
