@@ -8,7 +8,7 @@ decode row (the largest batch's too) is timed twice in the same run, the eager s
 step, both CUDA-graphed; with ``--compile-prefill`` the prefill rows too, the eager prefill and the compiled one
 (compiled in an untimed warm-up). Each model runs in a process of its own, one after the other
 (`mixerzoo.bench.bench_generate_isolated`: a compiled step replays slower after other CUDA graphs were captured in
-its process); ``--one-process`` runs both in this one, every compiled row first (`bench_generate_rows`).
+its process); ``--one-process`` runs both in this one, every compiled row first (`bench_generate_prefill_rows`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from mixerzoo.bench import (
     _build,
     _table,
     bench_generate_isolated,
-    bench_generate_rows,
-    bench_prefill,
-    compile_steps,
+    bench_generate_prefill_rows,
     environment,
     measure_ceilings,
     plot_throughput,
@@ -79,17 +77,19 @@ def main() -> int:
     gen, pre = [], []
     batches = [(1, 128)] + [(b, args.new) for b in args.batch if b != 1]
     largest = None if args.skip_largest else (args.new, args.largest_new)
+    prefill = (args.prefill_len, args.compile_prefill)
     out.mkdir(parents=True, exist_ok=True)
-    if args.one_process:
-        rows = _one_process_rows(args, batches, ceilings, largest)
+    env = environment()
+    if args.one_process:  # both models built first: every compiled row before any eager one
+        models = {name: _build(name, torch.bfloat16) for name in args.pair}
+        rows = bench_generate_prefill_rows(models, batches, args.prompt, ceilings, args.compile_step, largest, prefill)
     else:
-        prefill = (args.prefill_len, args.compile_prefill)
         rows = bench_generate_isolated(args.pair, batches, args.prompt, ceilings, args.compile_step, largest, prefill)
     for row in rows:
         (pre if "prefill" in row else gen).append(row)
         print(row, flush=True)
         # every row on disk as it comes: a later failure loses none
-        raw = {"environment": environment(), "ceilings": asdict(ceilings), "generate": gen, "prefill": pre}
+        raw = {"environment": env, "ceilings": asdict(ceilings), "generate": gen, "prefill": pre}
         (out / "generation.json").write_text(json.dumps(raw, indent=2, default=str))
     ok = [r for r in gen if "error" not in r]
     pre_ok = [r for r in pre if "error" not in r]
@@ -121,7 +121,7 @@ def main() -> int:
         ]  # fmt: skip
     md = [
         "# Generation and prefill throughput", "",
-        f"`{' '.join(sys.argv)}` — {environment()['gpu']}, torch {torch.__version__}; random bf16 weights; "
+        f"`{' '.join(sys.argv)}` — {env['gpu']}, torch {torch.__version__}; random bf16 weights; "
         f"ceilings measured in the run: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s, bf16 matmul "
         f"{ceilings.matmul_flops_per_s / 1e12:.0f} TFLOP/s. "
         + ("Both models in this process, every compiled row first." if args.one_process else
@@ -136,24 +136,13 @@ def main() -> int:
         *compiled_prefill,
     ]  # fmt: skip
     (out / "generation.md").write_text("\n".join(md) + "\n")
-    payload = {"environment": environment(), "ceilings": asdict(ceilings),
+    payload = {"environment": env, "ceilings": asdict(ceilings),
                "generate": gen, "prefill": pre, "ratio_at_batch": ratio, "ratio_best": best[lin] / best[att],
                "prefill_ratio": prefill_ratio}  # fmt: skip
     (out / "generation.json").write_text(json.dumps(payload, indent=2, default=str))
     plot_throughput({_pair_title(gen): gen}, out / "generation.png")
     print("\n".join(md))
     return 0
-
-
-def _one_process_rows(args, batches, ceilings, largest):
-    """Both models in this process: every compiled row first (`bench_generate_rows`), then each one's prefill."""
-    models = {name: _build(name, torch.bfloat16) for name in args.pair}  # both first: compiled rows before eager ones
-    yield from bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest)
-    for name, model in models.items():
-        for mode in compile_steps(args.compile_prefill):
-            yield bench_prefill(name, 1, args.prefill_len, ceilings, model=model, compile=mode)
-    del models
-    torch.cuda.empty_cache()
 
 
 def _best(rows, models) -> dict[str, float]:

@@ -33,6 +33,7 @@ from mixerzoo.models import lm
 
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
+    "bench_generate_prefill_rows", "bench_generate_isolated",
     "bench_prefill", "measure_ceilings",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
@@ -316,18 +317,24 @@ def run_in_child(fn, *args) -> Iterator[dict]:
             proc.join()
 
 
-def _model_rows(
-    name: str, batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings, compile_step: str | None,
-    largest: tuple[int, int] | None, prefill: tuple[int, str | None] | None,
+def bench_generate_prefill_rows(
+    models: dict[str, torch.nn.Module], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
+    compile_step: str | None = None, largest: tuple[int, int] | None = None,
+    prefill: tuple[int, str | None] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
-    """One model's rows for `bench_generate_isolated`: `bench_generate_rows`, then with ``prefill = (seq_len,
-    compile)`` its prefill at batch 1 (eager, and compiled with a ``compile`` mode)."""
-    model = _build(name, torch.bfloat16)
-    yield from bench_generate_rows({name: model}, batches, prompt_len, ceilings, compile_step, largest)
+    """`bench_generate_rows` of ``models``, then with ``prefill = (seq_len, compile)`` each one's prefill at batch 1
+    (eager, and compiled with a ``compile`` mode; rows with a ``prefill`` key)."""
+    yield from bench_generate_rows(models, batches, prompt_len, ceilings, compile_step, largest)
     if prefill is not None:
         seq_len, compile = prefill
-        for mode in compile_steps(compile):
-            yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode)
+        for name, model in models.items():
+            for mode in compile_steps(compile):
+                yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode)
+
+
+def _model_rows(name: str, *args) -> Iterator[dict]:
+    """One model's rows for `bench_generate_isolated`, built in the child: `bench_generate_prefill_rows`."""
+    yield from bench_generate_prefill_rows({name: _build(name, torch.bfloat16)}, *args)
 
 
 def bench_generate_isolated(
@@ -503,8 +510,6 @@ def bench_main(argv: list[str] | None = None) -> int:
         for row in gen:
             rows.append(row)
             print(row, flush=True)
-        models = gen = None
-        torch.cuda.empty_cache()
     ok = [r for r in rows if "error" not in r]
     keys = (
         PREFILL_KEYS

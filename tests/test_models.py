@@ -431,6 +431,16 @@ def test_generate_isolated_runs_each_model_in_its_own_child(monkeypatch):
     assert [(r["model"], "error" in r) for r in rows] == [("a", False), ("b", False), ("b", True)]
 
 
+def test_generate_prefill_rows_decode_first_then_each_prefill(monkeypatch):
+    """`bench_generate_prefill_rows`: the decode rows of every model, then each model's prefill (eager, compiled)."""
+    import mixerzoo.bench as bench
+
+    monkeypatch.setattr(bench, "bench_generate_rows", lambda models, *a: ({"model": m} for m in models))
+    monkeypatch.setattr(bench, "bench_prefill", lambda name, b, L, c, model=None, compile=False: {"p": (name, compile)})
+    rows = list(bench.bench_generate_prefill_rows({"a": 0, "b": 1}, [], 1024, None, prefill=(4096, "default")))
+    assert rows == [{"model": "a"}, {"model": "b"}] + [{"p": (m, c)} for m in "ab" for c in (False, True)]
+
+
 def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
     pytest.importorskip("matplotlib")
     from mixerzoo.bench import plot_throughput

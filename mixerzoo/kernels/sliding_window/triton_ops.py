@@ -807,7 +807,7 @@ def sliding_window_step(
         count = _launch.arrival_counters("sliding_window_step", q.device, B * HKV)
     else:
         pm = pl = pacc = count = o
-    if rope_cos is not None:
+    if rope_cos is not None and rope_cos.shape[-1] > 0:  # (head dim 1: nothing turns)
         r2, n_rot, s_rot = rope_cos.shape[-1], rope_cos.shape[0], rope_cos.stride(0)
     else:
         r2, n_rot, s_rot, rope_cos, rope_sin = 0, 0, 0, o, o
@@ -876,7 +876,7 @@ def sliding_window_step_triton(
                 f"{op}: position must be a non-negative int (tokens seen before this one), got {position!r}"
             )
         pos_t, pos_i = None, int(position)
-    cos, sin = rope if rope is not None and q.shape[-1] > 1 else (None, None)  # head dim 1: nothing turns
+    cos, sin = rope if rope is not None else (None, None)
     return torch.ops.mixerzoo.sliding_window_step(
         q, k, v, cache_k, cache_v, pos_t, pos_i, _scale(q, scale), early_reads, cos, sin
     )
