@@ -189,13 +189,19 @@ def compile_steps(compile_step: str | None) -> list[bool | str]:
 
 def speedups(rows: list[dict], label: str = "step", ms: str = "step_ms", cost: str = "capture_s") -> list[dict]:
     """Eager time over compiled time, per (model, batch) that has both rows: ``label`` names the rows' ``eager`` /
-    ``compiled`` column, ``ms`` their time and ``cost`` the one-time cost (capture or compile) reported beside."""
-    eager = {(r["model"], r["batch"]): r for r in rows if r.get(label) == "eager"}
+    ``compiled`` column, ``ms`` their time and ``cost`` the one-time cost (capture or compile) reported beside. A
+    row replayed from a CUDA graph (``compiled+graph``) is compared with the eager one replayed the same way."""
+
+    def split(r: dict) -> tuple[str, str]:  # ("compiled", "+graph") from "compiled+graph"
+        mode, plus, graph = r.get(label, "eager").partition("+")
+        return mode, plus + graph
+
+    eager = {(r["model"], r["batch"], split(r)[1]): r for r in rows if label in r and split(r)[0] == "eager"}
     return [
         {"model": r["model"], "batch": r["batch"], label: r[label], "eager_ms": eager[key][ms],
          "compiled_ms": r[ms], "speedup": eager[key][ms] / r[ms], cost: r[cost]}
         for r in rows
-        if r.get(label, "eager") != "eager" and (key := (r["model"], r["batch"])) in eager
+        if split(r)[0] != "eager" and (key := (r["model"], r["batch"], split(r)[1])) in eager
     ]  # fmt: skip
 
 
@@ -320,16 +326,17 @@ def run_in_child(fn, *args) -> Iterator[dict]:
 def bench_generate_prefill_rows(
     models: dict[str, torch.nn.Module], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
     compile_step: str | None = None, largest: tuple[int, int] | None = None,
-    prefill: tuple[int, str | None] | None = None,
+    prefill: tuple[int, str | None, bool] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
-    """`bench_generate_rows` of ``models``, then with ``prefill = (seq_len, compile)`` each one's prefill at batch 1
-    (eager, and compiled with a ``compile`` mode; rows with a ``prefill`` key)."""
+    """`bench_generate_rows` of ``models``, then with ``prefill = (seq_len, compile, cuda_graph)`` each one's
+    prefill at batch 1 (eager, and compiled with a ``compile`` mode; each replayed from a CUDA graph if
+    ``cuda_graph``; rows with a ``prefill`` key)."""
     yield from bench_generate_rows(models, batches, prompt_len, ceilings, compile_step, largest)
     if prefill is not None:
-        seq_len, compile = prefill
+        seq_len, compile, graph = prefill
         for name, model in models.items():
             for mode in compile_steps(compile):
-                yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode)
+                yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode, cuda_graph=graph)
 
 
 def _model_rows(name: str, *args) -> Iterator[dict]:
@@ -340,10 +347,10 @@ def _model_rows(name: str, *args) -> Iterator[dict]:
 def bench_generate_isolated(
     names: list[str], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
     compile_step: str | None = None, largest: tuple[int, int] | None = None,
-    prefill: tuple[int, str | None] | None = None,
+    prefill: tuple[int, str | None, bool] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
     """`bench_generate_rows` of each model of ``names`` in a process of its own (`run_in_child`), one after
-    another, then its prefill rows (``prefill = (seq_len, compile)``; rows with a ``prefill`` key). Each model is
+    another, then its prefill rows (``prefill = (seq_len, compile, cuda_graph)``; rows with a ``prefill`` key). Each model is
     timed as a user running that one model would see it: on the H200 (sessions 13–15, not understood) a compiled
     step replays slower after other CUDA graphs were captured in the process (the Transformer-360M's batch-1 step
     0.665 ms alone, 0.749 ms after Based's compiled rows). An error row names its model."""
@@ -388,7 +395,8 @@ PREFILL_SPEEDUP_KEYS = ["model", "batch", "prefill", "eager_ms", "compiled_ms", 
 
 
 def prefill_speedups(rows: list[dict]) -> list[dict]:
-    """Eager prefill time over compiled prefill time, per (model, batch) that has both rows."""
+    """Eager prefill time over compiled prefill time, per (model, batch) that has both rows (graphed rows against
+    graphed rows)."""
     return speedups(rows, label="prefill", ms="ms", cost="warmup_s")
 
 

@@ -316,6 +316,14 @@ def test_bench_times_compiled_beside_eager():
         {"model": "m", "batch": 1, "prefill": "compiled", "ms": 10.0, "warmup_s": 60.0},
     ]
     assert [(r["prefill"], r["speedup"], r["warmup_s"]) for r in prefill_speedups(pre + rows)] == [("compiled", 3, 60)]
+    graphed = [  # a graphed compiled prefill is compared with the graphed eager one, not the host-bound eager one
+        {"model": "m", "batch": 1, "prefill": "eager+graph", "ms": 12.0, "warmup_s": 0.2},
+        {"model": "m", "batch": 1, "prefill": "compiled+graph", "ms": 6.0, "warmup_s": 61.0},
+    ]
+    assert [(r["prefill"], r["eager_ms"], r["speedup"]) for r in prefill_speedups(pre + graphed)] == [
+        ("compiled", 30.0, 3), ("compiled+graph", 12.0, 2)
+    ]  # fmt: skip
+    assert prefill_speedups(graphed[1:] + pre[:1]) == []  # no graphed eager row: nothing to compare with
     for flag in ("--compile", "--cuda-graph"):  # the prefill's; the decode step's is --compile-step
         with pytest.raises(SystemExit):
             bench_main(["generate", "based-360m", flag])
@@ -425,9 +433,9 @@ def test_generate_isolated_runs_each_model_in_its_own_child(monkeypatch):
             yield {"error": "the child process running _model_rows exited with code 1"}
 
     monkeypatch.setattr(bench, "run_in_child", fake_child)
-    rows = list(bench.bench_generate_isolated(["a", "b"], [(1, 128)], 1024, None, "default", None, (4096, None)))
+    rows = list(bench.bench_generate_isolated(["a", "b"], [(1, 128)], 1024, None, "default", None, (4096, None, True)))
     assert [(fn, name) for fn, name, _ in calls] == [(bench._model_rows, "a"), (bench._model_rows, "b")]
-    assert calls[0][2] == ([(1, 128)], 1024, None, "default", None, (4096, None))
+    assert calls[0][2] == ([(1, 128)], 1024, None, "default", None, (4096, None, True))
     assert [(r["model"], "error" in r) for r in rows] == [("a", False), ("b", False), ("b", True)]
 
 
@@ -436,9 +444,14 @@ def test_generate_prefill_rows_decode_first_then_each_prefill(monkeypatch):
     import mixerzoo.bench as bench
 
     monkeypatch.setattr(bench, "bench_generate_rows", lambda models, *a: ({"model": m} for m in models))
-    monkeypatch.setattr(bench, "bench_prefill", lambda name, b, L, c, model=None, compile=False: {"p": (name, compile)})
-    rows = list(bench.bench_generate_prefill_rows({"a": 0, "b": 1}, [], 1024, None, prefill=(4096, "default")))
-    assert rows == [{"model": "a"}, {"model": "b"}] + [{"p": (m, c)} for m in "ab" for c in (False, True)]
+    monkeypatch.setattr(
+        bench, "bench_prefill", lambda name, b, L, c, model=None, compile=False, cuda_graph=False: {"p": (name, compile, cuda_graph)}
+    )  # fmt: skip
+    for graph in (False, True):
+        rows = list(
+            bench.bench_generate_prefill_rows({"a": 0, "b": 1}, [], 1024, None, prefill=(4096, "default", graph))
+        )
+        assert rows == [{"model": "a"}, {"model": "b"}] + [{"p": (m, c, graph)} for m in "ab" for c in (False, True)]
 
 
 def test_plot_throughput_writes_one_panel_per_pair(tmp_path):
