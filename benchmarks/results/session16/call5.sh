@@ -5,5 +5,5 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 F="Warning\|warn\|originates\|^ *File\|^ *return\|^$\|torch._dynamo"
 for args in "128 2 2" "128 1 1" "128 2 1" "128 4 4"; do
   echo "== split based-360m $args"
-  timeout 75 python3 benchmarks/results/session16/split.py based-360m $args 2>&1 | grep -v "$F" | tail -3
+  timeout 70 python3 benchmarks/results/session16/split.py based-360m $args 2>&1 | grep -v "$F" | tail -3
 done

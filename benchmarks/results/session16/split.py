@@ -34,6 +34,7 @@ def per_stream_counters(owner, device, n):
 
 
 _launch.arrival_counters = per_stream_counters
+torch.set_grad_enabled(False)  # as bench_generate: no autograd graph kept from the prefill
 
 model = bench._build(name, torch.bfloat16)
 group = batch // parts
