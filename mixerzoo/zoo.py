@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -20,7 +21,7 @@ import torch
 from mixerzoo import registry
 from mixerzoo.mixers import LayerContext, LinearAttention, LinearAttentionConfig, Mixer
 from mixerzoo.models import Block, LanguageModel, Stack
-from mixerzoo.spec import Layer, Vocabulary, canon, check_depth, parse
+from mixerzoo.spec import Layer, SpecError, Vocabulary, canon, check_depth, parse
 
 __all__ = ["PRESETS", "Description", "Preset", "build", "describe", "list_names", "make_mixer"]
 
@@ -137,7 +138,10 @@ def build(
     if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size < 1):
         raise ValueError(f"build: vocab_size must be a positive int or None, got {vocab_size!r}")
     vocab = registry.vocabulary()
-    layers = parse(spec, vocab) if n_layers is None else check_depth(spec, n_layers, vocab)
+    try:
+        layers = parse(spec, vocab) if n_layers is None else check_depth(spec, n_layers, vocab)
+    except SpecError as err:
+        raise _with_preset_hint(err) from None
     heads = n_heads or _default_heads(d_model)
     blocks, configs = [], []
     with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -155,6 +159,20 @@ def build(
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+def _with_preset_hint(err: SpecError) -> SpecError:
+    """``err`` with the presets listed in its hint when its spec looks like a preset's name (``based-3b``,
+    ``transformer-360``, ``Based-1.3B``): close to one, or starting with a preset family's name and a dash."""
+    if err.spec is None:
+        return err
+    name = err.spec.strip().lower()
+    near = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.6)
+    if not near and name.split("-")[0] not in {p.split("-")[0] for p in PRESETS}:
+        return err
+    lines = [f"did you mean the preset '{near[0]}'?"] if near else []
+    lines.append("presets: " + ", ".join(PRESETS))
+    return SpecError(err.message, err.spec, err.start, err.end, "\n".join([*lines, err.hint] if err.hint else lines))
 
 
 @dataclass

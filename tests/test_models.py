@@ -173,6 +173,19 @@ def test_preset_layouts():
     assert zoo.build("based-360m", d_model=128, n_heads=2, vocab_size=10, device="meta").stack.d_model == 128
 
 
+@pytest.mark.parametrize(
+    "spec,near", [("based-3b", "based-1.3b"), ("transformer-360", "transformer-360m"), ("Based-1.3B", "based-1.3b")]
+)
+def test_a_mistyped_preset_name_lists_the_presets(spec, near):
+    with pytest.raises(SpecError) as info:
+        zoo.build(spec, device="meta")
+    assert f"did you mean the preset '{near}'?" in info.value.hint
+    assert "presets: " + ", ".join(zoo.zoo.PRESETS) in str(info.value)
+    with pytest.raises(SpecError) as info:  # a spec that is no preset's name keeps its hint alone
+        zoo.build("taylor16-sww", device="meta")
+    assert "preset" not in str(info.value) and "did you mean 'sw'?" in info.value.hint
+
+
 def test_cuda_graph_generation_needs_cuda():
     model = zoo.build("conv3", d_model=16, vocab_size=10)
     with pytest.raises(ValueError, match="cuda_graph=True needs"):
