@@ -11,7 +11,7 @@ step, both CUDA-graphed; with ``--compile-prefill`` the prefill rows too, the ea
 hold no host time (the prefill of record is compiled and graphed: ``--compile-prefill --graph-prefill``). Each
 model runs in a process of its own, one after the other (`mixerzoo.bench.bench_generate_isolated`: a compiled step
 replays slower after other CUDA graphs were captured in its process); ``--one-process`` runs both in this one, every
-compiled row first (`bench_generate_prefill_rows`).
+compiled row first (`mixerzoo.bench.bench_generate_models`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ import torch
 from mixerzoo.bench import (
     PREFILL_KEYS,
     PREFILL_SPEEDUP_KEYS,
-    _build,
     _table,
-    bench_generate_isolated,
-    bench_generate_prefill_rows,
+    bench_generate_models,
     environment,
     measure_ceilings,
     plot_throughput,
@@ -88,11 +86,9 @@ def main() -> int:
     prefill = (args.prefill_len, args.compile_prefill, args.graph_prefill)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
-    if args.one_process:  # both models built first: every compiled row before any eager one
-        models = {name: _build(name, torch.bfloat16) for name in args.pair}
-        rows = bench_generate_prefill_rows(models, batches, args.prompt, ceilings, args.compile_step, largest, prefill)
-    else:
-        rows = bench_generate_isolated(args.pair, batches, args.prompt, ceilings, args.compile_step, largest, prefill)
+    rows = bench_generate_models(
+        args.pair, batches, args.prompt, ceilings, args.compile_step, largest, prefill, one_process=args.one_process
+    )
     for row in rows:
         (pre if "prefill" in row else gen).append(row)
         print(row, flush=True)

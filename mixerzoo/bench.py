@@ -33,7 +33,7 @@ from mixerzoo.models import lm
 
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
-    "bench_generate_prefill_rows", "bench_generate_isolated",
+    "bench_generate_prefill_rows", "bench_generate_isolated", "bench_generate_models",
     "bench_prefill", "measure_ceilings",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
@@ -350,14 +350,28 @@ def bench_generate_isolated(
     prefill: tuple[int, str | None, bool] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
     """`bench_generate_rows` of each model of ``names`` in a process of its own (`run_in_child`), one after
-    another, then its prefill rows (``prefill = (seq_len, compile, cuda_graph)``; rows with a ``prefill`` key). Each model is
-    timed as a user running that one model would see it: on the H200 (sessions 13–15, not understood) a compiled
-    step replays slower after other CUDA graphs were captured in the process (the Transformer-360M's batch-1 step
-    0.665 ms alone, 0.749 ms after Based's compiled rows). An error row names its model."""
+    another, then its prefill rows (``prefill = (seq_len, compile, cuda_graph)``; rows with a ``prefill`` key).
+    Each model is timed as a user running that one model would see it: on the H200 (sessions 13–15, not understood)
+    a compiled step replays slower after other CUDA graphs were captured in the process (the Transformer-360M's
+    batch-1 step 0.665 ms alone, 0.749 ms after Based's compiled rows). An error row names its model."""
     for name in names:
         for row in run_in_child(_model_rows, name, batches, prompt_len, ceilings, compile_step, largest, prefill):
             row.setdefault("model", name)
             yield row
+
+
+def bench_generate_models(
+    names: list[str], batches: list[tuple[int, int]], prompt_len: int, ceilings: Ceilings,
+    compile_step: str | None = None, largest: tuple[int, int] | None = None,
+    prefill: tuple[int, str | None, bool] | None = None, one_process: bool = False,
+) -> Iterator[dict]:  # fmt: skip
+    """The rows of ``benchmarks/generation.py`` and ``mixerzoo bench generate``: `bench_generate_isolated`, or with
+    ``one_process`` every model built here first and `bench_generate_prefill_rows` (every compiled row before any
+    eager one)."""
+    if not one_process:
+        return bench_generate_isolated(names, batches, prompt_len, ceilings, compile_step, largest, prefill)
+    models = {name: _build(name, torch.bfloat16) for name in names}
+    return bench_generate_prefill_rows(models, batches, prompt_len, ceilings, compile_step, largest, prefill)
 
 
 @torch.no_grad()
@@ -510,11 +524,9 @@ def bench_main(argv: list[str] | None = None) -> int:
     else:
         largest = (args.new, args.largest_new) if args.largest_batch else None
         batches = [(b, args.new) for b in args.batch]
-        if args.one_process:  # every model built first: their compiled rows before any eager one
-            models = {name: _build(name, torch.bfloat16) for name in args.models}
-            gen = bench_generate_rows(models, batches, args.prompt, ceilings, args.compile_step, largest)
-        else:
-            gen = bench_generate_isolated(args.models, batches, args.prompt, ceilings, args.compile_step, largest)
+        gen = bench_generate_models(
+            args.models, batches, args.prompt, ceilings, args.compile_step, largest, one_process=args.one_process
+        )
         for row in gen:
             rows.append(row)
             print(row, flush=True)

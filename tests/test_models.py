@@ -452,6 +452,21 @@ def test_generate_isolated_runs_each_model_in_its_own_child(monkeypatch):
     assert [(r["model"], "error" in r) for r in rows] == [("a", False), ("b", False), ("b", True)]
 
 
+def test_generate_models_runs_isolated_or_in_one_process(monkeypatch):
+    """`bench_generate_models`: each model in its own child by default; with ``one_process`` every model built
+    first, then `bench_generate_prefill_rows` over all of them."""
+    import mixerzoo.bench as bench
+
+    monkeypatch.setattr(bench, "bench_generate_isolated", lambda names, *a: iter([("isolated", names, a)]))
+    monkeypatch.setattr(bench, "bench_generate_prefill_rows", lambda models, *a: iter([("one", models, a)]))
+    monkeypatch.setattr(bench, "_build", lambda name, dtype: f"model {name}")
+    args = ([(1, 128)], 1024, None, "default", None, (4096, None, True))
+    assert list(bench.bench_generate_models(["a", "b"], *args)) == [("isolated", ["a", "b"], args)]
+    assert list(bench.bench_generate_models(["a", "b"], *args, one_process=True)) == [
+        ("one", {"a": "model a", "b": "model b"}, args)
+    ]  # fmt: skip
+
+
 def test_generate_prefill_rows_decode_first_then_each_prefill(monkeypatch):
     """`bench_generate_prefill_rows`: the decode rows of every model, then each model's prefill (eager, compiled)."""
     import mixerzoo.bench as bench
