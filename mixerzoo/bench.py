@@ -34,7 +34,7 @@ from mixerzoo.models import lm
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
     "bench_generate_prefill_rows", "bench_generate_isolated", "bench_generate_models",
-    "bench_prefill", "measure_ceilings",
+    "bench_prefill", "decode_cost", "measure_ceilings", "prefill_flops",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
 
@@ -375,6 +375,22 @@ def bench_generate_models(
 
 
 @torch.no_grad()
+def prefill_flops(model, batch: int, seq_len: int) -> float:
+    """FLOPs of a prefill of ``[batch, seq_len]`` tokens: 2 per weight per token (the embedding and the head, which
+    runs at the last position only, excepted) plus the mixers' own products (causal attention: half of 4·L²·d)."""
+    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
+    flops = 2.0 * batch * seq_len * weights
+    for block in model.stack.blocks:
+        m = block.mixer
+        if isinstance(m, Attention):
+            flops += 2.0 * batch * seq_len * seq_len * m.heads * m.head_dim
+        elif isinstance(m, SlidingWindowAttention):
+            flops += 4.0 * batch * seq_len * min(seq_len, m.window) * m.heads * m.head_dim
+        elif isinstance(m, LinearAttention):
+            flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
+    return flops
+
+
 def bench_prefill(
     name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None,
     compile: bool | str = False, cuda_graph: bool = False,
@@ -388,17 +404,7 @@ def bench_prefill(
     model = model if model is not None else _build(name, dtype)
     ids = torch.randint(0, model.vocab_size, (batch, seq_len), device="cuda")
     warmup_s, ms = _warm_up_and_time(lambda: model.prefill(ids, compile=compile, cuda_graph=cuda_graph), reps=5)
-    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
-    flops = 2.0 * batch * seq_len * weights
-    for block in model.stack.blocks:
-        m = block.mixer
-        if isinstance(m, Attention):
-            flops += 2.0 * batch * seq_len * seq_len * m.heads * m.head_dim  # causal: half of 4·L²·d
-        elif isinstance(m, SlidingWindowAttention):
-            flops += 4.0 * batch * seq_len * min(seq_len, m.window) * m.heads * m.head_dim
-        elif isinstance(m, LinearAttention):
-            flops += 4.0 * batch * seq_len * m.heads * m.feature_map.out_dim * (m.head_dim + 1)
-    floor_ms = 1e3 * flops / ceilings.matmul_flops_per_s
+    floor_ms = 1e3 * prefill_flops(model, batch, seq_len) / ceilings.matmul_flops_per_s
     return {"model": name, "batch": batch, "prefill": prefill_label(compile, cuda_graph), "seq_len": seq_len, "ms": ms,
             "floor_ms": floor_ms, "over_floor": ms / floor_ms, "tokens_per_s": batch * seq_len / (ms * 1e-3),
             "warmup_s": warmup_s}  # fmt: skip
