@@ -1,22 +1,28 @@
-"""The GEMMs of one decode step or one prefill, replayed alone from a CUDA graph, beside the model's floor.
+"""The GEMMs of one decode step or one prefill, replayed alone from a CUDA graph: a lower bound beside the floor.
 
 Run on the GPU:  python benchmarks/gemm_chain.py [--models based-360m transformer-360m] [--batch 1 128]
                  [--prompt 1024] [--new 1024] [--prefill-len 4096] [--out DIR]
 
-What a step or a prefill built from separate library kernels can reach at best. The script records every projection
-(each ``nn.Linear``: mixers, MLPs, head) of one eager decode step at each ``--batch`` and of one eager prefill of
-``--prefill-len`` tokens at batch 1, with the input shapes the model gave it, in the order it ran them. It then
-captures the same calls (the model's own modules and weights, fresh inputs of the recorded shapes) in one CUDA graph
-and times its replays: the projections alone, with nothing between them. The full attention of a prefill (SDPA) is
-recorded the same way and replayed with each of torch's backends (cuDNN, FlashAttention-2, memory-efficient).
+What a step or a prefill built from separate kernels, with its projections on cuBLAS, can reach at best. The script
+records every projection (each ``nn.Linear``: mixers, MLPs, head) of one eager decode step at each ``--batch`` and of
+one eager prefill of ``--prefill-len`` tokens at batch 1, with the input shapes the model gave it, in the order it ran
+them. It captures the same calls (the model's own modules and weights, fresh inputs of the recorded shapes) in one
+CUDA graph and times its replays: the projections alone, nothing between them. The prefill's full attention (SDPA)
+is recorded the same way and replayed alone with each of torch's backends (cuDNN, FlashAttention-2,
+memory-efficient).
 
-Each row sets the chain's time beside the floor of ``mixerzoo.bench`` (decode: bytes over the copy bandwidth or
-FLOPs over the matmul rate, at the table's mean length ``prompt + new / 2``; prefill: FLOPs over the matmul rate):
-when the projections alone, or the projections plus attention, are more than 1.3× the floor, no implementation that
-runs them as these separate kernels meets a 1.3× target, whatever it does between them. For decode it also gives each
-projection's time beyond its weight bytes at copy bandwidth (its latency), and for prefill the achieved TFLOP/s.
+``bound`` adds to the measured GEMMs the least time of the rest, as bytes at the copy bandwidth:
+- decode: the mixers' states or KV caches (``mixerzoo.bench.mixer_state_cost``), which the step kernels read (and
+  write) in kernels of their own;
+- prefill: the fastest attention backend, plus every projection's input written and output read once by the work
+  between the GEMMs (``activation_bytes``).
+Both sit beside the floor of ``mixerzoo.bench`` (decode: bytes over the copy bandwidth or FLOPs over the matmul rate,
+at the table's mean length ``prompt + new / 2``; prefill: FLOPs over the matmul rate). Where ``bound / floor`` is
+above 1.3, no implementation that runs these projections as separate cuBLAS GEMMs meets a 1.3× target; only fusing
+across them (a GEMM epilogue, a persistent kernel) could. Per GEMM, decode rows give the time beyond its weight bytes
+at copy bandwidth (its latency) and prefill rows the TFLOP/s reached.
 
-Prints a table and writes ``gemm_chain.json`` under ``--out``.
+Prints a table and writes ``gemm_chain.{md,json}`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -36,24 +42,32 @@ from mixerzoo import bench
 BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash2": SDPBackend.FLASH_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION}  # fmt: skip
 REPS = 20
+LEGEND = (
+    "`memory-bound part`: decode, the mixers' states at copy bandwidth; prefill, every projection's input written and "
+    "output read once at copy bandwidth. `bound` = GEMMs alone + the fastest attention + the memory-bound part."
+)
 
 
 @contextmanager
 def recording(model: nn.Module):
-    """Yield two lists that fill while the body runs: ``(module, input shape)`` of every ``nn.Linear`` call, and
-    ``(q, k, v shapes as [B, L, H, d], kwargs)`` of every ``F.scaled_dot_product_attention`` call."""
-    linears: list[tuple[nn.Linear, torch.Size]] = []
+    """Yield two lists that fill while the body runs: ``(module, input shape, input written by SDPA)`` of every
+    ``nn.Linear`` call, and ``(q, k, v shapes as [B, L, H, d], kwargs)`` of every ``F.scaled_dot_product_attention``
+    call."""
+    linears: list[tuple[nn.Linear, torch.Size, bool]] = []
     attentions: list[tuple[tuple, dict]] = []
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args: linears.append((mod, args[0].shape)))
-        for m in model.modules()
-        if isinstance(m, nn.Linear)
-    ]
+    sdpa_outputs: dict[int, torch.Tensor] = {}  # storages SDPA wrote (held, so no later tensor reuses one)
+
+    def pre_hook(module, args):
+        linears.append((module, args[0].shape, args[0].untyped_storage().data_ptr() in sdpa_outputs))
+
+    hooks = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, nn.Linear)]
     sdpa = F.scaled_dot_product_attention
 
     def recorded(q, k, v, **kwargs):
         attentions.append((tuple(t.transpose(1, 2).shape for t in (q, k, v)), kwargs))
-        return sdpa(q, k, v, **kwargs)
+        out = sdpa(q, k, v, **kwargs)
+        sdpa_outputs[out.untyped_storage().data_ptr()] = out
+        return out
 
     F.scaled_dot_product_attention = recorded
     try:
@@ -85,7 +99,7 @@ def linear_calls(linears) -> list:
     """One call per recorded projection: the module itself on a fresh input of the recorded shape (so the library's
     path is the one timed: the GEMV at one row, ``F.linear`` otherwise)."""
     calls = []
-    for module, shape in linears:
+    for module, shape, _ in linears:
         x = torch.randn(shape, device="cuda", dtype=module.weight.dtype)
         calls.append(lambda m=module, x=x: m(x))
     return calls
@@ -101,11 +115,21 @@ def attention_calls(attentions, dtype) -> list:
 
 
 def weight_bytes(linears) -> int:
-    return sum(m.weight.numel() * m.weight.element_size() for m, _ in linears)
+    return sum(m.weight.numel() * m.weight.element_size() for m, _, _ in linears)
+
+
+def activation_bytes(linears) -> int:
+    """Bytes that the work between the GEMMs (norms, residual adds, SiLU·mul, RoPE, the mixers' own kernels) moves
+    at the least: it writes every projection's input (but the ones SDPA wrote, timed with the attention) and reads
+    every projection's output once, since cuBLAS fuses none of that work into its prologue or epilogue."""
+    return sum(
+        m.weight.element_size() * shape.numel() // shape[-1] * (m.out_features + (0 if by_sdpa else shape[-1]))
+        for m, shape, by_sdpa in linears
+    )
 
 
 def linear_flops(linears) -> float:
-    return sum(2.0 * shape.numel() // shape[-1] * m.weight.numel() for m, shape in linears)
+    return sum(2.0 * shape.numel() // shape[-1] * m.weight.numel() for m, shape, _ in linears)
 
 
 @torch.no_grad()
@@ -115,13 +139,15 @@ def decode_row(name: str, model, batch: int, prompt: int, new: int, ceilings: be
     with recording(model) as (linears, _):
         model.step(logits.argmax(-1), states)
     ms = graph_ms(linear_calls(linears))
-    nbytes, flops = bench.decode_cost(model, batch, prompt + new / 2)
+    length = prompt + new / 2  # the table's mean length
+    nbytes, flops = bench.decode_cost(model, batch, length)
     floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
-    at_bandwidth_ms = 1e3 * weight_bytes(linears) / ceilings.copy_bytes_per_s
+    state_ms = 1e3 * bench.mixer_state_cost(model, batch, length)[0] / ceilings.copy_bytes_per_s
+    at_copy_ms = 1e3 * weight_bytes(linears) / ceilings.copy_bytes_per_s
     return {"model": name, "phase": "decode", "batch": batch, "gemms": len(linears), "gemm_ms": ms,
-            "attention_ms": {}, "floor_ms": floor_ms, "gemm_over_floor": ms / floor_ms,
-            "bound_over_floor": ms / floor_ms, "weights_at_copy_ms": at_bandwidth_ms,
-            "latency_us_per_gemm": 1e3 * (ms - at_bandwidth_ms) / len(linears)}  # fmt: skip
+            "attention_ms": {}, "between_ms": state_ms, "between": "mixer states at copy bandwidth",
+            "floor_ms": floor_ms, "gemm_over_floor": ms / floor_ms, "bound_over_floor": (ms + state_ms) / floor_ms,
+            "weights_at_copy_ms": at_copy_ms, "latency_us_per_gemm": 1e3 * (ms - at_copy_ms) / len(linears)}  # fmt: skip
 
 
 @torch.no_grad()
@@ -141,16 +167,19 @@ def prefill_row(name: str, model, length: int, ceilings: bench.Ceilings) -> dict
         except RuntimeError as e:  # a backend that does not take these shapes on this GPU
             print(f"{name}: attention backend {label} unavailable: {str(e).splitlines()[0]}")
     floor_ms = 1e3 * bench.prefill_flops(model, 1, length) / ceilings.matmul_flops_per_s
-    bound_ms = ms + min(attention_ms.values(), default=0.0)
+    between_ms = 1e3 * activation_bytes(linears) / ceilings.copy_bytes_per_s
+    bound_ms = ms + min(attention_ms.values(), default=0.0) + between_ms
     return {"model": name, "phase": "prefill", "batch": 1, "seq_len": length, "gemms": len(linears), "gemm_ms": ms,
-            "attention_ms": attention_ms, "attentions": len(attentions), "floor_ms": floor_ms,
+            "attention_ms": attention_ms, "attentions": len(attentions), "between_ms": between_ms,
+            "between": "projection inputs and outputs at copy bandwidth", "floor_ms": floor_ms,
             "gemm_over_floor": ms / floor_ms, "bound_over_floor": bound_ms / floor_ms,
             "gemm_tflops": linear_flops(linears) / (ms * 1e-3) / 1e12}  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | phase | batch | GEMMs | GEMMs alone, ms | attention alone, ms | floor, ms | GEMMs / floor | "
-             "GEMMs + best attention / floor | per GEMM |", "|---|---|---:|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
+    lines = ["| model | phase | batch | GEMMs | GEMMs alone, ms | attention alone, ms | memory-bound part, ms | "
+             "floor, ms | GEMMs / floor | bound / floor | per GEMM |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         attn = ", ".join(f"{k} {v:.3f}" for k, v in r["attention_ms"].items()) or "–"
         extra = (f"{r['latency_us_per_gemm']:.2f} µs over its bytes" if r["phase"] == "decode"
@@ -158,7 +187,8 @@ def table(rows: list[dict]) -> str:
         phase = r["phase"] + (f" {r['seq_len']}" if r["phase"] == "prefill" else "")
         lines.append(
             f"| {r['model']} | {phase} | {r['batch']} | {r['gemms']} | {r['gemm_ms']:.3f} | {attn} | "
-            f"{r['floor_ms']:.3f} | {r['gemm_over_floor']:.2f}× | {r['bound_over_floor']:.2f}× | {extra} |"
+            f"{r['between_ms']:.3f} | {r['floor_ms']:.3f} | {r['gemm_over_floor']:.2f}× | {r['bound_over_floor']:.2f}× "
+            f"| {extra} |"
         )
     return "\n".join(lines)
 
@@ -185,7 +215,12 @@ def main() -> None:
         torch.cuda.empty_cache()
     print("\n" + table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gemm_chain.json").write_text(json.dumps({"environment": bench.environment(), "rows": rows}, indent=1))
+    env = bench.environment()
+    (args.out / "gemm_chain.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    (args.out / "gemm_chain.md").write_text(
+        f"# {__doc__.splitlines()[0]}\n\n`{env['command']}` — {env['gpu']}, torch "
+        f"{env['torch']}, {env['date']}\n\n{LEGEND}\n\n{table(rows)}\n"
+    )
 
 
 if __name__ == "__main__":

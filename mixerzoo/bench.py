@@ -34,7 +34,7 @@ from mixerzoo.models import lm
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
     "bench_generate_prefill_rows", "bench_generate_isolated", "bench_generate_models",
-    "bench_prefill", "decode_cost", "measure_ceilings", "prefill_flops",
+    "bench_prefill", "decode_cost", "measure_ceilings", "mixer_state_cost", "prefill_flops",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
 
@@ -90,8 +90,14 @@ def decode_cost(model, batch: int, length: float) -> tuple[float, float]:
     """(bytes, FLOPs) of one decode step at ``batch`` sequences of ``length`` tokens so far."""
     elem = next(model.parameters()).element_size()
     weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed."))
-    nbytes = weights * elem + batch * model.stack.d_model * elem
-    flops = 2.0 * batch * weights
+    state_bytes, state_flops = mixer_state_cost(model, batch, length)
+    return weights * elem + batch * model.stack.d_model * elem + state_bytes, 2.0 * batch * weights + state_flops
+
+
+def mixer_state_cost(model, batch: int, length: float) -> tuple[float, float]:
+    """The mixers' share of ``decode_cost``: (bytes, FLOPs) of their states or KV caches in one decode step."""
+    elem = next(model.parameters()).element_size()
+    nbytes = flops = 0.0
     for block in model.stack.blocks:
         m = block.mixer
         if isinstance(m, LinearAttention):
