@@ -217,7 +217,7 @@ def test_prefill_in_batch_slices_equals_one_prefill():
 
 
 def test_decode_floor_counts_weights_and_state_bytes():
-    from mixerzoo.bench import decode_cost
+    from mixerzoo.bench import decode_cost, mixer_state_cost
 
     model = zoo.build("attn-taylor4-sw8-conv3", d_model=32, vocab_size=10, n_heads=2)
     blocks = model.stack.blocks
@@ -231,6 +231,23 @@ def test_decode_floor_counts_weights_and_state_bytes():
     expected += 3 * 2 * 2 * 64 * 4  # conv3: K−1 = 2 inputs of 64 channels
     assert nbytes == expected
     assert flops > 2 * 3 * weights
+    state_bytes, state_flops = mixer_state_cost(model, batch=3, length=100)
+    assert state_bytes == expected - (4 * weights + 3 * 32 * 4)  # the states' share: all but weights and embeddings
+    assert flops == 2 * 3 * weights + state_flops
+
+
+def test_prefill_floor_counts_projections_and_mixer_products():
+    from mixerzoo.bench import prefill_flops
+
+    model = zoo.build("attn-taylor4-sw8-conv3", d_model=32, vocab_size=10, n_heads=2)
+    la = model.stack.blocks[1].mixer
+    weights = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("embed.", "head.")))
+    B, L = 2, 50
+    expected = 2 * B * L * weights  # every weight once per token; the head runs at the last position only
+    expected += 2 * B * L * L * 2 * 16  # causal attention: half of 4·L²·d, 2 heads of 16
+    expected += 4 * B * L * la.heads * la.feature_map.out_dim * (la.head_dim + 1)  # taylor: kv and z per token
+    expected += 4 * B * L * 8 * 2 * 16  # sw8: a window of 8 keys per query
+    assert prefill_flops(model, B, L) == expected
 
 
 # The compiled decode step (torch.compile of LanguageModel.step): traced in one graph, equal to eager token for token.
