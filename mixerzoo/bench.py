@@ -380,7 +380,6 @@ def bench_generate_models(
     return bench_generate_prefill_rows(models, batches, prompt_len, ceilings, compile_step, largest, prefill)
 
 
-@torch.no_grad()
 def prefill_flops(model, batch: int, seq_len: int) -> float:
     """FLOPs of a prefill of ``[batch, seq_len]`` tokens: 2 per weight per token (the embedding and the head, which
     runs at the last position only, excepted) plus the mixers' own products (causal attention: half of 4·L²·d)."""
@@ -397,6 +396,7 @@ def prefill_flops(model, batch: int, seq_len: int) -> float:
     return flops
 
 
+@torch.no_grad()
 def bench_prefill(
     name: str, batch: int, seq_len: int, ceilings: Ceilings, dtype=torch.bfloat16, model=None,
     compile: bool | str = False, cuda_graph: bool = False,
