@@ -50,6 +50,10 @@ PRESETS: dict[str, Preset] = {
     "based-1.3b": Preset(_BASED_1B, 1792, 16, doc="Based 1.3B: 36 layers, d_model 1792"),
     "transformer-360m": Preset("attn*27", 1024, 16, doc="Transformer baseline, Based-360M's width and depth"),
     "transformer-1.3b": Preset("attn*36", 1792, 16, doc="Transformer baseline, Based-1.3B's width and depth"),
+    # the paper's baseline: SDPA pinned to its FlashAttention-2 kernel in the prefill (torch's own pick is cuDNN's on
+    # an H200, which is faster); the decode step is the same as the presets' above
+    "transformer-360m-fa2": Preset("attn[sdpa=flash]*27", 1024, 16, doc="transformer-360m on FlashAttention-2"),
+    "transformer-1.3b-fa2": Preset("attn[sdpa=flash]*36", 1792, 16, doc="transformer-1.3b on FlashAttention-2"),
 }
 
 
@@ -105,8 +109,9 @@ def build(
 
     Args:
         spec: the layer layout, e.g. ``"(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2"`` (see ``mixerzoo.spec``),
-            or a preset name (``based-360m``, ``based-1.3b``, ``transformer-360m``, ``transformer-1.3b``), which
-            also sets d_model, n_heads and vocab_size unless they are given.
+            or a preset name (``based-360m``, ``based-1.3b``, ``transformer-360m``, ``transformer-1.3b``, and the
+            last two with ``-fa2``: SDPA's FlashAttention-2 kernel), which also sets d_model, n_heads and vocab_size
+            unless they are given.
         d_model: model width (default 256, or the preset's).
         vocab_size: with a vocabulary, a ``LanguageModel`` (embedding → blocks → norm → head);
             without, the block ``Stack`` (``[B, L, D] -> [B, L, D]``).

@@ -146,6 +146,30 @@ def test_full_attention_matches_the_fp64_oracle(Lq, extra, H, d, seed):
     assert rel_err(attention(q, k, v, backend="torch"), attention_reference(q, k, v)) < 1e-5
 
 
+@given(L=st.integers(1, 40), H=st.sampled_from([1, 2, 4]), d=st.integers(1, 16), sdpa=st.sampled_from(["flash", "math"]),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_attention_on_a_pinned_sdpa_kernel_matches_the_fp64_oracle(L, H, d, sdpa, seed):
+    g = torch.Generator().manual_seed(seed)  # the CPU has SDPA's flash and math kernels
+    q, k, v = (torch.randn(2, L, H, d, generator=g) for _ in range(3))
+    assert rel_err(attention(q, k, v, backend="torch", sdpa=sdpa), attention_reference(q, k, v)) < 1e-5
+
+
+def test_a_pinned_sdpa_kernel_that_cannot_run_is_a_clear_error():
+    q = torch.randn(1, 6, 2, 8)
+    cases = [
+        (dict(sdpa="flash2"), "sdpa must be 'auto' or one of 'flash', 'cudnn', 'efficient', 'math'"),
+        (dict(sdpa="cudnn"), "cudnn kernel runs on CUDA only"),
+        (dict(sdpa="efficient"), "efficient kernel runs on CUDA only"),
+        (dict(sdpa="flash", backend="xformers"), "xformers"),  # not installed here: the backend check says so
+    ]
+    for kwargs, message in cases:
+        with pytest.raises((ValueError, RuntimeError), match=message):
+            attention(q, q, q, **kwargs)
+    with pytest.raises(ValueError, match="flash kernel takes no mask, so it cannot continue from a KV cache"):
+        attention(q[:, :2], q, q, sdpa="flash")  # 2 queries after 4 cached keys need the bottom-right mask
+    assert attention(q[:, :2], q, q, sdpa="math").shape == (1, 2, 2, 8)  # the math kernel takes it
+
+
 @given(B=st.integers(1, 3), L=LENGTHS, C=st.integers(1, 17), K=st.integers(1, 5), bias=st.booleans(),
        with_state=st.booleans(), dtype=DTYPES, seed=st.integers(0, 2**16))  # fmt: skip
 def test_gated_short_conv_matches_the_fp64_oracle(B, L, C, K, bias, with_state, dtype, seed):

@@ -228,6 +228,33 @@ def test_rotary_embeddings_are_on_by_default_and_can_be_turned_off(name):
     assert without.spec == f"{token}[rope=false]"
 
 
+def test_attention_on_sdpa_flash_computes_what_auto_does():
+    auto = mixerzoo.build("attn", d_model=D_MODEL, n_heads=HEADS, mlp="none")
+    flash = mixerzoo.build("attn[sdpa=flash]", d_model=D_MODEL, n_heads=HEADS, mlp="none")
+    flash.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 9, D_MODEL)
+    assert rel_err(flash(x), auto(x)) < 1e-5
+    assert flash.spec == "attn[sdpa=flash]" and flash.blocks[0].mixer.config.sdpa == "flash"
+    with pytest.raises(mixerzoo.SpecError, match="sdpa"):
+        mixerzoo.build("attn[sdpa=fa2]", d_model=D_MODEL, n_heads=HEADS)
+    with pytest.raises(ValueError, match="pins a kernel of the torch backend"):
+        mixerzoo.build("attn[sdpa=flash,backend=xformers]", d_model=D_MODEL, n_heads=HEADS)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sdpa", ["flash", "cudnn", "efficient"])
+def test_attention_on_each_sdpa_kernel_on_cuda_matches_auto(sdpa):
+    torch.manual_seed(0)
+    auto = mixerzoo.build("attn", d_model=256, n_heads=4, mlp="none").to("cuda", torch.bfloat16)
+    pinned = mixerzoo.build(f"attn[sdpa={sdpa}]", d_model=256, n_heads=4, mlp="none").to("cuda", torch.bfloat16)
+    pinned.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 300, 256, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert rel_err(pinned(x), auto(x)) < 2e-2
+        compiled = torch.compile(pinned, fullgraph=True)  # sdpa_kernel inside a compiled region
+        assert rel_err(compiled(x), pinned(x)) < 2e-2
+
+
 def test_linear_attention_loads_a_checkpoint_with_separate_q_k_v():
     """q, k and v are one projection (``qkv_proj``, rows [q; k; v]); a state dict from before, with ``q_proj``,
     ``k_proj`` and ``v_proj``, loads into it and gives the same output as the split projections it came from."""

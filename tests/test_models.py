@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import rel_err
 
 import mixerzoo as zoo
 from mixerzoo import SpecError
@@ -638,6 +639,25 @@ def test_graphed_prefill_equals_eager_on_cuda(compile):
         if first is None:
             first = (logits.clone(), logits)
     assert torch.equal(first[0], first[1])  # the replays did not overwrite what the first call returned
+
+
+@pytest.mark.gpu
+def test_fa2_transformer_prefills_and_generates_as_the_default_one_on_cuda():
+    """``transformer-*-fa2`` pins SDPA's FlashAttention-2 kernel: its compiled, graphed prefill equals the eager one,
+    and its logits are the default preset's (cuDNN's kernel on an H200) within bf16 rounding."""
+    torch.manual_seed(0)
+    kw = dict(d_model=128, n_heads=2, vocab_size=1000, device="cuda", dtype=torch.bfloat16)
+    auto = zoo.build(zoo.zoo.PRESETS["transformer-360m"].spec.replace("*27", "*3"), **kw).eval()
+    fa2 = zoo.build(zoo.zoo.PRESETS["transformer-360m-fa2"].spec.replace("*27", "*3"), **kw).eval()
+    fa2.load_state_dict(auto.state_dict())
+    prompt = torch.randint(0, 1000, (2, 300), device="cuda")
+    with torch.no_grad():
+        eager, _ = fa2.prefill(prompt, capacity=320)
+        graphed, _ = fa2.prefill(prompt, capacity=320, compile=True, cuda_graph=True)
+        reference, _ = auto.prefill(prompt, capacity=320)
+    assert rel_err(graphed, eager) < 1e-2 and rel_err(eager, reference) < 2e-2
+    out = fa2.generate(prompt[:, :20], 8)
+    assert out.shape == (2, 28)
 
 
 @pytest.mark.parametrize("bad", [3, "reduce-overhead", "max-autotune"])

@@ -36,12 +36,16 @@ ROPE_IN_STEP: bool = os.environ.get("MIXERZOO_ROPE_IN_STEP", "1") == "1"
 
 @dataclass(frozen=True)
 class AttentionConfig:
-    """Options of ``attn``: ``heads``, ``kv_heads`` (grouped), ``rope``, ``backend``."""
+    """Options of ``attn``: ``heads``, ``kv_heads`` (grouped), ``rope``, ``backend``, and ``sdpa``: the SDPA kernel
+    of the parallel forward (prefill, training) on the torch backend: ``auto`` (torch's choice), ``flash``
+    (FlashAttention-2, the BASED paper's baseline), ``cudnn``, ``efficient`` or ``math``. The decode step on CUDA
+    runs mixerzoo's own kernel whatever it says."""
 
     heads: int | None = None
     kv_heads: int | None = None
     rope: bool = True
     backend: Literal["auto", "torch", "xformers"] = "auto"
+    sdpa: Literal["auto", "flash", "cudnn", "efficient", "math"] = "auto"
 
 
 @register_mixer("attn", config=AttentionConfig)
@@ -50,6 +54,10 @@ class Attention(RotaryQKVMixer):
 
     def __init__(self, config: AttentionConfig, ctx: LayerContext) -> None:
         super().__init__(ctx)
+        if config.sdpa != "auto" and config.backend == "xformers":
+            raise ValueError(
+                f"attn: sdpa={config.sdpa!r} pins a kernel of the torch backend; drop it or backend=xformers"
+            )
         self._init_projections(config.heads, config.kv_heads, "attn")
         self.config = dataclasses.replace(config, heads=self.heads, kv_heads=self.kv_heads)
 
@@ -70,7 +78,7 @@ class Attention(RotaryQKVMixer):
             state["k"][:, start : start + L] = k.to(state["k"].dtype)
             state["v"][:, start : start + L] = v.to(state["v"].dtype)
             k, v = state["k"][:, : start + L].to(q.dtype), state["v"][:, : start + L].to(q.dtype)
-        o = attention(q, k, v, backend=self.config.backend)  # [B, L, H, hd]
+        o = attention(q, k, v, backend=self.config.backend, sdpa=self.config.sdpa)  # [B, L, H, hd]
         y = self.out_proj(o.reshape(B, L, -1))
         if state is None and not return_state:
             return y
