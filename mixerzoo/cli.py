@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("spec", help="e.g. '(conv3-taylor16-sw128-conv3-conv3)*5-conv3*2'")
-        p.add_argument("--d-model", type=int, default=256)
+        p.add_argument("--d-model", type=int, default=None, help="model width (default 256, or the preset's)")
         p.add_argument("--n-heads", type=int, default=None)
         p.add_argument("--mlp", default="swiglu", choices=("swiglu", "gelu", "none"))
         p.add_argument("--vocab-size", type=int, default=None if name == "describe" else 1000)

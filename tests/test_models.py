@@ -145,6 +145,8 @@ def test_cli_list_and_describe(capsys):
     assert main(["describe", "conv3-taylor16", "--d-model", "64", "--seq-len", "1024"]) == 0
     out = capsys.readouterr().out
     assert "taylor16" in out and "9,945" in out
+    assert main(["describe", "based-1.3b"]) == 0  # a preset brings its own width, heads and vocabulary
+    assert "(d_model=1792, 36 layers" in capsys.readouterr().out
     assert main(["describe", "talyor16"]) == 2
     assert "did you mean 'taylor16'" in capsys.readouterr().err
     assert main(["generate", "taylor4-conv3", "--d-model", "32", "--new-tokens", "4"]) == 0
