@@ -125,7 +125,7 @@ def profile_decode(
         group[1] += n
     gpu_ms = sum(t for t, _ in kernels.values())
     nbytes, flops = bench.decode_cost(model, batch, prompt)
-    floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
+    floor_ms = ceilings.floor_ms(nbytes, flops)
     label = step_label(compile_step)
     n_kernels = sum(n for _, n in kernels.values())
     launch_ms = 1e-3 * kernel_us * n_kernels

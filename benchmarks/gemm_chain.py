@@ -34,6 +34,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from _common import graph_time_us  # the script's folder, benchmarks/, is on sys.path
 from torch import nn
 from torch.nn.attention import sdpa_kernel
 
@@ -41,7 +42,6 @@ from mixerzoo import bench
 from mixerzoo.kernels.attention import SDPA_KERNELS
 
 BACKENDS = {name: SDPA_KERNELS[name] for name in ("cudnn", "flash", "efficient")}  # not math: L² scores in memory
-REPS = 20
 LEGEND = (
     "`memory-bound part`: decode, the mixers' states at copy bandwidth; prefill, every projection's input written and "
     "output read once at copy bandwidth. `bound` = GEMMs alone + the fastest attention + the memory-bound part."
@@ -79,20 +79,8 @@ def recording(model: nn.Module):
 
 
 def graph_ms(calls) -> float:
-    """Median ms of one replay of a CUDA graph that runs every ``call()`` in order (each warmed up first)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for call in calls:
-            call()
-    _, ms = bench._warm_up_and_time(graph.replay, reps=REPS, warm_ups=3)
-    del graph
-    return ms
+    """Milliseconds of one CUDA-graph replay that runs every ``call()`` in order (`_common.graph_time_us`)."""
+    return graph_time_us(lambda i: calls[i](), len(calls)) * len(calls) / 1e3
 
 
 def linear_calls(linears) -> list:
@@ -140,8 +128,7 @@ def decode_row(name: str, model, batch: int, prompt: int, new: int, ceilings: be
         model.step(logits.argmax(-1), states)
     ms = graph_ms(linear_calls(linears))
     length = prompt + new / 2  # the table's mean length
-    nbytes, flops = bench.decode_cost(model, batch, length)
-    floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
+    floor_ms = ceilings.floor_ms(*bench.decode_cost(model, batch, length))
     state_ms = 1e3 * bench.mixer_state_cost(model, batch, length)[0] / ceilings.copy_bytes_per_s
     at_copy_ms = 1e3 * weight_bytes(linears) / ceilings.copy_bytes_per_s
     return {"model": name, "phase": "decode", "batch": batch, "gemms": len(linears), "gemm_ms": ms,
@@ -166,7 +153,7 @@ def prefill_row(name: str, model, length: int, ceilings: bench.Ceilings) -> dict
                 attention_ms[label] = graph_ms(attention_calls(attentions, dtype))
         except RuntimeError as e:  # a backend that does not take these shapes on this GPU
             print(f"{name}: attention backend {label} unavailable: {str(e).splitlines()[0]}")
-    floor_ms = 1e3 * bench.prefill_flops(model, 1, length) / ceilings.matmul_flops_per_s
+    floor_ms = ceilings.floor_ms(0, bench.prefill_flops(model, 1, length))
     between_ms = 1e3 * activation_bytes(linears) / ceilings.copy_bytes_per_s
     bound_ms = ms + min(attention_ms.values(), default=0.0) + between_ms
     return {"model": name, "phase": "prefill", "batch": 1, "seq_len": length, "gemms": len(linears), "gemm_ms": ms,

@@ -34,7 +34,7 @@ from mixerzoo.models import lm
 __all__ = [
     "Ceilings", "environment", "bench_generate", "bench_generate_largest", "bench_generate_rows",
     "bench_generate_prefill_rows", "bench_generate_isolated", "bench_generate_models",
-    "bench_prefill", "decode_cost", "measure_ceilings", "mixer_state_cost", "prefill_flops",
+    "bench_prefill", "bench_prefill_rows", "decode_cost", "measure_ceilings", "mixer_state_cost", "prefill_flops",
     "plot_throughput", "prefill_speedups",
 ]  # fmt: skip
 
@@ -45,6 +45,10 @@ class Ceilings:
 
     copy_bytes_per_s: float
     matmul_flops_per_s: float
+
+    def floor_ms(self, nbytes: float, flops: float) -> float:
+        """The least milliseconds for ``nbytes`` at the copy bandwidth and ``flops`` at the matmul rate, overlapped."""
+        return 1e3 * max(nbytes / self.copy_bytes_per_s, flops / self.matmul_flops_per_s)
 
 
 def _time_ms(fn, reps: int = 20) -> float:
@@ -164,7 +168,7 @@ def bench_generate(
     decode_ms = start.elapsed_time(end)
     steps = new_tokens - 1
     nbytes, flops = decode_cost(model, batch, prompt_len + new_tokens / 2)
-    floor_ms = 1e3 * max(nbytes / ceilings.copy_bytes_per_s, flops / ceilings.matmul_flops_per_s)
+    floor_ms = ceilings.floor_ms(nbytes, flops)
     step_ms = decode_ms / steps
     return {
         "model": name, "batch": batch, "step": step_label(compile_step), "prompt": prompt_len,
@@ -341,8 +345,7 @@ def bench_generate_prefill_rows(
     if prefill is not None:
         seq_len, compile, graph = prefill
         for name, model in models.items():
-            for mode in compile_steps(compile):
-                yield bench_prefill(name, 1, seq_len, ceilings, model=model, compile=mode, cuda_graph=graph)
+            yield from bench_prefill_rows(name, model, [1], seq_len, ceilings, compile, (graph,))
 
 
 def _model_rows(name: str, *args) -> Iterator[dict]:
@@ -410,10 +413,22 @@ def bench_prefill(
     model = model if model is not None else _build(name, dtype)
     ids = torch.randint(0, model.vocab_size, (batch, seq_len), device="cuda")
     warmup_s, ms = _warm_up_and_time(lambda: model.prefill(ids, compile=compile, cuda_graph=cuda_graph), reps=5)
-    floor_ms = 1e3 * prefill_flops(model, batch, seq_len) / ceilings.matmul_flops_per_s
+    floor_ms = ceilings.floor_ms(0, prefill_flops(model, batch, seq_len))
     return {"model": name, "batch": batch, "prefill": prefill_label(compile, cuda_graph), "seq_len": seq_len, "ms": ms,
             "floor_ms": floor_ms, "over_floor": ms / floor_ms, "tokens_per_s": batch * seq_len / (ms * 1e-3),
             "warmup_s": warmup_s}  # fmt: skip
+
+
+def bench_prefill_rows(
+    name: str, model, batches: list[int], seq_len: int, ceilings: Ceilings, compile: str | None,
+    graphs: tuple[bool, ...] = (False,),
+) -> Iterator[dict]:  # fmt: skip
+    """`bench_prefill` of ``model`` at each batch, eager and (with a ``compile`` mode) compiled, each with and
+    without a CUDA graph as ``graphs`` says."""
+    for b in batches:
+        for mode in compile_steps(compile):
+            for graph in graphs:
+                yield bench_prefill(name, b, seq_len, ceilings, model=model, compile=mode, cuda_graph=graph)
 
 
 PREFILL_KEYS = ["model", "batch", "prefill", "seq_len", "ms", "floor_ms", "over_floor", "tokens_per_s", "warmup_s"]
@@ -524,13 +539,10 @@ def bench_main(argv: list[str] | None = None) -> int:
     if args.what == "prefill":
         for name in args.models:
             model = _build(name, torch.bfloat16)
-            for b in args.batch:
-                for mode in compile_steps(args.compile):
-                    for graph in (False, True) if args.cuda_graph else (False,):
-                        rows.append(
-                            bench_prefill(name, b, args.prompt, ceilings, model=model, compile=mode, cuda_graph=graph)
-                        )
-                        print(rows[-1], flush=True)
+            graphs = (False, True) if args.cuda_graph else (False,)
+            for row in bench_prefill_rows(name, model, args.batch, args.prompt, ceilings, args.compile, graphs):
+                rows.append(row)
+                print(row, flush=True)
             del model
             torch.cuda.empty_cache()
     else:

@@ -11,6 +11,8 @@ choose (cuDNN's on an H200 with torch 2.11, where it is the fastest at 4,096 tok
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from opt_einsum import contract
@@ -74,19 +76,13 @@ def attention(
         return attention_xformers(q, k, v, scale=scale)
     qh = q.transpose(1, 2)  # [B, H, Lq, d]
     kh, vh = expand_kv(k, H).transpose(1, 2), expand_kv(v, H).transpose(1, 2)
-    if sdpa != "auto":
-        with sdpa_kernel([SDPA_KERNELS[sdpa]]):
-            return _sdpa(qh, kh, vh, scale).transpose(1, 2)
-    return _sdpa(qh, kh, vh, scale).transpose(1, 2)
-
-
-def _sdpa(qh: Tensor, kh: Tensor, vh: Tensor, scale: float | None) -> Tensor:
-    """Causal SDPA over ``[B, H, L, d]``, bottom-right aligned (an explicit mask when ``Lk > Lq``)."""
-    Lq, Lk = qh.shape[2], kh.shape[2]
-    if Lq == Lk:
-        return F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale)
-    mask = torch.arange(Lk, device=qh.device) <= (torch.arange(Lq, device=qh.device) + Lk - Lq).unsqueeze(1)
-    return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale)
+    with sdpa_kernel([SDPA_KERNELS[sdpa]]) if sdpa != "auto" else contextlib.nullcontext():
+        if Lq == Lk:
+            o = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale)
+        else:
+            mask = torch.arange(Lk, device=q.device) <= (torch.arange(Lq, device=q.device) + Lk - Lq).unsqueeze(1)
+            o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale)
+    return o.transpose(1, 2)
 
 
 def _check_sdpa(op: str, sdpa: str, backend: str, q: Tensor, Lq: int, Lk: int) -> None:
